@@ -1,0 +1,198 @@
+"""Reading JSONL corpora line by line, and keeping what cannot be indexed.
+
+A corpus is never loaded whole: `read_corpus` yields one `Document` or one `Rejected` per
+line, in file order, with the 1-based line number, so that a bad line is reported where it
+is and the rest of the file still flows through.
+"""
+
+import base64
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+from .errors import InputError
+
+DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class Document:
+    """One indexable line of the corpus."""
+
+    id: str
+    title: str
+    text: str
+    line: int
+    raw: bytes = field(default=b"", repr=False)  # the original line, for the dead-letter file
+
+    @property
+    def content(self) -> str:
+        """What the encoder reads: title and text joined, as BEIR evaluations do."""
+        return f"{self.title} {self.text}" if self.title else self.text
+
+
+@dataclass
+class Rejected:
+    """One line that cannot be indexed, with the reason."""
+
+    line: int
+    reason: str
+    raw: bytes
+
+
+def stable_id(title: str, text: str) -> str:
+    """An id derived from the content, so re-running an ingest overwrites instead of duplicating."""
+    digest = hashlib.blake2b(f"{title}\x00{text}".encode("utf-8"), digest_size=12)
+    return "h-" + digest.hexdigest()
+
+
+def parse_line(
+    raw: bytes,
+    line: int,
+    id_field: str = "_id",
+    text_field: str = "text",
+    title_field: str = "title",
+) -> Union[Document, Rejected]:
+    """Turn one raw JSONL line into a `Document`, or a `Rejected` saying what is wrong."""
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Rejected(line, f"not valid UTF-8 (byte {e.start})", raw)
+    try:
+        record = json.loads(decoded)
+    except RecursionError:
+        return Rejected(line, "malformed JSON: nested too deeply", raw)
+    except ValueError as e:
+        return Rejected(line, f"malformed JSON: {e}", raw)
+    if not isinstance(record, dict):
+        return Rejected(line, f"expected a JSON object, got {type(record).__name__}", raw)
+
+    text = record.get(text_field)
+    if text is None:
+        return Rejected(line, f"missing text field {text_field!r}", raw)
+    if not isinstance(text, str):
+        return Rejected(line, f"text field {text_field!r} is {type(text).__name__}, not a string", raw)
+    title = record.get(title_field)
+    if title is None:
+        title = ""
+    if not isinstance(title, str):
+        return Rejected(line, f"title field {title_field!r} is {type(title).__name__}, not a string", raw)
+    if not text.strip() and not title.strip():
+        return Rejected(line, f"empty text field {text_field!r}", raw)
+
+    doc_id = record.get(id_field)
+    if doc_id is None or doc_id == "":
+        doc_id = stable_id(title, text)
+    elif isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
+        return Rejected(line, f"id field {id_field!r} is {type(doc_id).__name__}, not a string or integer", raw)
+    doc_id = str(doc_id)
+    if len(doc_id.encode("utf-8")) > 512:
+        return Rejected(line, f"id field {id_field!r} is longer than 512 bytes (OpenSearch's limit)", raw)
+    return Document(doc_id, title, text, line, raw)
+
+
+def read_lines(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[tuple]:
+    """Yield (line number, raw bytes without the newline, too_long flag) for each non-blank line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a JSONL file")
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})") from e
+    with f:
+        number = 0
+        while True:
+            chunk = f.readline(max_line_bytes + 1)
+            if not chunk:
+                return
+            number += 1
+            too_long = len(chunk) > max_line_bytes and not chunk.endswith(b"\n")
+            if too_long:
+                # Skip the rest of the line without holding it in memory.
+                rest = chunk
+                while rest and not rest.endswith(b"\n"):
+                    rest = f.readline(1 << 20)
+                yield number, chunk[:1024], True
+                continue
+            raw = chunk.rstrip(b"\r\n")
+            if raw.strip():
+                yield number, raw, False
+
+
+def read_corpus(
+    path: Path,
+    id_field: str = "_id",
+    text_field: str = "text",
+    title_field: str = "title",
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    skip_lines: int = 0,
+) -> Iterator[Union[Document, Rejected]]:
+    """Stream a JSONL corpus as `Document`s and `Rejected`s; duplicate ids are rejected.
+
+    Args:
+        path: the JSONL file.
+        id_field, text_field, title_field: names of the fields to read (BEIR's by default).
+        max_line_bytes: longer lines are rejected without being read into memory.
+        skip_lines: lines up to and including this number are passed over (for resuming).
+    """
+    seen = set()
+    for number, raw, too_long in read_lines(path, max_line_bytes):
+        if too_long:
+            yield Rejected(number, f"line longer than {max_line_bytes} bytes", raw)
+            continue
+        item = parse_line(raw, number, id_field, text_field, title_field)
+        if isinstance(item, Document):
+            # A digest keeps the memory per id small for corpora of millions of lines.
+            key = hashlib.blake2b(item.id.encode("utf-8"), digest_size=8).digest()
+            if key in seen:
+                item = Rejected(number, f"duplicate id {item.id!r}", raw)
+            else:
+                seen.add(key)
+        if number > skip_lines:
+            yield item
+
+
+class DeadLetters:
+    """A JSONL file of what could not be indexed: file, line, reason and the original line.
+
+    The file is only created when the first rejection arrives.
+    """
+
+    def __init__(self, path: Path, source: str):
+        self.path = Path(path)
+        self.source = source
+        self.count = 0
+        self._file = None
+        self._lock = threading.Lock()  # the reader and the bulk sender both add
+
+    def add(self, line: int, reason: str, raw: bytes) -> None:
+        record = {"file": self.source, "line": line, "reason": reason}
+        try:
+            record["raw"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            record["raw"] = raw.decode("utf-8", "replace")
+            record["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        with self._lock:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "w", encoding="utf-8")
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._file.flush()
+            self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

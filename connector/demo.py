@@ -1,0 +1,35 @@
+"""The main job on the embedded default: ingest the bundled sample, then search it."""
+
+import json
+from typing import Iterator
+
+from .model import resolve_model
+from .model_builder import SAMPLE_DIR
+
+SAMPLE_QUERIES = 3
+
+
+def run_demo(client, url: str, index: str = "splade-os-sample", show_progress: bool = True) -> Iterator[str]:
+    """Ingest the bundled Cranfield sample with the default model (once) and yield result lines."""
+    from .ingest import ingest
+    from .query import QueryEncoder
+    from .search import search
+
+    corpus = SAMPLE_DIR / "corpus.jsonl"
+    layout = resolve_model("default", show_progress=show_progress)
+    expected = sum(1 for line in open(corpus, "rb") if line.strip())
+    present = client.count(index=index)["count"] if client.indices.exists(index=index) else 0
+    if present == expected:
+        yield f"index {index!r} already holds the {expected} sample documents"
+    else:
+        stats = ingest(client, url, corpus, index, layout, source="default", show_progress=show_progress)
+        yield (f"ingested {stats.indexed} documents into {index!r} in {stats.seconds:.1f} s "
+               f"({stats.docs_per_second:.1f} docs/s, {stats.rejected} rejected)")
+    encoder = QueryEncoder(layout)
+    with open(SAMPLE_DIR / "queries.jsonl", encoding="utf-8") as f:
+        queries = [json.loads(line)["text"] for _, line in zip(range(SAMPLE_QUERIES), f)]
+    for text in queries:
+        yield ""
+        yield f"query: {text}"
+        for rank, hit in enumerate(search(client, url, index, text, encoder, k=5), 1):
+            yield f"{rank:>3}  {hit.score:8.3f}  {hit.id:<6} {' '.join(hit.title.split())[:80]}"

@@ -1,0 +1,209 @@
+"""Document encoding: the model's document route, computed the cheap way.
+
+sentence-transformers computes SPLADE document vectors as
+`max over positions of log1p(relu(MLM logits * attention mask))`, materialising the
+whole [batch, tokens, vocabulary] logits tensor (and a masked copy) on the way. This
+encoder computes the same numbers with less work and memory:
+
+- log1p(relu(x)) is monotone non-decreasing, so the max over positions is taken on the raw
+  logits and the activation applied afterwards to the [batch, vocabulary] result;
+- the vocabulary projection (the MLM decoder) runs only on real tokens, never on padding,
+  and in vocabulary chunks, each reduced per document by a segment max at once, so the
+  full [tokens, vocabulary] logits never exist;
+- inputs are sorted by length and cut into batches by a token budget, so padding is small
+  and memory is bounded by the budget, not by batch x length x vocabulary;
+- the result is sparsified on the device and only (ids, values) go to the host.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .errors import ModelError
+from .model import ModelLayout, max_length_of
+
+
+@dataclass
+class SparseVector:
+    """A document vector: vocabulary ids and their positive weights."""
+
+    ids: np.ndarray  # int64
+    values: np.ndarray  # float32
+
+    def to_dict(self, keys: Sequence[str]) -> dict:
+        return {keys[i]: float(v) for i, v in zip(self.ids.tolist(), self.values.tolist())}
+
+
+def best_device() -> str:
+    """'cuda' when a GPU is usable, else 'cpu'."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _parse_dtype(dtype: Optional[str], device: str) -> torch.dtype:
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    choices = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+               "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in choices:
+        raise ValueError(f"dtype must be one of {sorted(choices)} or 'auto', got {dtype!r}")
+    return choices[dtype]
+
+
+def _split_output_layer(model: torch.nn.Module):
+    """Detach the MLM decoder (hidden -> vocabulary) from a masked-LM model.
+
+    The model's forward then returns the transformed hidden states; the decoder's weight
+    and bias are returned so the projection can be done in vocabulary chunks.
+    """
+    decoder = model.get_output_embeddings()
+    if not isinstance(decoder, torch.nn.Linear):
+        raise ModelError(f"unsupported masked-LM head {type(decoder).__name__} (expected a Linear decoder)")
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if child is decoder:
+                setattr(parent, name, torch.nn.Identity())
+                weight = decoder.weight
+                bias = decoder.bias if decoder.bias is not None else torch.zeros(weight.shape[0])
+                return weight.detach(), bias.detach()
+    raise ModelError("could not find the MLM decoder inside the model")
+
+
+class DocumentEncoder:
+    """Encodes documents with a model's document route (masked-LM + SPLADE max pooling).
+
+    Args:
+        layout: the model (see `connector.model.resolve_model`).
+        device: "cuda", "cuda:1", "cpu"... ; the best available when None.
+        dtype: "float32", "bfloat16", "float16" or "auto" (bf16 on GPU, fp32 on CPU).
+        token_budget: the most (padded) tokens one forward pass may hold.
+        vocab_chunk: vocabulary columns projected at once.
+        max_length: truncation length; the model's own (as sentence-transformers) when None.
+
+    Example:
+        >>> encoder = DocumentEncoder(resolve_model("default"))
+        >>> vectors = encoder.encode(["A passage about wings and lift."])
+    """
+
+    def __init__(
+        self,
+        layout: ModelLayout,
+        device: Optional[str] = None,
+        dtype: Optional[str] = "auto",
+        token_budget: Optional[int] = None,
+        vocab_chunk: int = 8192,
+        max_length: Optional[int] = None,
+    ):
+        from tokenizers import Tokenizer
+        from transformers import AutoModelForMaskedLM
+
+        self.layout = layout
+        self.device = torch.device(device or best_device())
+        self.dtype = _parse_dtype(dtype, self.device.type)
+        self.token_budget = token_budget or (65536 if self.device.type == "cuda" else 8192)
+        self.vocab_chunk = vocab_chunk
+        try:
+            model = AutoModelForMaskedLM.from_pretrained(str(layout.document_dir), dtype=self.dtype)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"{layout.document_dir}: cannot load the masked-LM ({e})") from None
+        weight, bias = _split_output_layer(model)
+        self.model = model.to(self.device).eval()
+        self.vocab_size = weight.shape[0]
+        # The decoder as contiguous [hidden, chunk] slices: a plain (not transposed) matrix
+        # product per chunk, which BLAS runs fastest.
+        self._chunks = [
+            (start, weight[start : start + vocab_chunk].T.contiguous().to(self.device, self.dtype),
+             bias[start : start + vocab_chunk].to(self.device, torch.float32))
+            for start in range(0, self.vocab_size, vocab_chunk)
+        ]
+        self.max_length = max_length or max_length_of(layout.document_dir) or 512
+        self.tokenizer = Tokenizer.from_file(str(layout.document_tokenizer_file))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        self.double_log = layout.activation_function == "log1p_relu"
+        self.pooling = layout.pooling_strategy
+        self.calls = 0  # forward passes, for tests and benchmarks
+
+    def tokenize(self, texts: Sequence[str]) -> List[List[int]]:
+        """Token ids with special tokens, truncated to `max_length` (as sentence-transformers)."""
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
+
+    def batches(self, lengths: Sequence[int]) -> List[List[int]]:
+        """Indices grouped into batches of similar length whose padded size fits the token budget."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches, current, longest = [], [], 0
+        for i in order:
+            length = max(lengths[i], 1)
+            if current and max(longest, length) * (len(current) + 1) > self.token_budget:
+                batches.append(current)
+                current, longest = [], 0
+            current.append(i)
+            longest = max(longest, length)
+        if current:
+            batches.append(current)
+        return batches
+
+    def encode(self, texts: Sequence[str]) -> List[SparseVector]:
+        """Encode texts; returns one `SparseVector` per text, in input order."""
+        ids = self.tokenize(texts)
+        out: List[Optional[SparseVector]] = [None] * len(ids)
+        for batch in self.batches([len(x) for x in ids]):
+            for i, vector in zip(batch, self.encode_ids([ids[i] for i in batch])):
+                out[i] = vector
+        return out
+
+    @torch.inference_mode()
+    def encode_ids(self, batch: List[List[int]]) -> List[SparseVector]:
+        """Encode one batch of token id lists (already truncated)."""
+        self.calls += 1
+        lengths = torch.tensor([len(x) for x in batch])
+        width = int(lengths.max())
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention = (torch.arange(width)[None, :] < lengths[:, None]).long()
+        input_ids = input_ids.to(self.device, non_blocking=True)
+        attention = attention.to(self.device, non_blocking=True)
+        hidden = self.model(input_ids=input_ids, attention_mask=attention).logits
+        # Real tokens only, in document order: [tokens, hidden].
+        hidden = hidden[attention.bool()]
+        doc_of_token = torch.repeat_interleave(torch.arange(len(batch), device=self.device), lengths.to(self.device))
+        pooled = self._pool(hidden, doc_of_token, len(batch))
+        return self._sparsify(pooled)
+
+    def _pool(self, hidden: torch.Tensor, doc_of_token: torch.Tensor, n_docs: int) -> torch.Tensor:
+        """[tokens, hidden] -> [docs, vocabulary] SPLADE weights (float32)."""
+        pooled = torch.empty((n_docs, self.vocab_size), dtype=torch.float32, device=hidden.device)
+        for start, weight_t, bias in self._chunks:
+            stop = start + weight_t.shape[1]
+            logits = hidden @ weight_t  # [tokens, chunk]
+            index = doc_of_token[:, None].expand(-1, stop - start)
+            if self.pooling == "max":
+                # The bias is the same for every position of a column, so it is added after the
+                # max: max_t(x_t + b) = max_t(x_t) + b, one add per document instead of per token.
+                part = torch.full((n_docs, stop - start), -math.inf, dtype=logits.dtype, device=logits.device)
+                part.scatter_reduce_(0, index, logits, reduce="amax", include_self=True)
+                part = (part.float() + bias.float()).relu_().log1p_()
+            else:
+                # A sum does not commute with the activation: transform every token first.
+                part = torch.zeros((n_docs, stop - start), dtype=torch.float32, device=logits.device)
+                part.scatter_add_(0, index, (logits + bias).float().relu_().log1p_())
+            if self.double_log:
+                part.log1p_()
+            pooled[:, start:stop] = part
+        return pooled
+
+    def _sparsify(self, pooled: torch.Tensor) -> List[SparseVector]:
+        rows, cols = torch.nonzero(pooled, as_tuple=True)
+        values = pooled[rows, cols]
+        counts = torch.bincount(rows, minlength=pooled.shape[0]).cpu().numpy()
+        cols = cols.cpu().numpy()
+        values = values.cpu().numpy()
+        out, start = [], 0
+        for count in counts.tolist():
+            out.append(SparseVector(cols[start : start + count], values[start : start + count]))
+            start += count
+        return out

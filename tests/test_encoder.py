@@ -1,0 +1,69 @@
+"""The optimized document encoder equals sentence-transformers' encode_document (fp32, 1e-4)."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from connector.encoder import DocumentEncoder
+from connector.model import read_layout
+
+
+def _texts(sample_dir, n):
+    out = []
+    for line in open(sample_dir / "corpus.jsonl"):
+        record = json.loads(line)
+        if record["text"]:
+            out.append(f"{record['title']} {record['text']}")
+        if len(out) == n:
+            return out
+
+
+def _compare(layout, texts, **encoder_args):
+    from sentence_transformers import SparseEncoder
+
+    reference = SparseEncoder(str(layout.root), device="cpu").encode_document(texts, convert_to_tensor=True).to_dense()
+    encoder = DocumentEncoder(layout, device="cpu", dtype="float32", **encoder_args)
+    ours = torch.zeros_like(reference)
+    for row, vector in enumerate(encoder.encode(texts)):
+        assert (vector.values > 0).all()
+        ours[row, torch.from_numpy(vector.ids)] = torch.from_numpy(vector.values)
+    assert torch.equal(ours > 0, reference > 0)
+    assert (ours - reference).abs().max().item() < 1e-4
+    return encoder
+
+
+def test_equals_encode_document(default_layout, sample_dir):
+    texts = _texts(sample_dir, 48) + ["x", "a . b ... c", "word " * 700]
+    # A small token budget and vocabulary chunk force many batches and chunks.
+    encoder = _compare(default_layout, texts, token_budget=1024, vocab_chunk=5000)
+    assert encoder.calls > 5
+
+
+@pytest.mark.parametrize("strategy,activation", [("max", "log1p_relu"), ("sum", "relu")])
+def test_other_pooling_configs(default_layout, sample_dir, tmp_path, strategy, activation):
+    folder = tmp_path / "model"
+    shutil.copytree(default_layout.root, folder)
+    config = folder / "document_1_SpladePooling" / "config.json"
+    settings = json.loads(config.read_text())
+    settings.update(pooling_strategy=strategy, activation_function=activation)
+    config.write_text(json.dumps(settings))
+    _compare(read_layout(folder), _texts(sample_dir, 12))
+
+
+def test_truncation_follows_the_model(default_layout):
+    encoder = DocumentEncoder(default_layout, device="cpu")
+    assert encoder.max_length == 512
+    assert len(encoder.tokenize(["word " * 2000])[0]) == 512
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_close_to_reference(default_layout, sample_dir):
+    texts = _texts(sample_dir, 64)
+    cpu = DocumentEncoder(default_layout, device="cpu", dtype="float32").encode(texts)
+    gpu = DocumentEncoder(default_layout, device="cuda", dtype="bfloat16").encode(texts)
+    for a, b in zip(cpu, gpu):
+        top_a = set(a.ids[a.values.argsort()[-20:]].tolist())
+        top_b = set(b.ids[b.values.argsort()[-20:]].tolist())
+        assert len(top_a & top_b) >= 16
