@@ -1,0 +1,99 @@
+"""The command line: help texts, README entries, one-line errors, and the commands end to end."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from connector.cli import cli
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _commands(group, prefix=""):
+    import click
+
+    for name, command in group.commands.items():
+        yield prefix + name, command
+        if isinstance(command, click.Group):
+            yield from _commands(command, prefix + name + " ")
+
+
+def test_every_command_has_help_and_a_readme_entry():
+    readme = README.read_text(encoding="utf-8")
+    for name, command in _commands(cli):
+        assert command.help and command.help.strip(), name
+        assert f"splade-os {name}" in readme, f"README has no entry for `splade-os {name}`"
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_unreachable_cluster_is_one_line_error():
+    result = run("-q", "search", "lift", "--index", "x", "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 1
+    assert re.fullmatch(r"Error: http://127\.0\.0\.1:9: cannot reach OpenSearch .*\n", result.output)
+    assert "Traceback" not in result.output
+
+
+def test_password_never_printed():
+    result = run("-q", "search", "lift", "--index", "x", "--url", "http://bob:s3cret@127.0.0.1:9",
+                 env={"OPENSEARCH_PASSWORD": "hunter2"})
+    assert result.exit_code == 1
+    assert "s3cret" not in result.output and "hunter2" not in result.output and "bob" not in result.output
+
+
+def test_missing_model_folder(tmp_path):
+    result = run("-q", "query", "lift", "--model", str(tmp_path / "nope"))
+    assert result.exit_code == 1
+    assert result.output == f"Error: {tmp_path / 'nope'}: no such model folder\n"
+
+
+def test_not_an_inference_free_model(tmp_path):
+    (tmp_path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "x.Transformer"}]))
+    result = run("-q", "query", "lift", "--model", str(tmp_path))
+    assert result.exit_code == 1 and "not an inference-free SPLADE model" in result.output
+
+
+def test_missing_corpus(tmp_path):
+    result = run("-q", "ingest", str(tmp_path / "none.jsonl"), "--index", "x", "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 1 and result.output == f"Error: {tmp_path / 'none.jsonl'}: no such file\n"
+
+
+def test_query_prints_dsl(default_layout):
+    result = run("-q", "query", "Lift of a wing...", "--size", "3")
+    assert result.exit_code == 0
+    body = json.loads(result.output)
+    assert body["size"] == 3
+    fields = [c["rank_feature"]["field"] for c in body["query"]["bool"]["should"]]
+    assert "splade.lift" in fields and "splade.%2E" in fields
+
+
+def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
+    corpus = tmp_path / "small.jsonl"
+    lines = open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:40]
+    corpus.write_text("".join(lines) + "{broken\n", encoding="utf-8")
+    dead = tmp_path / "dead.jsonl"
+    result = run("-q", "ingest", str(corpus), "--index", "cli-small", "--url", opensearch_url,
+                 "--dead-letter", str(dead))
+    assert result.exit_code == 1
+    assert "indexed 40, rejected 1" in result.output
+    assert f"Error: 1 line(s) rejected; see {dead}" in result.output
+    assert json.loads(dead.read_text())["line"] == 41
+
+    result = run("-q", "search", "boundary layer", "--index", "cli-small", "--url", opensearch_url, "--json", "-k", "3")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+    result = run("-q", "search", "boundary layer", "--index", "cli-small", "--url", opensearch_url)
+    assert result.exit_code == 0 and result.output.splitlines()[0].startswith("  1 ")
+
+    result = run("-q", "search", "x", "--index", "no-such-index", "--url", opensearch_url)
+    assert result.exit_code == 1 and "index 'no-such-index' does not exist" in result.output
+
+    result = run("-q", "init", "--index", "cli-small", "--url", opensearch_url)
+    assert result.exit_code == 0 and "already exists" in result.output

@@ -1,0 +1,175 @@
+"""Integration tests against a real OpenSearch node: ingest, search, pipeline checks, refusals."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from connector.encoder import DocumentEncoder
+from connector.errors import ModelMismatchError
+from connector.ingest import ingest
+from connector.model import model_identity, read_layout
+from connector.query import QueryEncoder
+from connector.search import query_encoder_for, search
+
+
+class RecordingEncoder:
+    """Delegates to a DocumentEncoder and keeps every vector it produced (for the exact reference)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.vocab_size = encoder.vocab_size
+        self.vectors = {}
+
+    def encode(self, texts):
+        vectors = self.encoder.encode(texts)
+        for text, vector in zip(texts, vectors):
+            self.vectors[text] = vector
+        return vectors
+
+
+@pytest.fixture(scope="module")
+def cranfield(client, opensearch_url, default_layout, sample_dir, tmp_path_factory):
+    """The bundled Cranfield corpus ingested once; returns (index, doc vectors by id, stats)."""
+    recorder = RecordingEncoder(DocumentEncoder(default_layout, device="cpu"))
+    dead = tmp_path_factory.mktemp("dead") / "cranfield.rejected.jsonl"
+    stats = ingest(client, opensearch_url, sample_dir / "corpus.jsonl", "cranfield", default_layout,
+                   dead_letter_path=dead, encoder=recorder, show_progress=False)
+    by_id = {}
+    for line in open(sample_dir / "corpus.jsonl", encoding="utf-8"):
+        record = json.loads(line)
+        content = f"{record['title']} {record['text']}" if record["title"] else record["text"]
+        if content in recorder.vectors:
+            by_id[record["_id"]] = recorder.vectors[content]
+    return "cranfield", by_id, stats, dead
+
+
+def test_ingest_counts(cranfield):
+    index, vectors, stats, dead = cranfield
+    # Two Cranfield documents (471, 995) have empty title and text: rejected, the rest indexed.
+    assert stats.rejected == 2 and stats.indexed == 1398 and stats.count_after == 1398
+    reasons = [json.loads(line) for line in open(dead)]
+    assert sorted(r["line"] for r in reasons) == [471, 995]
+    assert all("empty text field" in r["reason"] for r in reasons)
+
+
+def test_top10_matches_exact_dot_product(client, opensearch_url, cranfield, default_layout, sample_dir):
+    index, vectors, _, _ = cranfield
+    encoder = QueryEncoder(default_layout)
+    ids = sorted(vectors)
+    matrix = np.zeros((len(ids), len(encoder.keys)), dtype=np.float32)
+    for row, doc_id in enumerate(ids):
+        matrix[row, vectors[doc_id].ids] = vectors[doc_id].values
+    queries = [json.loads(line)["text"] for line in open(sample_dir / "queries.jsonl")][:60]
+    overlaps = []
+    for text in queries:
+        q = np.zeros(len(encoder.keys), dtype=np.float32)
+        for token_id, weight in encoder.weights(text).items():
+            q[token_id] = weight
+        scores = matrix @ q
+        exact = {ids[i] for i in np.argsort(-scores, kind="stable")[:10]}
+        hits = search(client, opensearch_url, index, text, encoder, k=10)
+        assert len(hits) == 10
+        overlaps.append(len(exact & {h.id for h in hits}) / 10)
+        # Scores agree up to the 9-bit storage of rank_features values.
+        top = hits[0]
+        assert top.score == pytest.approx(float(scores[ids.index(top.id)]), rel=0.02)
+    assert np.mean(overlaps) >= 0.9, overlaps
+
+
+def test_documents_are_stamped_with_the_model(client, cranfield, default_layout):
+    index = cranfield[0]
+    source = client.get(index=index, id="1")["_source"]
+    assert source["splade_model"]["name"] == "splade-os-default"
+    assert "splade_fingerprint" not in source and "ingested_at" in source
+    assert "%2E" in source["splade"]  # the "." token, escaped
+
+
+def test_query_found_only_through_a_dot_token(client, opensearch_url, default_layout, tmp_path):
+    index = "dots"
+    corpus = tmp_path / "dots.jsonl"
+    corpus.write_text(json.dumps({"_id": "d1", "text": "..."}) + "\n" + json.dumps({"_id": "d2", "text": "wing"}) + "\n")
+    stats = ingest(client, opensearch_url, corpus, index, default_layout, show_progress=False,
+                   dead_letter_path=tmp_path / "dead.jsonl")
+    assert stats.indexed == 2
+    encoder = QueryEncoder(default_layout)
+    weights = encoder.encode("...")
+    assert list(weights) == ["%2E"]
+    hits = search(client, opensearch_url, index, "...", encoder)
+    assert [h.id for h in hits] == ["d1"]
+
+
+def test_bad_lines_go_to_dead_letters_and_the_rest_is_indexed(client, opensearch_url, default_layout, tmp_path):
+    lines = [
+        b'{"_id": "ok1", "text": "supersonic flow over a wedge"}',
+        b'{"_id": "ok2", "title": "drag", "text": "drag of a cone"}',
+        b'{"_id": "bad-json", "text": ',
+        b"\xff\xfe\x00 not utf8",
+        b'{"_id": "no-text"}',
+        b'{"_id": "empty", "text": "  "}',
+        b'{"_id": "ok1", "text": "duplicate id"}',
+        b'{"text": "no id given, so a stable one"}',
+    ]
+    corpus = tmp_path / "mixed.jsonl"
+    corpus.write_bytes(b"\n".join(lines) + b"\n")
+    dead = tmp_path / "mixed.rejected.jsonl"
+    stats = ingest(client, opensearch_url, corpus, "mixed", default_layout, show_progress=False, dead_letter_path=dead)
+    assert (stats.indexed, stats.rejected, stats.count_after) == (3, 5, 3)
+    records = {r["line"]: r for r in map(json.loads, open(dead))}
+    assert sorted(records) == [3, 4, 5, 6, 7]
+    assert "malformed JSON" in records[3]["reason"] and records[3]["raw"] == '{"_id": "bad-json", "text": '
+    assert "not valid UTF-8" in records[4]["reason"] and "raw_base64" in records[4]
+    assert "missing text field" in records[5]["reason"]
+    assert "empty text field" in records[6]["reason"]
+    assert "duplicate id 'ok1'" in records[7]["reason"]
+    # Re-running never duplicates: ids (given or derived from content) are stable.
+    again = ingest(client, opensearch_url, corpus, "mixed", default_layout, show_progress=False, dead_letter_path=dead)
+    assert again.count_after == 3
+
+
+def test_pipeline_rejects_foreign_and_malformed_documents(client, cranfield):
+    from opensearchpy import exceptions as os_exc
+
+    index = cranfield[0]
+    good = client.get(index=index, id="1")["_source"]
+    cases = {
+        "another model": {"text": "x", "splade": good["splade"], "splade_fingerprint": "0" * 64},
+        "no fingerprint": {"text": "x", "splade": good["splade"]},
+        "empty features": {"text": "x", "splade": {}, "splade_fingerprint": "0"},
+        "zero value": {"text": "x", "splade": {"wing": 0.0}, "splade_fingerprint": "0"},
+    }
+    for name, doc in cases.items():
+        with pytest.raises(os_exc.TransportError) as caught:
+            client.index(index=index, id=f"foreign-{name}", body=doc)
+        assert "splade-os" in str(caught.value.info), name
+
+
+def test_other_model_is_refused(client, opensearch_url, cranfield, default_layout, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "other-model"
+    shutil.copytree(default_layout.root, folder)
+    table_path = folder / "query_0_SparseStaticEmbedding" / "model.safetensors"
+    table = load_file(str(table_path))
+    table["weight"] = table["weight"] * 2
+    save_file(table, str(table_path))
+    with pytest.raises(ModelMismatchError, match="was ingested with model"):
+        query_encoder_for(client, opensearch_url, cranfield[0], str(folder))
+    # Ingesting with it into the same index is refused before anything is sent.
+    other = read_layout(folder)
+    with pytest.raises(ModelMismatchError):
+        ingest(client, opensearch_url, tmp_path / "unused.jsonl", cranfield[0], other, show_progress=False)
+    # Searching with no --model uses the index's own model.
+    encoder, meta = query_encoder_for(client, opensearch_url, cranfield[0])
+    assert encoder.hash == meta["model"]["hash"] == QueryEncoder(default_layout).hash
+
+
+def test_identity_recorded_in_meta(client, opensearch_url, cranfield, default_layout):
+    meta = client.indices.get_mapping(index=cranfield[0])[cranfield[0]]["mappings"]["_meta"]["splade_os"]
+    identity = model_identity(default_layout, QueryEncoder(default_layout).hash, "default")
+    assert meta["model"] == {"name": identity.name, "version": identity.version, "source": "default",
+                             "hash": identity.hash, "fingerprint": identity.fingerprint}
+    assert meta["field"] == "splade"
