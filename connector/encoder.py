@@ -98,6 +98,9 @@ class DocumentEncoder:
     ):
         from tokenizers import Tokenizer
         from transformers import AutoModelForMaskedLM
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
 
         self.layout = layout
         self.device = torch.device(device or best_device())
