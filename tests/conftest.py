@@ -9,10 +9,21 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from connector.model_builder import SAMPLE_DIR
 
 OPENSEARCH_IMAGE = "opensearchproject/opensearch:3.5.0"
+BACKEND = []  # which OpenSearch the run used, printed in the terminal summary
+
+# Shared 2-core machines are slow at times: no per-example deadline, no "too slow" failures.
+settings.register_profile("splade-os", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("splade-os")
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in BACKEND:
+        terminalreporter.write_line(f"[splade-os tests] OpenSearch backend: {line}")
 
 
 def _docker_answers() -> bool:
@@ -26,16 +37,11 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def opensearch_url(request):
+def opensearch_url():
     url = os.environ.get("OPENSEARCH_URL")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-
-    def say(message):
-        if reporter:
-            reporter.write_line(f"[splade-os tests] {message}")
-
+    say = BACKEND.append
     if url:
-        say(f"OpenSearch backend: OPENSEARCH_URL={url}")
+        say(f"OPENSEARCH_URL={url}")
         yield url
         return
     if _docker_answers():
@@ -43,14 +49,14 @@ def opensearch_url(request):
 
         with OpenSearchContainer(OPENSEARCH_IMAGE, security_enabled=False) as container:
             host, port = container.get_container_host_ip(), container.get_exposed_port(9200)
-            say(f"OpenSearch backend: Testcontainers {OPENSEARCH_IMAGE}")
+            say(f"Testcontainers {OPENSEARCH_IMAGE}")
             yield f"http://{host}:{port}"
         return
     from connector.local_node import LocalNode
 
     with LocalNode(show_progress=False) as node:
         node.start()
-        say(f"OpenSearch backend: local node from the Maven Central distribution at {node.url}")
+        say(f"local node from the Maven Central distribution at {node.url}")
         yield node.url
 
 

@@ -36,7 +36,7 @@ def test_equals_encode_query_on_real_queries(encoder, st_model, sample_dir):
         assert encoder.weights(text) == expected, text
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.text(max_size=200))
 def test_equals_encode_query_on_any_text(encoder, st_model, text):
     assert encoder.weights(text) == _reference(st_model, [text])[0]

@@ -1,0 +1,209 @@
+#!/usr/bin/env python
+"""Benchmark 1: document encoding, side by side in one run on one device.
+
+(a) sentence-transformers `encode_document` as shipped (fp32), (b) the same in bf16 (GPU only),
+(c) the connector's `DocumentEncoder`; same model, same inputs, same truncation. Reports docs/s,
+tokens/s, peak memory, agreement with (a) (max abs diff, top-32 overlap) and, on GPU, achieved
+TFLOP/s against a bf16 matrix product measured in the same run.
+
+    python scripts/bench_encode.py --model default --device cpu --docs 512
+    python scripts/bench_encode.py --model distilbert --device cuda --docs 20000 --out enc.json
+"""
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from benchlib import distilbert_shaped_model, machine, passages, table  # noqa: E402
+from connector.encoder import DocumentEncoder  # noqa: E402
+from connector.model import read_layout, resolve_model  # noqa: E402
+
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield" / "corpus.jsonl"
+
+
+class PeakMemory:
+    """Peak device memory (CUDA) or peak resident memory above the start (CPU), in MiB."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            import psutil
+
+            self.process = psutil.Process()
+            self.base = self.process.memory_info().rss
+            self.peak = self.base
+            self.running = True
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.01)
+
+    def __exit__(self, *exc):
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.mib = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            self.running = False
+            self.thread.join()
+            self.mib = (self.peak - self.base) / 2**20
+
+
+def dense_rows(vectors, vocab):
+    out = torch.zeros((len(vectors), vocab))
+    for row, v in enumerate(vectors):
+        out[row, torch.from_numpy(v.ids)] = torch.from_numpy(v.values)
+    return out
+
+
+def agreement(reference: torch.Tensor, other: torch.Tensor, k: int = 32) -> dict:
+    diff = (reference - other).abs().max().item()
+    top_r = reference.topk(k, dim=1).indices
+    top_o = other.topk(k, dim=1).indices
+    overlap = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top_r, top_o)) / (k * len(reference))
+    return {"max_abs_diff": diff, f"top{k}_overlap": overlap}
+
+
+def flops_per_token(config, width: float) -> float:
+    """Useful FLOPs per real token: transformer body, attention over `width` positions, MLM head."""
+    hidden = getattr(config, "hidden_size", None) or config.dim
+    layers = getattr(config, "num_hidden_layers", None) or config.n_layers
+    inner = getattr(config, "intermediate_size", None) or config.hidden_dim
+    body = layers * (8 * hidden * hidden + 4 * hidden * inner + 4 * width * hidden)
+    head = 2 * hidden * hidden + 2 * hidden * config.vocab_size
+    return body + head
+
+
+def matmul_tflops(device) -> float:
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    torch.cuda.synchronize()
+    return 10 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12
+
+
+def timed(device, fn):
+    with PeakMemory(device) as memory:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return result, seconds, memory.mib
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default", help="default, distilbert, or a model folder")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="BEIR corpus.jsonl for the passages")
+    parser.add_argument("--join", type=int, default=1, help="join consecutive documents N at a time")
+    parser.add_argument("--docs", type=int, default=256)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers' batch size (its default)")
+    parser.add_argument("--token-budget", type=int, default=None)
+    parser.add_argument("--skip-st", action="store_true", help="time only the connector's encoder")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    folder = {"default": lambda: resolve_model("default", show_progress=False).root,
+              "distilbert": distilbert_shaped_model}.get(args.model, lambda: Path(args.model))()
+    layout = read_layout(folder)
+    texts = passages(args.corpus, join=args.join)
+    texts = (texts * (args.docs // max(len(texts), 1) + 1))[: args.docs]
+    device = args.device
+
+    ours = DocumentEncoder(layout, device=device, token_budget=args.token_budget)
+    lengths = [len(x) for x in ours.tokenize(texts)]
+    tokens = sum(lengths)
+    config = ours.model.config
+    rows, results = [], {}
+
+    def row(name, seconds, mib, extra=None):
+        entry = {"variant": name, "docs/s": f"{len(texts) / seconds:,.0f}", "tokens/s": f"{tokens / seconds:,.0f}",
+                 "seconds": f"{seconds:.2f}", "peak MiB": f"{mib:,.0f}"}
+        entry.update(extra or {})
+        rows.append(entry)
+        results[name] = {"seconds": seconds, "docs_per_s": len(texts) / seconds, "tokens_per_s": tokens / seconds,
+                         "peak_mib": mib, **(extra or {})}
+
+    reference = None
+    if not args.skip_st:
+        from sentence_transformers import SparseEncoder
+
+        st_model = SparseEncoder(str(folder), device=device)
+        st_model.encode_document(texts[:64], batch_size=args.st_batch_size)  # warm-up
+        out, seconds, mib = timed(device, lambda: st_model.encode_document(
+            texts, batch_size=args.st_batch_size, convert_to_tensor=True))
+        reference = out.to_dense().float().cpu()
+        row("sentence-transformers fp32", seconds, mib)
+        if device.startswith("cuda"):
+            st_model.to(torch.bfloat16)
+            st_model.encode_document(texts[:64], batch_size=args.st_batch_size)
+            out, seconds, mib = timed(device, lambda: st_model.encode_document(
+                texts, batch_size=args.st_batch_size, convert_to_tensor=True))
+            row("sentence-transformers bf16", seconds, mib, agreement(reference, out.to_dense().float().cpu()))
+        del st_model, out
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    ours.encode(texts[:64])  # warm-up
+    vectors, seconds, mib = timed(device, lambda: ours.encode(texts))
+    name = f"connector {str(ours.dtype).replace('torch.', '')}"
+    extra = agreement(reference, dense_rows(vectors, ours.vocab_size)) if reference is not None else {}
+    extra["nnz/doc"] = round(sum(len(v.ids) for v in vectors) / len(vectors), 1)
+    row(name, seconds, mib, extra)
+
+    summary = {"device": device, "machine": machine(), "model": args.model, "docs": len(texts), "tokens": tokens,
+               "mean_tokens": tokens / len(texts), "max_length": ours.max_length, "results": results,
+               "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
+    if device.startswith("cuda"):
+        useful = flops_per_token(config, width=sum(n * n for n in lengths) / tokens) * tokens
+        peak = matmul_tflops(device)
+        summary["bf16_matmul_tflops_measured"] = peak
+        for name_, result in results.items():
+            achieved = useful / result["seconds"] / 1e12
+            result["tflops"] = achieved
+            result["fraction_of_measured_bf16_peak"] = achieved / peak
+        for entry in rows:
+            r = results[entry["variant"]]
+            entry["TFLOP/s"] = f"{r['tflops']:.0f}"
+            entry["of peak"] = f"{r['fraction_of_measured_bf16_peak']:.0%}"
+    if "sentence-transformers fp32" in results:
+        base = results["sentence-transformers fp32"]["seconds"]
+        for entry in rows:
+            entry["speed-up"] = f"{base / results[entry['variant']]['seconds']:.2f}x"
+    columns = ["variant", "docs/s", "tokens/s", "seconds", "peak MiB", "speed-up", "max_abs_diff", "top32_overlap",
+               "nnz/doc", "TFLOP/s", "of peak"]
+    print(f"{summary['machine']} | model {args.model} | {len(texts)} docs, {tokens} tokens "
+          f"(mean {tokens / len(texts):.0f}, max_length {ours.max_length}) | {summary['date']}")
+    print(table(rows, [c for c in columns if any(c in r for r in rows)]))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

