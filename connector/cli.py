@@ -119,7 +119,7 @@ def cli(ctx, debug, quiet):
 @click.option("--title-field", default="title", show_default=True, help="JSON field holding the title (optional).")
 @click.option("--dead-letter", type=click.Path(dir_okay=False, path_type=Path),
               help="Where rejected lines go (default: <corpus stem>.rejected.jsonl here).")
-@click.option("--window", default=512, show_default=True, help="Documents encoded together.")
+@click.option("--window", default=1024, show_default=True, help="Documents encoded together (sorted by length inside).")
 @click.option("--bulk-docs", default=500, show_default=True, help="Documents per bulk request.")
 @click.option("--shards", default=1, show_default=True, help="Primary shards, when the index is created.")
 @click.option("--replicas", default=0, show_default=True, help="Replicas, when the index is created.")

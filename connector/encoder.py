@@ -15,9 +15,12 @@ encoder computes the same numbers with less work and memory:
 - the result is sparsified on the device and only (ids, values) go to the host.
 """
 
+import collections
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence
+from typing import Any, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -81,6 +84,8 @@ class DocumentEncoder:
         token_budget: the most (padded) tokens one forward pass may hold.
         vocab_chunk: vocabulary columns projected at once.
         max_length: truncation length; the model's own (as sentence-transformers) when None.
+        window: documents sorted by length together (`encode` cuts its input into windows).
+        tokenizer_threads: threads tokenizing the next windows while the device works.
 
     Example:
         >>> encoder = DocumentEncoder(resolve_model("default"))
@@ -95,6 +100,8 @@ class DocumentEncoder:
         token_budget: Optional[int] = None,
         vocab_chunk: int = 8192,
         max_length: Optional[int] = None,
+        window: int = 4096,
+        tokenizer_threads: Optional[int] = None,
     ):
         from tokenizers import Tokenizer
         from transformers import AutoModelForMaskedLM
@@ -107,6 +114,9 @@ class DocumentEncoder:
         self.dtype = _parse_dtype(dtype, self.device.type)
         self.token_budget = token_budget or (65536 if self.device.type == "cuda" else 8192)
         self.vocab_chunk = vocab_chunk
+        self.window = window
+        self.tokenizer_threads = tokenizer_threads or max(1, min(16, (os.cpu_count() or 2) - 1))
+        self.prefetch = 2
         try:
             model = AutoModelForMaskedLM.from_pretrained(str(layout.document_dir), dtype=self.dtype)
         except (OSError, ValueError) as e:
@@ -151,7 +161,38 @@ class DocumentEncoder:
 
     def encode(self, texts: Sequence[str]) -> List[SparseVector]:
         """Encode texts; returns one `SparseVector` per text, in input order."""
-        ids = self.tokenize(texts)
+        windows = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
+        return [v for _, vectors in self.encode_stream(windows) for v in vectors]
+
+    def encode_stream(self, windows: Iterable[Tuple[Any, Sequence[str]]]) -> Iterator[Tuple[Any, List[SparseVector]]]:
+        """Encode a stream of (payload, texts) windows; yields (payload, vectors) in order.
+
+        The next windows are tokenized on a thread pool (the Rust tokenizer releases the GIL)
+        while the device encodes the current one, so neither waits for the other.
+        """
+        ahead: Deque = collections.deque()
+        with ThreadPoolExecutor(max_workers=self.tokenizer_threads, thread_name_prefix="splade-os-tok") as pool:
+            windows = iter(windows)
+            while True:
+                while len(ahead) < self.prefetch:
+                    try:
+                        payload, texts = next(windows)
+                    except StopIteration:
+                        break
+                    ahead.append((payload, self._tokenize_async(pool, texts)))
+                if not ahead:
+                    return
+                payload, parts = ahead.popleft()
+                ids = [x for part in parts for x in part.result()]
+                yield payload, self.encode_tokenized(ids)
+
+    def _tokenize_async(self, pool, texts: Sequence[str]) -> list:
+        # Several slices per window so that every tokenizer thread has work.
+        step = max(64, -(-len(texts) // self.tokenizer_threads))
+        return [pool.submit(self.tokenize, texts[i : i + step]) for i in range(0, len(texts), step)]
+
+    def encode_tokenized(self, ids: List[List[int]]) -> List[SparseVector]:
+        """Encode token id lists (already truncated): sorted by length, batched by the token budget."""
         out: List[Optional[SparseVector]] = [None] * len(ids)
         for batch in self.batches([len(x) for x in ids]):
             for i, vector in zip(batch, self.encode_ids([ids[i] for i in batch])):

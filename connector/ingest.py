@@ -129,7 +129,7 @@ def ingest(
     dead_letter_path: Optional[Path] = None,
     device: Optional[str] = None,
     dtype: Optional[str] = "auto",
-    window: int = 512,
+    window: int = 1024,
     bulk_docs: int = 500,
     shards: int = 1,
     replicas: int = 0,
@@ -182,20 +182,9 @@ def ingest(
         sender = _Sender(client, index, field, identity.fingerprint, dead, bulk_docs, progress, stats)
         sender.start()
 
-        def flush(docs: List[Document]):
-            vectors = encoder.encode([d.content for d in docs])
-            kept, features = [], []
-            for doc, vector in zip(docs, vectors):
-                if len(vector.ids) == 0:
-                    dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
-                    progress.update(1)
-                else:
-                    kept.append(doc)
-                    features.append(vector.to_dict(keys))
-            _put(sender, (kept, features))
-
-        pending: List[Document] = []
-        try:
+        def windows():
+            # Rejected lines are recorded as they are read; documents travel in windows.
+            pending: List[Document] = []
             for item in read_corpus(path, id_field, text_field, title_field):
                 if isinstance(item, Rejected):
                     dead.add(item.line, item.reason, item.raw)
@@ -203,10 +192,22 @@ def ingest(
                     continue
                 pending.append(item)
                 if len(pending) >= window:
-                    flush(pending)
+                    yield pending, [d.content for d in pending]
                     pending = []
             if pending:
-                flush(pending)
+                yield pending, [d.content for d in pending]
+
+        try:
+            for docs, vectors in encoder.encode_stream(windows()):
+                kept, features = [], []
+                for doc, vector in zip(docs, vectors):
+                    if len(vector.ids) == 0:
+                        dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
+                        progress.update(1)
+                    else:
+                        kept.append(doc)
+                        features.append(vector.to_dict(keys))
+                _put(sender, (kept, features))
         finally:
             _put(sender, _DONE)
             sender.join()

@@ -22,11 +22,12 @@ class RecordingEncoder:
         self.vocab_size = encoder.vocab_size
         self.vectors = {}
 
-    def encode(self, texts):
-        vectors = self.encoder.encode(texts)
-        for text, vector in zip(texts, vectors):
-            self.vectors[text] = vector
-        return vectors
+    def encode_stream(self, windows):
+        windows = list(windows)
+        for (payload, vectors), (_, texts) in zip(self.encoder.encode_stream(windows), windows):
+            for text, vector in zip(texts, vectors):
+                self.vectors[text] = vector
+            yield payload, vectors
 
 
 @pytest.fixture(scope="module")
