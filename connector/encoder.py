@@ -117,6 +117,7 @@ class DocumentEncoder:
         self.window = window
         self.tokenizer_threads = tokenizer_threads or max(1, min(16, (os.cpu_count() or 2) - 1))
         self.prefetch = 2
+        self.pad_slack = 0.1
         try:
             model = AutoModelForMaskedLM.from_pretrained(str(layout.document_dir), dtype=self.dtype)
         except (OSError, ValueError) as e:
@@ -145,16 +146,22 @@ class DocumentEncoder:
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
 
     def batches(self, lengths: Sequence[int]) -> List[List[int]]:
-        """Indices grouped into batches of similar length whose padded size fits the token budget."""
+        """Indices grouped into batches of similar length whose padded size fits the token budget.
+
+        Inputs are taken longest first; a batch closes when the next input would overflow the
+        budget, or would be padded by more than `pad_slack` of the batch's width (so a few long
+        inputs do not pad a whole batch of short ones).
+        """
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        batches, current, longest = [], [], 0
+        batches, current, width = [], [], 0
         for i in order:
             length = max(lengths[i], 1)
-            if current and max(longest, length) * (len(current) + 1) > self.token_budget:
+            if current and (width * (len(current) + 1) > self.token_budget or length < width * (1 - self.pad_slack)):
                 batches.append(current)
-                current, longest = [], 0
+                current = []
+            if not current:
+                width = length
             current.append(i)
-            longest = max(longest, length)
         if current:
             batches.append(current)
         return batches
