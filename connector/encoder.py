@@ -25,8 +25,13 @@ from typing import Any, Deque, Iterable, Iterator, List, Optional, Sequence, Tup
 import numpy as np
 import torch
 
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
 from .errors import ModelError
 from .model import ModelLayout, max_length_of
+
+
+_ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclass
@@ -219,7 +224,10 @@ class DocumentEncoder:
         input_ids = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
         real = torch.from_numpy(real).to(self.device, non_blocking=True)
         # With the decoder detached, the model returns the MLM head's transformed hidden states.
-        hidden = self.model(input_ids=input_ids, attention_mask=real.long()).logits
+        # cuDNN's attention builds a graph for every new (batch, width) shape, ~10 ms each on
+        # the host: more than the whole batch's GPU work. The other backends need no such step.
+        with sdpa_kernel(_ATTENTION_BACKENDS):
+            hidden = self.model(input_ids=input_ids, attention_mask=real.long()).logits
         if self.pooling == "max":
             pooled = self._max_pool(hidden, real)
         else:
