@@ -10,7 +10,7 @@ import torch when used.
 """
 
 from .errors import (ClusterError, IndexStateError, InputError, ModelError, ModelMismatchError, NodeError,
-                     SpladeOSError)
+                     RegistryError, SpladeOSError)
 from .keys import escape_key, unescape_key
 from .query import QueryEncoder, query_body
 
@@ -18,5 +18,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "QueryEncoder", "query_body", "escape_key", "unescape_key", "SpladeOSError", "ModelError",
-    "ClusterError", "IndexStateError", "ModelMismatchError", "InputError", "NodeError",
+    "ClusterError", "IndexStateError", "ModelMismatchError", "InputError", "NodeError", "RegistryError",
 ]

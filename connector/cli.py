@@ -82,14 +82,6 @@ def _client(url, ca_certs, insecure, quiet):
     return connect(url, ca_certs=ca_certs, insecure=insecure), url
 
 
-def _source_of(model):
-    # Record a local folder by its absolute path so other commands on this machine find it.
-    if model in (None, "", "default"):
-        return "default"
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else model
-
-
 @click.group()
 @click.version_option(package_name="splade-os")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
@@ -110,7 +102,7 @@ def cli(ctx, debug, quiet):
 @click.argument("corpus", type=click.Path(dir_okay=False, path_type=Path))
 @index_option()
 @connection_options
-@model_option("Model folder or hub id (default: the bundled default model).")
+@model_option("Model folder, hub id, or NAME[@VERSION] from the cluster's registry (default: the bundled model).")
 @click.option("--device", default=None, help="cuda, cuda:1, cpu... (default: cuda when present, else cpu).")
 @click.option("--dtype", default="auto", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               show_default=True, help="Encoder precision; auto = bf16 on GPU, fp32 on CPU.")
@@ -138,10 +130,10 @@ def ingest(ctx, corpus, index, url, ca_certs, insecure, model, device, dtype, id
     quiet = ctx.obj["quiet"]
     if not corpus.exists():
         raise click.ClickException(f"{corpus}: no such file")
-    layout = resolve_model(model, show_progress=not quiet)
     client, url = _client(url, ca_certs, insecure, quiet)
+    layout = resolve_model(model, show_progress=not quiet, client=client, url=url)
     stats = run_ingest(
-        client, url, corpus, index, layout, source=_source_of(model), id_field=id_field, text_field=text_field,
+        client, url, corpus, index, layout, id_field=id_field, text_field=text_field,
         title_field=title_field, dead_letter_path=dead_letter, device=device, dtype=dtype, window=window,
         bulk_docs=bulk_docs, shards=shards, replicas=replicas, refresh_interval=refresh_interval,
         show_progress=not quiet,
@@ -224,11 +216,115 @@ def init(ctx, index, url, ca_certs, insecure, model, shards, replicas, refresh_i
     from .model import model_identity, resolve_model
     from .query import QueryEncoder
 
-    layout = resolve_model(model, show_progress=not ctx.obj["quiet"])
-    identity = model_identity(layout, QueryEncoder(layout).hash, _source_of(model))
     client, url = _client(url, ca_certs, insecure, ctx.obj["quiet"])
+    layout = resolve_model(model, show_progress=not ctx.obj["quiet"], client=client, url=url)
+    identity = model_identity(layout, QueryEncoder(layout).hash)
     created = init_index(client, url, index, identity, shards=shards, replicas=replicas, refresh_interval=refresh_interval)
     click.echo(f"{'created' if created else 'already exists:'} index {index!r} for model {identity.name} ({identity.version})")
+
+
+@cli.command()
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for checkpoints; the trained model goes to OUTPUT/final.")
+@click.option("--data", help="Training rows: .jsonl/.json/.csv/.parquet file, a saved dataset folder, or a hub dataset id.")
+@click.option("--query-column", default="query", show_default=True, help="Column with the query (--data).")
+@click.option("--positive-column", default="positive", show_default=True, help="Column with the relevant document (--data).")
+@click.option("--negative-column", multiple=True, help="Column(s) with hard negatives (--data); repeatable.")
+@click.option("--beir", type=click.Path(file_okay=False, path_type=Path),
+              help="Build pairs from a BEIR folder: queries + qrels/<split>.tsv, else title -> text of its corpus.")
+@click.option("--beir-split", default="train", show_default=True, help="qrels split used with --beir.")
+@click.option("--base", help="Masked-LM folder or hub id to start the document route from (default: the bundled one).")
+@click.option("--init-idf", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSONL corpus whose IDF starts the query table (default: ones).")
+@click.option("--continue-from", help="An inference-free model (any --model form) to continue training.")
+@click.option("--lr", default=2e-5, show_default=True, help="Learning rate of the transformer.")
+@click.option("--static-lr", default=1e-3, show_default=True, help="Learning rate of the static query table.")
+@click.option("--batch-size", default=16, show_default=True, help="Pairs per batch (in-batch negatives).")
+@click.option("--epochs", default=1.0, show_default=True, help="Passes over the data.")
+@click.option("--max-steps", default=-1, show_default=True, help="Stop after this many steps (-1: epochs decide).")
+@click.option("--warmup-ratio", default=0.1, show_default=True, help="Fraction of steps with a rising learning rate.")
+@click.option("--doc-reg", default=3e-4, show_default=True, help="FLOPS regularizer weight on documents.")
+@click.option("--query-reg", default=0.0, show_default=True, help="FLOPS regularizer weight on queries.")
+@click.option("--seed", default=42, show_default=True, help="Random seed.")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+              help="auto: bf16 (or fp16) on GPU, fp32 on CPU.")
+@click.option("--max-seq-length", type=int, help="Document truncation length (default: the model's).")
+@click.option("--save-steps", default=500, show_default=True, help="Checkpoint every N steps.")
+@click.option("--eval-beir", type=click.Path(file_okay=False, path_type=Path),
+              help="BEIR folder evaluated (qrels/test.tsv) at the end, and every --eval-steps.")
+@click.option("--eval-steps", type=int, help="Evaluate every N steps (with --eval-beir).")
+@click.option("--resume", is_flag=True, help="Resume from the last checkpoint in --output.")
+@click.pass_context
+@handle_errors
+def train(ctx, output, data, query_column, positive_column, negative_column, beir, beir_split, base, init_idf,
+          continue_from, lr, static_lr, batch_size, epochs, max_steps, warmup_ratio, doc_reg, query_reg, seed,
+          precision, max_seq_length, save_steps, eval_beir, eval_steps, resume):
+    """Train an inference-free SPLADE model (SpladeLoss + in-batch negatives + FLOPS).
+
+    Example: splade-os train --beir data/cranfield --init-idf data/cranfield/corpus.jsonl -o runs/cran
+    """
+    from . import train as training
+
+    if bool(data) == bool(beir):
+        raise click.ClickException("give exactly one of --data or --beir")
+    rows = (training.load_pairs(data, query_column, positive_column, negative_column) if data
+            else training.beir_pairs(beir, beir_split))
+    model = training.starting_model(base, init_idf, continue_from, max_seq_length)
+    evaluator = training.beir_evaluator(eval_beir) if eval_beir else None
+    args = training.TrainArgs(
+        output_dir=output, learning_rate=lr, static_learning_rate=static_lr, batch_size=batch_size, epochs=epochs,
+        max_steps=max_steps, warmup_ratio=warmup_ratio, document_regularizer_weight=doc_reg,
+        query_regularizer_weight=query_reg, seed=seed, precision=precision, max_seq_length=max_seq_length,
+        save_steps=save_steps, eval_steps=eval_steps, resume=resume)
+    result = training.train(model, rows, args, evaluator, show_progress=not ctx.obj["quiet"])
+    click.echo(f"trained {result.steps} steps on {len(rows)} pairs in {result.seconds:.0f} s; "
+               f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; query table changed by up to "
+               f"{result.table_change:.4g}" if result.losses else f"trained {result.steps} steps")
+    for name, value in sorted(result.metrics.items()):
+        if name.endswith(("ndcg@10", "mrr@10", "map@100")):
+            click.echo(f"{name}: {value:.4f}")
+    click.echo(f"model: {result.model_dir}")
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Registry name (lower-case letters, digits, '.', '_', '-').")
+@click.option("--version", "version", type=int, default=None, help="Version number (default: the next one).")
+@connection_options
+@click.pass_context
+@handle_errors
+def push(ctx, model_dir, name, version, url, ca_certs, insecure):
+    """Store a model folder in the cluster's registry as NAME@VERSION.
+
+    Example: splade-os push ./my-model --name cranfield-splade
+    """
+    from .registry import push as run_push
+
+    if not model_dir.exists():
+        raise click.ClickException(f"{model_dir}: no such model folder")
+    client, url = _client(url, ca_certs, insecure, ctx.obj["quiet"])
+    meta = run_push(client, url, model_dir, name, version=version, show_progress=not ctx.obj["quiet"])
+    size = sum(f["size"] for f in meta["files"])
+    click.echo(f"pushed {meta['name']}@{meta['version']}: {len(meta['files'])} files, {size / 2**20:.1f} MiB, "
+               f"hash {meta['hash'][:12]}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write (default: the cache, reused when already pulled).")
+@connection_options
+@click.pass_context
+@handle_errors
+def pull(ctx, ref, output, url, ca_certs, insecure):
+    """Restore NAME[@VERSION] from the cluster's registry, verifying every checksum.
+
+    Example: splade-os pull cranfield-splade@2 -o ./model
+    """
+    from .registry import pull as run_pull
+
+    client, url = _client(url, ca_certs, insecure, ctx.obj["quiet"])
+    click.echo(run_pull(client, url, ref, dest=output, show_progress=not ctx.obj["quiet"]))
 
 
 @cli.group()

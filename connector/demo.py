@@ -24,7 +24,7 @@ def run_demo(client, url: str, index: str = "splade-os-sample", show_progress: b
         yield f"index {index!r} already holds the {present} sample documents"
     else:
         dead = cache_dir() / f"{index}.rejected.jsonl"
-        stats = ingest(client, url, corpus, index, layout, source="default", dead_letter_path=dead,
+        stats = ingest(client, url, corpus, index, layout, dead_letter_path=dead,
                        show_progress=show_progress)
         yield (f"ingested {stats.indexed} documents into {index!r} in {stats.seconds:.1f} s "
                f"({stats.docs_per_second:.1f} docs/s)")

@@ -13,6 +13,10 @@ class ModelError(SpladeOSError):
     """A model folder or hub id is missing, incomplete or not an inference-free SPLADE model."""
 
 
+class RegistryError(ModelError):
+    """A model is missing from the cluster's registry, or its stored copy is incomplete or corrupted."""
+
+
 class ClusterError(SpladeOSError):
     """OpenSearch is unreachable, refused the credentials, or answered with an error."""
 

@@ -121,7 +121,7 @@ def ingest(
     path: Path,
     index: str,
     layout: ModelLayout,
-    source: str = "default",
+    source: Optional[str] = None,
     field: str = "splade",
     id_field: str = "_id",
     text_field: str = "text",
@@ -145,7 +145,7 @@ def ingest(
         path: the JSONL corpus; one JSON object per line.
         index: target index; created (with its pipeline) when missing.
         layout: the model (`connector.model.resolve_model`).
-        source: how the model was named by the user (recorded in the index's `_meta`).
+        source: how the model is named in the index's `_meta` (default: `layout.source`).
         field: the `rank_features` field (default "splade").
         id_field, text_field, title_field: JSON field names (BEIR's by default).
         dead_letter_path: where rejected lines go (default `<input stem>.rejected.jsonl` in the cwd).

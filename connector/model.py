@@ -30,6 +30,8 @@ class ModelLayout:
     document_dir: Path
     pooling_strategy: str = "max"
     activation_function: str = "relu"
+    source: str = ""  # how the model is named: "default", a folder path, a hub id, "cluster:NAME@VERSION"
+    version: Optional[str] = None  # the registry version; None: derived from the fingerprint
 
     @property
     def tokenizer_file(self) -> Path:
@@ -112,6 +114,7 @@ def read_layout(root: Path, name: Optional[str] = None) -> ModelLayout:
         document_dir=_module_dir(router_dir, doc_ids[0]),
         pooling_strategy=pooling.get("pooling_strategy", "max"),
         activation_function=pooling.get("activation_function", "relu"),
+        source=str(root.resolve()),
     )
     if layout.pooling_strategy not in ("max", "sum"):
         raise ModelError(f"{pool_config}: pooling_strategy must be 'max' or 'sum', got {layout.pooling_strategy!r}")
@@ -143,21 +146,49 @@ def max_length_of(folder: Path) -> Optional[int]:
     return limit
 
 
-def resolve_model(name_or_path: Optional[str], show_progress: bool = True) -> ModelLayout:
+def resolve_model(name_or_path: Optional[str], show_progress: bool = True, client=None, url: str = "") -> ModelLayout:
     """Turn what a user passed as `--model` into a readable model folder.
 
-    None or "default" is the bundled default model (built into the cache on first use);
-    an existing folder is used as it is; anything else is taken as a model hub id and
-    downloaded with huggingface_hub (needs network access to the hub).
+    - None or "default": the bundled default model (built into the cache on first use);
+    - an existing folder: used as it is;
+    - "cluster:NAME[@VERSION]", or a bare NAME[@VERSION] that the cluster's registry holds
+      (needs `client`): pulled from the registry into the cache;
+    - anything else: a model hub id, downloaded with huggingface_hub (needs the hub).
     """
     if name_or_path in (None, "", "default"):
         from .model_builder import ensure_default_model
 
-        return read_layout(ensure_default_model(show_progress=show_progress), name="splade-os-default")
+        layout = read_layout(ensure_default_model(show_progress=show_progress), name="splade-os-default")
+        layout.source = "default"
+        return layout
     path = Path(name_or_path).expanduser()
     if path.exists() or name_or_path.startswith((".", "/", "~")):
         return read_layout(path)
-    return read_layout(_download_from_hub(name_or_path), name=name_or_path)
+    ref = name_or_path[len("cluster:"):] if name_or_path.startswith("cluster:") else None
+    if ref is None and client is not None and "/" not in name_or_path:
+        from .registry import parse_ref, versions
+
+        try:
+            name, _ = parse_ref(name_or_path)
+            if versions(client, url, name):
+                ref = name_or_path
+        except ModelError:
+            ref = None
+    if ref is not None:
+        if client is None:
+            raise ModelError(f"{name_or_path}: a registry model needs a cluster (--url)")
+        from .registry import metadata, parse_ref, pull
+
+        name, version = parse_ref(ref)
+        meta = metadata(client, url, name, version)
+        folder = pull(client, url, f"{name}@{meta['version']}", show_progress=show_progress)
+        layout = read_layout(folder, name=name)
+        layout.source = f"cluster:{name}@{meta['version']}"
+        layout.version = str(meta["version"])
+        return layout
+    layout = read_layout(_download_from_hub(name_or_path), name=name_or_path)
+    layout.source = name_or_path
+    return layout
 
 
 def _download_from_hub(model_id: str) -> Path:
@@ -185,7 +216,8 @@ class ModelIdentity:
     fingerprint: str  # hash + document route weights and pooling: what documents depend on
 
 
-def model_identity(layout: ModelLayout, query_hash: str, source: str, version: Optional[str] = None) -> ModelIdentity:
+def model_identity(layout: ModelLayout, query_hash: str, source: Optional[str] = None,
+                   version: Optional[str] = None) -> ModelIdentity:
     """The identity of a model: its query hash and a fingerprint of everything documents depend on."""
     digest = hashlib.sha256(query_hash.encode("ascii"))
     for path in sorted(layout.document_dir.glob("*.safetensors")) + [layout.document_dir / "config.json"]:
@@ -196,8 +228,8 @@ def model_identity(layout: ModelLayout, query_hash: str, source: str, version: O
     fingerprint = digest.hexdigest()
     return ModelIdentity(
         name=layout.name,
-        version=version or fingerprint[:12],
-        source=source,
+        version=version or layout.version or fingerprint[:12],
+        source=source or layout.source,
         hash=query_hash,
         fingerprint=fingerprint,
     )

@@ -5,8 +5,9 @@ from typing import List, Optional
 
 from .client import cluster_error
 from .index import check_identity, max_clause_count, read_meta
-from .model import resolve_model
+from .model import ModelLayout, resolve_model
 from .query import QueryEncoder
+from .registry import query_side
 
 
 @dataclass
@@ -31,7 +32,12 @@ def query_encoder_for(client, url: str, index: str, model: Optional[str] = None,
     """
     meta = read_meta(client, url, index)
     source = model if model is not None else meta.get("model", {}).get("source", "default")
-    encoder = QueryEncoder(resolve_model(source, show_progress=show_progress))
+    if source.startswith("cluster:"):
+        # Only the tokenizer and the table are needed: read them from the registry document.
+        folder = query_side(client, url, source[len("cluster:"):])
+        encoder = QueryEncoder(ModelLayout(folder, source, folder, folder, source=source))
+    else:
+        encoder = QueryEncoder(resolve_model(source, show_progress=show_progress, client=client, url=url))
     check_identity(index, meta, encoder.hash, "hash")
     return encoder, meta
 
