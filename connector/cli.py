@@ -29,6 +29,9 @@ def handle_errors(f):
         try:
             return f(*args, **kwargs)
         except SpladeOSError as e:
+            if type(e).__name__ == "IngestInterrupted" and not debug:
+                click.echo(f"Interrupted: {str(e).split(': ', 1)[-1]}", err=True)
+                sys.exit(130)
             if debug:
                 raise
             raise click.ClickException(str(e)) from None
@@ -100,7 +103,16 @@ def cli(ctx, debug, quiet):
 
 @cli.command()
 @click.argument("corpus", type=click.Path(dir_okay=False, path_type=Path))
-@index_option()
+@click.option("--index", "-i", default=None, help="Index name (or use --alias).")
+@click.option("--alias", default=None,
+              help="Ingest into a new index ALIAS-<model>-<time>; move the alias to it only when all went well.")
+@click.option("--keep", type=int, default=None, help="With --alias: keep only the newest N indexes of the alias.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted ingest of the same input from its checkpoint.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint file (default: <corpus stem>.<index or alias>.checkpoint.json here).")
+@click.option("--retry-deadline", default=300.0, show_default=True,
+              help="Seconds a bulk request may keep failing (429, 5xx, connection errors) before the ingest stops.")
+@click.option("--bulk-workers", default=2, show_default=True, help="Bulk requests in flight at once.")
 @connection_options
 @model_option("Model folder, hub id, or NAME[@VERSION] from the cluster's registry (default: the bundled model).")
 @click.option("--device", default=None, help="cuda, cuda:1, cpu... (default: cuda when present, else cpu).")
@@ -118,29 +130,35 @@ def cli(ctx, debug, quiet):
 @click.option("--refresh-interval", default="1s", show_default=True, help="Index refresh interval, when created.")
 @click.pass_context
 @handle_errors
-def ingest(ctx, corpus, index, url, ca_certs, insecure, model, device, dtype, id_field, text_field, title_field,
-           dead_letter, window, bulk_docs, shards, replicas, refresh_interval):
+def ingest(ctx, corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_workers, url, ca_certs, insecure,
+           model, device, dtype, id_field, text_field, title_field, dead_letter, window, bulk_docs, shards, replicas,
+           refresh_interval):
     """Encode a JSONL corpus and index it.
 
     Example: splade-os ingest corpus.jsonl --index docs
     """
+    from .bulk import RetryPolicy
     from .ingest import ingest as run_ingest
     from .model import resolve_model
 
     quiet = ctx.obj["quiet"]
     if not corpus.exists():
         raise click.ClickException(f"{corpus}: no such file")
+    if bool(index) == bool(alias):
+        raise click.ClickException("give exactly one of --index or --alias")
     client, url = _client(url, ca_certs, insecure, quiet)
     layout = resolve_model(model, show_progress=not quiet, client=client, url=url)
     stats = run_ingest(
         client, url, corpus, index, layout, id_field=id_field, text_field=text_field,
         title_field=title_field, dead_letter_path=dead_letter, device=device, dtype=dtype, window=window,
-        bulk_docs=bulk_docs, shards=shards, replicas=replicas, refresh_interval=refresh_interval,
-        show_progress=not quiet,
+        bulk_docs=bulk_docs, bulk_workers=bulk_workers, shards=shards, replicas=replicas,
+        refresh_interval=refresh_interval, show_progress=not quiet, resume=resume, checkpoint_path=checkpoint,
+        retry=RetryPolicy(deadline=retry_deadline), alias=alias, keep=keep,
     )
     click.echo(
         f"indexed {stats.indexed}, rejected {stats.rejected}, {stats.seconds:.1f} s, "
-        f"{stats.docs_per_second:.1f} docs/s; index {index!r} now holds {stats.count_after} documents"
+        f"{stats.docs_per_second:.1f} docs/s; index {stats.index!r} now holds {stats.count_after} documents "
+        f"(_count after refresh)" + (f"; alias {alias!r} now points to it" if stats.alias_switched else "")
     )
     if stats.rejected:
         raise click.ClickException(f"{stats.rejected} line(s) rejected; see {stats.dead_letter_path}")
@@ -284,6 +302,74 @@ def train(ctx, output, data, query_column, positive_column, negative_column, bei
         if name.endswith(("ndcg@10", "mrr@10", "map@100")):
             click.echo(f"{name}: {value:.4f}")
     click.echo(f"model: {result.model_dir}")
+
+
+@cli.command("eval")
+@index_option()
+@click.option("--beir", type=click.Path(file_okay=False, path_type=Path), help="BEIR folder: queries.jsonl, qrels/<split>.tsv, corpus.jsonl.")
+@click.option("--split", default="test", show_default=True, help="qrels split with --beir.")
+@click.option("--queries", type=click.Path(dir_okay=False, path_type=Path), help="Queries file (BEIR JSONL or id<TAB>text), instead of --beir.")
+@click.option("--qrels", type=click.Path(dir_okay=False, path_type=Path), help="Qrels file (BEIR TSV or TREC), instead of --beir.")
+@click.option("--corpus", type=click.Path(dir_okay=False, path_type=Path), help="Corpus for --exact (default: the --beir corpus).")
+@click.option("--exact", is_flag=True, help="Also compute the metrics from an exact in-memory dot product, side by side.")
+@click.option("-k", "--top-k", "k", default=100, show_default=True, help="Hits retrieved per query.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("splade-os-eval"),
+              show_default=True, help="Each run writes <index>-<time>.json here.")
+@model_option("Model (default: the one recorded in the index).")
+@connection_options
+@click.pass_context
+@handle_errors
+def eval_command(ctx, index, beir, split, queries, qrels, corpus, exact, k, as_json, results_dir, model, url,
+                 ca_certs, insecure):
+    """Evaluate an index on a test collection (the model card's metrics, graded nDCG, latency).
+
+    Example: splade-os eval --index docs --beir data/cranfield --exact
+    """
+    import time
+
+    from . import evaluate
+    from .model import resolve_model
+    from .search import query_encoder_for
+
+    quiet = ctx.obj["quiet"]
+    if beir:
+        query_texts, judgments, corpus_path = evaluate.load_beir(beir, split)
+    elif queries and qrels:
+        query_texts, judgments, corpus_path = evaluate.load_queries(queries), evaluate.load_qrels(qrels), None
+    else:
+        raise click.ClickException("give --beir, or both --queries and --qrels")
+    corpus_path = corpus or corpus_path
+    if exact and not corpus_path:
+        raise click.ClickException("--exact needs the corpus: --corpus or --beir")
+    client, url = _client(url, ca_certs, insecure, quiet)
+    encoder, meta = query_encoder_for(client, url, index, model, show_progress=not quiet)
+    result = evaluate.evaluate_index(client, url, index, query_texts, judgments, encoder, k=k,
+                                     field=meta.get("field", "splade"), show_progress=not quiet)
+    if exact:
+        layout = resolve_model(model or meta["model"]["source"], show_progress=not quiet, client=client, url=url)
+        vectors = evaluate.exact_doc_vectors(corpus_path, layout, show_progress=not quiet)
+        result.exact_metrics = evaluate.evaluate_exact(vectors, query_texts, judgments, encoder, k=k)
+    record = {"index": index, "metrics": result.metrics, "exact_metrics": result.exact_metrics,
+              "latency": result.latency, "queries": result.queries, "settings": result.settings}
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out = results_dir / f"{index}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(record, indent=2))
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    click.echo(f"{result.queries} queries, index {index!r}, k={k}")
+    header = f"{'metric':<22}{'index':>9}" + (f"{'exact':>9}{'diff':>9}" if result.exact_metrics else "")
+    click.echo(header)
+    for name, value in result.metrics.items():
+        line = f"{name:<22}{value:>9.4f}"
+        if result.exact_metrics and name in result.exact_metrics:
+            line += f"{result.exact_metrics[name]:>9.4f}{value - result.exact_metrics[name]:>+9.4f}"
+        click.echo(line)
+    lat = result.latency
+    click.echo(f"latency p50 {lat['p50_ms']:.1f} ms, p90 {lat['p90_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+               f"{lat['qps']:.1f} queries/s (sequential)")
+    click.echo(f"results: {out}")
 
 
 @cli.command()

@@ -164,10 +164,11 @@ class DeadLetters:
     The file is only created when the first rejection arrives.
     """
 
-    def __init__(self, path: Path, source: str):
+    def __init__(self, path: Path, source: str, append: bool = False):
         self.path = Path(path)
         self.source = source
-        self.count = 0
+        self.append = append  # a resumed ingest keeps what the interrupted run wrote
+        self.count = sum(1 for line in open(self.path, "rb") if line.strip()) if append and self.path.exists() else 0
         self._file = None
         self._lock = threading.Lock()  # the reader and the bulk sender both add
 
@@ -181,7 +182,7 @@ class DeadLetters:
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "w", encoding="utf-8")
+                self._file = open(self.path, "a" if self.append else "w", encoding="utf-8")
             self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
             self._file.flush()
             self.count += 1

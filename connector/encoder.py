@@ -145,6 +145,7 @@ class DocumentEncoder:
         self.double_log = layout.activation_function == "log1p_relu"
         self.pooling = layout.pooling_strategy
         self.calls = 0  # forward passes, for tests and benchmarks
+        self.documents = 0  # documents encoded
 
     def tokenize(self, texts: Sequence[str]) -> List[List[int]]:
         """Token ids with special tokens, truncated to `max_length` (as sentence-transformers)."""
@@ -205,6 +206,7 @@ class DocumentEncoder:
 
     def encode_tokenized(self, ids: List[List[int]]) -> List[SparseVector]:
         """Encode token id lists (already truncated): sorted by length, batched by the token budget."""
+        self.documents += len(ids)
         out: List[Optional[SparseVector]] = [None] * len(ids)
         for batch in self.batches([len(x) for x in ids]):
             for i, vector in zip(batch, self.encode_ids([ids[i] for i in batch])):

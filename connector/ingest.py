@@ -1,38 +1,57 @@
-"""Streaming a JSONL corpus through the document encoder into OpenSearch.
+"""Streaming a JSONL corpus through the document encoder into OpenSearch, losing nothing.
 
-Three stages overlap: the reader parses lines and the encoder turns a window of documents
-into sparse vectors (torch releases the GIL while it computes), while a sender thread turns
-finished windows into bulk requests. A bounded queue between them keeps memory flat: the
-encoder waits when the cluster is slower than the GPU/CPU, and the other way round.
-Every line ends up either acknowledged by the cluster or in the dead-letter file.
+Three stages overlap: the reader parses lines, the encoder turns windows of documents into
+sparse vectors (tokenizing the next windows on a thread pool while the device works), and a
+sender thread turns finished windows into bulk requests (several chunks in flight at once).
+A bounded queue between them keeps memory flat: the encoder waits when the cluster is
+slower, and the other way round.
+
+Every line ends up acknowledged by the cluster or in the dead-letter file. After each window
+the cluster has settled, a checkpoint records the input line up to which that holds, so a
+crash or Ctrl-C costs at most the windows in flight: `resume=True` continues from there.
+With an alias, documents go into a new concrete index and the alias moves to it atomically
+only after the ingest succeeded and the counts check out.
 """
 
+import json
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from . import checkpoint as checkpoints
+from .bulk import RetryPolicy, send_chunk
 from .corpus import DeadLetters, Document, Rejected, read_corpus
-from .errors import ModelError
+from .errors import IndexStateError, InputError, ModelError, SpladeOSError
 from .index import init_index
 from .model import ModelLayout, model_identity
 from .progress import bar, note
 from .query import QueryEncoder
 
 _DONE = object()
+QUEUE_WINDOWS = 2  # encoded windows waiting for the sender
+
+
+class IngestInterrupted(SpladeOSError):
+    """Ctrl-C: the windows in flight were settled and the checkpoint written."""
 
 
 @dataclass
 class IngestStats:
     """What an ingest did."""
 
+    index: str = ""
     indexed: int = 0  # acknowledged by the cluster
     rejected: int = 0  # written to the dead-letter file
     seconds: float = 0.0
     count_after: Optional[int] = None  # `_count` of the index after a refresh
     dead_letter_path: Optional[Path] = None
+    checkpoint_path: Optional[Path] = None
+    resumed_from_line: int = 0
+    alias_switched: bool = False
 
     @property
     def docs_per_second(self) -> float:
@@ -47,27 +66,19 @@ def _count_lines(path: Path, limit_bytes: int = 2 << 30) -> Optional[int]:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
 
 
-def _item_reason(item: dict) -> str:
-    result = next(iter(item.values())) if item else {}
-    error = result.get("error")
-    if isinstance(error, dict):
-        reason = error.get("reason") or error.get("type") or "rejected"
-        cause = error.get("caused_by", {})
-        if isinstance(cause, dict) and cause.get("reason"):
-            reason = f"{reason}: {cause['reason']}"
-        return f"OpenSearch rejected the document (HTTP {result.get('status')}): {reason}"
-    return f"OpenSearch rejected the document (HTTP {result.get('status')}): {error or result.get('exception')}"
-
-
 class _Sender(threading.Thread):
-    """Sends encoded windows as bulk requests and sorts acknowledgements from rejections."""
+    """Sends encoded windows, settles every item, and advances the checkpoint window by window."""
 
-    def __init__(self, client, index, field, fingerprint, dead, bulk_docs, progress, stats):
+    def __init__(self, client, index, field, fingerprint, dead, bulk_docs, bulk_workers, policy, progress, stats,
+                 state: checkpoints.Checkpoint, checkpoint_path: Path, show_progress: bool):
         super().__init__(daemon=True, name="splade-os-bulk")
         self.client, self.index, self.field, self.fingerprint = client, index, field, fingerprint
-        self.dead, self.bulk_docs, self.progress, self.stats = dead, bulk_docs, progress, stats
-        self.inbox: "queue.Queue" = queue.Queue(maxsize=4)
+        self.dead, self.bulk_docs, self.policy = dead, bulk_docs, policy
+        self.progress, self.stats, self.state, self.checkpoint_path = progress, stats, state, checkpoint_path
+        self.pool = ThreadPoolExecutor(max_workers=bulk_workers, thread_name_prefix="splade-os-bulk")
+        self.inbox: "queue.Queue" = queue.Queue(maxsize=QUEUE_WINDOWS)
         self.error: Optional[BaseException] = None
+        self.on_retry = (lambda message: note(True, f"retrying: {message}")) if show_progress else None
 
     def run(self):
         try:
@@ -75,51 +86,49 @@ class _Sender(threading.Thread):
                 work = self.inbox.get()
                 if work is _DONE:
                     return
-                self._send(*work)
+                self._settle(*work)
         except BaseException as e:  # handed to the main thread, which raises it
             self.error = e
+        finally:
+            self.pool.shutdown(wait=True)
 
-    def _actions(self, docs: List[Document], features: List[dict]):
-        for doc, feats in zip(docs, features):
-            yield {
-                "_op_type": "index",
-                "_index": self.index,
-                "_id": doc.id,
-                "_source": {
-                    "title": doc.title,
-                    "text": doc.text,
-                    self.field: feats,
-                    "splade_fingerprint": self.fingerprint,
-                },
-            }
+    def _action(self, doc: Document, feats: dict):
+        return ({"index": {"_index": self.index, "_id": doc.id}},
+                {"title": doc.title, "text": doc.text, self.field: feats, "splade_fingerprint": self.fingerprint})
 
-    def _send(self, docs: List[Document], features: List[dict]):
-        from opensearchpy import helpers
-
-        results = helpers.streaming_bulk(
-            self.client,
-            self._actions(docs, features),
-            chunk_size=self.bulk_docs,
-            max_chunk_bytes=50 * 1024 * 1024,
-            raise_on_error=False,
-            raise_on_exception=False,
-            max_retries=3,
-            initial_backoff=1,
-        )
-        # streaming_bulk yields one result per action, in order.
-        for doc, (ok, item) in zip(docs, results):
-            if ok:
+    def _settle(self, docs: List[Document], features: List[dict], last_line: int):
+        actions = [self._action(d, f) for d, f in zip(docs, features)]
+        chunks = [actions[i : i + self.bulk_docs] for i in range(0, len(actions), self.bulk_docs)]
+        outcomes = self.pool.map(lambda chunk: send_chunk(self.client, chunk, self.policy, on_retry=self.on_retry),
+                                 chunks)
+        reasons = [reason for chunk in outcomes for reason in chunk]
+        for doc, reason in zip(docs, reasons):
+            if reason is None:
                 self.stats.indexed += 1
             else:
-                self.dead.add(doc.line, _item_reason(item), doc.raw)
+                self.dead.add(doc.line, reason, doc.raw)
             self.progress.update(1)
+        self.state.line = last_line
+        self.state.indexed = self.stats.indexed
+        self.state.rejected = self.dead.count
+        self.state.save(self.checkpoint_path)
+
+
+def _trim_dead_letters(path: Path, after_line: int) -> int:
+    """Drop dead letters past the checkpoint (they will be read again); returns how many remain."""
+    if not path.exists():
+        return 0
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("line", 0) <= after_line]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return len(kept)
 
 
 def ingest(
     client,
     url: str,
     path: Path,
-    index: str,
+    index: Optional[str],
     layout: ModelLayout,
     source: Optional[str] = None,
     field: str = "splade",
@@ -131,11 +140,17 @@ def ingest(
     dtype: Optional[str] = "auto",
     window: int = 1024,
     bulk_docs: int = 500,
+    bulk_workers: int = 2,
     shards: int = 1,
     replicas: int = 0,
     refresh_interval: str = "1s",
     encoder=None,
     show_progress: bool = True,
+    resume: bool = False,
+    checkpoint_path: Optional[Path] = None,
+    retry: Optional[RetryPolicy] = None,
+    alias: Optional[str] = None,
+    keep: Optional[int] = None,
 ) -> IngestStats:
     """Encode a JSONL corpus and index it into a `rank_features` field.
 
@@ -143,29 +158,66 @@ def ingest(
         client: an `opensearchpy.OpenSearch` client (see `connector.client.connect`).
         url: the cluster URL, for messages.
         path: the JSONL corpus; one JSON object per line.
-        index: target index; created (with its pipeline) when missing.
+        index: target index, created (with its pipeline) when missing; None with `alias`.
         layout: the model (`connector.model.resolve_model`).
         source: how the model is named in the index's `_meta` (default: `layout.source`).
         field: the `rank_features` field (default "splade").
         id_field, text_field, title_field: JSON field names (BEIR's by default).
         dead_letter_path: where rejected lines go (default `<input stem>.rejected.jsonl` in the cwd).
         device, dtype: for the `DocumentEncoder` (best device, bf16 on GPU by default).
-        window: documents encoded together (sorted by length inside the window).
-        bulk_docs: documents per bulk request.
+        window: documents encoded together (sorted by length inside the window); also the
+            checkpoint's granularity.
+        bulk_docs: documents per bulk request; bulk_workers: bulk requests in flight at once.
         shards, replicas, refresh_interval: index settings when the index is created.
         encoder: a ready `DocumentEncoder` to reuse (else one is built).
-        show_progress: draw a progress bar on stderr.
+        show_progress: draw a progress bar and notes on stderr.
+        resume: continue from the checkpoint of an interrupted run of the same input.
+        checkpoint_path: default `<input stem>.<index or alias>.checkpoint.json` in the cwd.
+        retry: backoff and deadline for bulk retries (`connector.bulk.RetryPolicy`).
+        alias: build a new concrete index `<alias>-<model version>-<time>` and move the alias
+            to it atomically once the ingest succeeded and the counts check out.
+        keep: with `alias`, delete all but the newest `keep` indexes of the alias afterwards.
 
     Returns:
         IngestStats with indexed/rejected counts, wall time and the index `_count` afterwards.
+
+    Raises:
+        IngestInterrupted: on Ctrl-C, after the windows in flight were settled.
     """
     from .encoder import DocumentEncoder
 
     path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if bool(index) == bool(alias):
+        raise ValueError("give exactly one of index or alias")
     started = time.perf_counter()
-    stats = IngestStats()
     queries = QueryEncoder(layout)
     identity = model_identity(layout, queries.hash, source)
+    checkpoint_path = Path(checkpoint_path or checkpoints.default_path(path, index or alias))
+    dead_letter_path = Path(dead_letter_path or f"{path.stem}.rejected.jsonl")
+    stat = path.stat()
+
+    if resume:
+        state = checkpoints.Checkpoint.load(checkpoint_path)
+        if not state.matches(path) or state.input != str(path.resolve()):
+            raise InputError(f"{path}: the input changed since checkpoint {checkpoint_path} was written")
+        if state.fingerprint != identity.fingerprint:
+            raise ModelError(f"{checkpoint_path}: the interrupted run used another model; resume with the same --model")
+        index = state.index
+        dead_letter_path = Path(state.dead_letter)
+        if state.complete:
+            note(show_progress, f"{checkpoint_path}: that ingest already completed")
+            return IngestStats(index=index, indexed=state.indexed, rejected=state.rejected,
+                               count_after=client.count(index=index)["count"], checkpoint_path=checkpoint_path)
+    else:
+        if alias:
+            if client.indices.exists(index=alias) and not client.indices.exists_alias(name=alias):
+                raise IndexStateError(f"{alias!r} is a concrete index, not an alias; choose another alias name")
+            index = f"{alias}-{identity.version}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}".lower()
+        state = checkpoints.Checkpoint(
+            input=str(path.resolve()), input_size=stat.st_size, input_mtime=stat.st_mtime, index=index,
+            fingerprint=identity.fingerprint, dead_letter=str(dead_letter_path), alias=alias)
     if init_index(client, url, index, identity, field, shards, replicas, refresh_interval):
         note(show_progress, f"Created index {index!r} for model {identity.name} ({identity.version})")
     if encoder is None:
@@ -175,30 +227,42 @@ def ingest(
             f"{layout.root}: the document route has {encoder.vocab_size} outputs but the query vocabulary "
             f"has {len(queries.keys)} tokens"
         )
-    dead_letter_path = Path(dead_letter_path or f"{path.stem}.rejected.jsonl")
+    stats = IngestStats(index=index, indexed=state.indexed, checkpoint_path=checkpoint_path,
+                        resumed_from_line=state.line)
+    if resume:
+        note(show_progress, f"Resuming after line {state.line} ({state.indexed} indexed, {state.rejected} rejected)")
+        _trim_dead_letters(dead_letter_path, state.line)
+    state.save(checkpoint_path)
     keys = queries.keys
-    progress = bar(show_progress, total=_count_lines(path), unit="doc", desc=f"ingest {path.name}")
-    with DeadLetters(dead_letter_path, str(path)) as dead, progress:
-        sender = _Sender(client, index, field, identity.fingerprint, dead, bulk_docs, progress, stats)
+    total = _count_lines(path)
+    progress = bar(show_progress, total=total, initial=state.line if total else 0, unit="doc",
+                   desc=f"ingest {path.name}")
+    with DeadLetters(dead_letter_path, str(path), append=resume) as dead, progress:
+        sender = _Sender(client, index, field, identity.fingerprint, dead, bulk_docs, bulk_workers,
+                         retry or RetryPolicy(), progress, stats, state, checkpoint_path, show_progress)
         sender.start()
+        last_line = [state.line]
 
         def windows():
-            # Rejected lines are recorded as they are read; documents travel in windows.
+            # Rejected lines are recorded as they are read; documents travel in windows, each
+            # with the last input line it accounts for.
             pending: List[Document] = []
-            for item in read_corpus(path, id_field, text_field, title_field):
+            for item in read_corpus(path, id_field, text_field, title_field, skip_lines=state.line):
+                last_line[0] = item.line
                 if isinstance(item, Rejected):
                     dead.add(item.line, item.reason, item.raw)
                     progress.update(1)
                     continue
                 pending.append(item)
                 if len(pending) >= window:
-                    yield pending, [d.content for d in pending]
+                    yield (pending, item.line), [d.content for d in pending]
                     pending = []
-            if pending:
-                yield pending, [d.content for d in pending]
+            # The last window also accounts for trailing rejected lines (it may hold no document).
+            yield (pending, last_line[0]), [d.content for d in pending]
 
+        interrupted = False
         try:
-            for docs, vectors in encoder.encode_stream(windows()):
+            for (docs, line), vectors in encoder.encode_stream(windows()):
                 kept, features = [], []
                 for doc, vector in zip(docs, vectors):
                     if len(vector.ids) == 0:
@@ -207,18 +271,64 @@ def ingest(
                     else:
                         kept.append(doc)
                         features.append(vector.to_dict(keys))
-                _put(sender, (kept, features))
+                _put(sender, (kept, features, line))
+        except KeyboardInterrupt:
+            interrupted = True
         finally:
             _put(sender, _DONE)
             sender.join()
         if sender.error is not None:
             raise sender.error
+        if interrupted:
+            raise IngestInterrupted(
+                f"interrupted: everything up to line {state.line} of {path} is settled "
+                f"({state.indexed} indexed, {state.rejected} rejected); continue with --resume")
         stats.rejected = dead.count
     stats.dead_letter_path = dead_letter_path if stats.rejected else None
     client.indices.refresh(index=index)
     stats.count_after = client.count(index=index)["count"]
+    if alias:
+        if stats.count_after != stats.indexed:
+            raise IndexStateError(
+                f"index {index!r} holds {stats.count_after} documents but {stats.indexed} were acknowledged; "
+                f"alias {alias!r} left where it was")
+        _switch_alias(client, alias, index)
+        stats.alias_switched = True
+        if keep:
+            _prune(client, alias, keep)
+    state.complete = True
+    state.save(checkpoint_path)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _alias_indexes(client, alias: str) -> List[str]:
+    """The concrete indexes made for `alias`, oldest first."""
+    found = client.indices.get(index=f"{alias}-*", expand_wildcards="open", ignore_unavailable=True)
+    made = [(int(body["settings"]["index"]["creation_date"]), name) for name, body in found.items()
+            if body.get("mappings", {}).get("_meta", {}).get("splade_os")]
+    return [name for _, name in sorted(made)]
+
+
+def _switch_alias(client, alias: str, index: str) -> None:
+    # One request: readers see the old index or the new one, never none.
+    actions = [{"remove": {"index": name, "alias": alias}} for name in _current_targets(client, alias)]
+    actions.append({"add": {"index": index, "alias": alias}})
+    client.indices.update_aliases(body={"actions": actions})
+
+
+def _current_targets(client, alias: str) -> List[str]:
+    if not client.indices.exists_alias(name=alias):
+        return []
+    return list(client.indices.get_alias(name=alias).keys())
+
+
+def _prune(client, alias: str, keep: int) -> None:
+    """Delete all but the newest `keep` indexes of the alias (never one the alias points to)."""
+    live = set(_current_targets(client, alias))
+    for name in _alias_indexes(client, alias)[:-keep]:
+        if name not in live:
+            client.indices.delete(index=name)
 
 
 def _put(sender: _Sender, work) -> None:

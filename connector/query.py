@@ -138,7 +138,7 @@ class QueryEncoder:
         field: str = DEFAULT_FIELD,
         size: int = 10,
         max_clauses: int = DEFAULT_MAX_CLAUSES,
-        source: Optional[List[str]] = None,
+        source=None,
     ) -> dict:
         """The OpenSearch search body for a query: a bool `should` of linear `rank_feature` clauses.
 
@@ -148,7 +148,8 @@ class QueryEncoder:
             size: number of hits to return.
             max_clauses: the cluster's `indices.query.bool.max_clause_count`; the highest
                 weights are kept when a query has more tokens than that.
-            source: `_source` fields to return (all when None).
+            source: `_source` fields to return: all when None, none when False (an empty
+                list means all to OpenSearch).
         """
         return query_body(self.weights(text), self.keys, field, size, max_clauses, source)
 
@@ -159,7 +160,7 @@ def query_body(
     field: str = DEFAULT_FIELD,
     size: int = 10,
     max_clauses: int = DEFAULT_MAX_CLAUSES,
-    source: Optional[List[str]] = None,
+    source=None,
 ) -> dict:
     """Build the search body from {token id: weight}; see `QueryEncoder.to_dsl`."""
     items: List[Tuple[int, float]] = [(i, w) for i, w in weights.items() if w > 0]

@@ -161,8 +161,11 @@ def test_other_model_is_refused(client, opensearch_url, cranfield, default_layou
         query_encoder_for(client, opensearch_url, cranfield[0], str(folder))
     # Ingesting with it into the same index is refused before anything is sent.
     other = read_layout(folder)
+    corpus = tmp_path / "one.jsonl"
+    corpus.write_text('{"_id": "x1", "text": "wing"}\n')
     with pytest.raises(ModelMismatchError):
-        ingest(client, opensearch_url, tmp_path / "unused.jsonl", cranfield[0], other, show_progress=False)
+        ingest(client, opensearch_url, corpus, cranfield[0], other, show_progress=False)
+    assert not client.exists(index=cranfield[0], id="x1")
     # Searching with no --model uses the index's own model.
     encoder, meta = query_encoder_for(client, opensearch_url, cranfield[0])
     assert encoder.hash == meta["model"]["hash"] == QueryEncoder(default_layout).hash

@@ -1,0 +1,59 @@
+"""The ingest checkpoint: how far into the input the cluster has acknowledged everything.
+
+It is rewritten atomically (a temp file renamed over the old one) after every window the
+cluster has settled, so a crash at any moment leaves either the old or the new checkpoint.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from .errors import InputError
+
+
+@dataclass
+class Checkpoint:
+    """Lines up to `line` are indexed or in the dead-letter file; nothing after it is counted."""
+
+    input: str
+    input_size: int
+    input_mtime: float
+    index: str
+    fingerprint: str
+    dead_letter: str
+    line: int = 0
+    indexed: int = 0
+    rejected: int = 0
+    complete: bool = False
+    alias: Optional[str] = None
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".checkpoint-", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Checkpoint":
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise InputError(f"{path}: no checkpoint to resume from (run ingest without --resume)") from None
+        except (ValueError, TypeError) as e:
+            raise InputError(f"{path}: not a splade-os checkpoint ({e})") from None
+
+    def matches(self, corpus: Path) -> bool:
+        stat = Path(corpus).stat()
+        return stat.st_size == self.input_size and abs(stat.st_mtime - self.input_mtime) < 1e-3
+
+
+def default_path(corpus: Path, index: str) -> Path:
+    """`<corpus stem>.<index>.checkpoint.json` in the current folder."""
+    return Path(f"{Path(corpus).stem}.{index}.checkpoint.json")
