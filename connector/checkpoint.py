@@ -4,6 +4,7 @@ It is rewritten atomically (a temp file renamed over the old one) after every wi
 cluster has settled, so a crash at any moment leaves either the old or the new checkpoint.
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -55,5 +56,8 @@ class Checkpoint:
 
 
 def default_path(corpus: Path, index: str) -> Path:
-    """`<corpus stem>.<index>.checkpoint.json` in the current folder."""
-    return Path(f"{Path(corpus).stem}.{index}.checkpoint.json")
+    """The cache's `checkpoints/<corpus stem>-<index>-<hash of the corpus path>.json`."""
+    from .local_node import cache_dir
+
+    digest = hashlib.sha256(str(Path(corpus).resolve()).encode()).hexdigest()[:10]
+    return cache_dir() / "checkpoints" / f"{Path(corpus).stem}-{index}-{digest}.json"

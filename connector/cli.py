@@ -109,7 +109,7 @@ def cli(ctx, debug, quiet):
 @click.option("--keep", type=int, default=None, help="With --alias: keep only the newest N indexes of the alias.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted ingest of the same input from its checkpoint.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
-              help="Checkpoint file (default: <corpus stem>.<index or alias>.checkpoint.json here).")
+              help="Checkpoint file (default: in the cache, named after the corpus and index).")
 @click.option("--retry-deadline", default=300.0, show_default=True,
               help="Seconds a bulk request may keep failing (429, 5xx, connection errors) before the ingest stops.")
 @click.option("--bulk-workers", default=2, show_default=True, help="Bulk requests in flight at once.")

@@ -172,7 +172,7 @@ def ingest(
         encoder: a ready `DocumentEncoder` to reuse (else one is built).
         show_progress: draw a progress bar and notes on stderr.
         resume: continue from the checkpoint of an interrupted run of the same input.
-        checkpoint_path: default `<input stem>.<index or alias>.checkpoint.json` in the cwd.
+        checkpoint_path: default: in the cache, named after the input and the index or alias.
         retry: backoff and deadline for bulk retries (`connector.bulk.RetryPolicy`).
         alias: build a new concrete index `<alias>-<model version>-<time>` and move the alias
             to it atomically once the ingest succeeded and the counts check out.

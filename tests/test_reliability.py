@@ -1,0 +1,250 @@
+"""Fault tests against a real node: crash and resume, node restart, 429s and dropped
+connections, fuzzed input, alias switches, TLS + basic auth. Each is bounded in time."""
+
+import json
+import shutil
+import tempfile
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.bulk import RetryPolicy
+from connector.checkpoint import Checkpoint
+from connector.client import connect
+from connector.corpus import Rejected, parse_line
+from connector.encoder import DocumentEncoder
+from connector.errors import ClusterError
+from connector.ingest import ingest
+from connector.local_node import LocalNode
+from connector.query import QueryEncoder
+from connector.search import search
+from faults import FaultProxy, self_signed_certificate
+
+FAST_RETRY = RetryPolicy(initial=0.2, maximum=2.0, deadline=120)
+
+
+@pytest.fixture(scope="module")
+def encoder(default_layout):
+    return DocumentEncoder(default_layout, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def corpus(sample_dir, tmp_path_factory):
+    """The first 200 Cranfield documents (all valid)."""
+    path = tmp_path_factory.mktemp("corpus") / "cran200.jsonl"
+    path.write_text("".join(open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:200]), encoding="utf-8")
+    return path
+
+
+def _ids(client, index):
+    client.indices.refresh(index=index)
+    hits = client.search(index=index, body={"size": 10000, "_source": False, "query": {"match_all": {}}})
+    return [h["_id"] for h in hits["hits"]["hits"]]
+
+
+def test_kill_and_resume(client, opensearch_url, default_layout, encoder, corpus, tmp_path):
+    checkpoint, dead = tmp_path / "ckpt.json", tmp_path / "dead.jsonl"
+    window = 10
+    command = [sys.executable, "-m", "connector", "-q", "ingest", str(corpus), "--index", "crash", "--url",
+               opensearch_url, "--window", str(window), "--bulk-docs", "5", "--checkpoint", str(checkpoint),
+               "--dead-letter", str(dead), "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if checkpoint.exists() and Checkpoint.load(checkpoint).line >= 60:
+                break
+            assert process.poll() is None, "ingest ended before it could be killed"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    state = Checkpoint.load(checkpoint)
+    assert not state.complete and 60 <= state.line < 200
+    client.indices.refresh(index="crash")
+    acknowledged_before = client.count(index="crash")["count"]
+    # Documents past the checkpoint that the cluster had already taken: the in-flight ones.
+    in_flight = acknowledged_before - state.indexed
+    capacity = window * (encoder.prefetch + 2 + 2)  # being encoded + prefetched + queued + being sent
+    assert 0 <= in_flight <= capacity
+
+    before = encoder.documents
+    stats = ingest(client, opensearch_url, corpus, "crash", default_layout, encoder=encoder, resume=True,
+                   checkpoint_path=checkpoint, show_progress=False, window=window, retry=FAST_RETRY)
+    assert encoder.documents - before == 200 - state.line  # nothing before the checkpoint encoded again
+    ids = _ids(client, "crash")
+    assert len(ids) == len(set(ids)) == 200 == stats.count_after == stats.indexed
+    assert Checkpoint.load(checkpoint).complete
+
+
+def test_node_stopped_mid_ingest(default_layout, encoder, corpus, tmp_path):
+    # Outside pytest's private temp folder: as root the node runs as an unprivileged user.
+    data = Path(tempfile.mkdtemp(prefix="splade-os-restart-"))
+    node = LocalNode(show_progress=False, data_dir=data).start()
+    port = node.port
+    try:
+        client = connect(node.url)
+        checkpoint = tmp_path / "ckpt.json"
+        result = {}
+
+        def run():
+            try:
+                result["stats"] = ingest(client, node.url, corpus, "restart", default_layout, encoder=encoder,
+                                         window=10, bulk_docs=5, checkpoint_path=checkpoint, show_progress=False,
+                                         dead_letter_path=tmp_path / "dead.jsonl", retry=FAST_RETRY)
+            except BaseException as e:
+                result["error"] = e
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 180
+        while not (checkpoint.exists() and Checkpoint.load(checkpoint).line >= 40):
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.05)
+        node.stop()
+        time.sleep(3)
+        node = LocalNode(show_progress=False, data_dir=data, port=port).start()
+        thread.join(timeout=240)
+        assert not thread.is_alive()
+        assert "error" not in result, result.get("error")
+        assert result["stats"].indexed == 200 and result["stats"].rejected == 0
+        ids = _ids(connect(node.url), "restart")
+        assert len(ids) == len(set(ids)) == 200
+    finally:
+        node.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_429s_and_dropped_connections(client, opensearch_url, default_layout, encoder, corpus, tmp_path):
+    def fault(n, path):
+        return {0: "429", 1: "drop", 2: "items-429"}.get(n % 4)
+
+    with FaultProxy(opensearch_url, fault) as proxy:
+        flaky = connect(proxy.url)
+        stats = ingest(flaky, proxy.url, corpus, "flaky", default_layout, encoder=encoder, window=20, bulk_docs=10,
+                       checkpoint_path=tmp_path / "ckpt.json", dead_letter_path=tmp_path / "dead.jsonl",
+                       show_progress=False, retry=FAST_RETRY)
+    assert proxy.counts["429"] > 0 and proxy.counts["drop"] > 0 and proxy.counts["items-429"] > 0
+    assert stats.indexed == 200 and stats.rejected == 0
+    ids = _ids(client, "flaky")
+    assert len(ids) == len(set(ids)) == 200
+
+
+bad_lines = st.one_of(
+    st.binary(min_size=1, max_size=60).filter(
+        lambda b: b.strip() and b"\n" not in b and b"\r" not in b and isinstance(parse_line(b, 1), Rejected)),
+    st.just(b'{"_id": "x", "text": '),
+    st.just(b"[" * 5000 + b"]" * 5000),
+    st.sampled_from([b'{"text": 5}', b'{"text": null}', b'{"text": ["a"]}', b'{"text": "   \\t "}', b'"just a string"',
+                     b'{"_id": {"a": 1}, "text": "x"}', b'{"title": 3, "text": "x"}']),
+)
+good_texts = st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=80).filter(str.strip),
+    st.sampled_from(["supersonic flow \u0000 with control \u0007 chars", "Ünïcödé 中文 😀 \u202e rtl", "word " * 200_000]),
+)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), good_texts, bad_lines), min_size=1, max_size=12))
+def test_fuzzed_input_is_indexed_or_dead_lettered(client, opensearch_url, default_layout, encoder, tmp_path_factory,
+                                                  rows):
+    folder = tmp_path_factory.mktemp("fuzz")
+    lines, good = [], {}
+    for number, (is_good, text, junk) in enumerate(rows, 1):
+        if is_good:
+            lines.append(json.dumps({"_id": f"d{number}", "text": text}).encode())
+            good[number] = f"d{number}"
+        else:
+            lines.append(junk)
+    corpus = folder / "fuzz.jsonl"
+    corpus.write_bytes(b"\n".join(lines) + b"\n")
+    index = f"fuzz-{folder.name.lower()}"
+    stats = ingest(client, opensearch_url, corpus, index, default_layout, encoder=encoder,
+                   checkpoint_path=folder / "ckpt.json", dead_letter_path=folder / "dead.jsonl", show_progress=False)
+    dead = {json.loads(line)["line"]: json.loads(line) for line in open(folder / "dead.jsonl")} \
+        if (folder / "dead.jsonl").exists() else {}
+    indexed = set(_ids(client, index))
+    for number in range(1, len(rows) + 1):
+        if number in good:
+            assert good[number] in indexed or "no non-zero feature" in dead[number]["reason"], number
+        else:
+            assert number in dead and dead[number]["reason"], (number, lines[number - 1][:80])
+    assert stats.indexed + stats.rejected == len(rows)
+    client.indices.delete(index=index)
+
+
+def test_alias_switch_only_after_success(client, opensearch_url, default_layout, encoder, corpus, tmp_path):
+    first = ingest(client, opensearch_url, corpus, None, default_layout, alias="live", encoder=encoder,
+                   checkpoint_path=tmp_path / "a.json", show_progress=False)
+    assert first.alias_switched and list(client.indices.get_alias(name="live")) == [first.index]
+    queries = QueryEncoder(default_layout)
+
+    class Failing:
+        """Encodes two windows, then fails: an ingest that breaks halfway."""
+
+        vocab_size = encoder.vocab_size
+
+        def encode_stream(self, windows):
+            for n, item in enumerate(encoder.encode_stream(windows)):
+                if n == 2:
+                    raise RuntimeError("disk on fire")
+                yield item
+
+    failures, searches = [], [0]
+    stop = threading.Event()
+
+    def keep_searching():
+        while not stop.is_set():
+            try:
+                assert search(client, opensearch_url, "live", "boundary layer", queries, k=3)
+                searches[0] += 1
+            except Exception as e:  # any failure of a query during the run is a test failure
+                failures.append(e)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=keep_searching)
+    thread.start()
+    try:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            time.sleep(1.1)  # a new index name (names carry the second)
+            ingest(client, opensearch_url, corpus, None, default_layout, alias="live", encoder=Failing(),
+                   window=20, checkpoint_path=tmp_path / "b.json", show_progress=False)
+        assert list(client.indices.get_alias(name="live")) == [first.index]
+        time.sleep(1.1)
+        second = ingest(client, opensearch_url, corpus, None, default_layout, alias="live", encoder=encoder,
+                        keep=1, checkpoint_path=tmp_path / "c.json", show_progress=False)
+    finally:
+        stop.set()
+        thread.join()
+    assert not failures and searches[0] > 0
+    assert list(client.indices.get_alias(name="live")) == [second.index]
+    assert not client.indices.exists(index=first.index)  # pruned by keep=1, with the failed run's index
+    assert client.count(index="live")["count"] == 200
+
+
+def test_tls_and_basic_auth(opensearch_url, default_layout, encoder, corpus, tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    with FaultProxy(opensearch_url, tls=(cert, key), basic_auth="alice:s3cr3t-pw") as proxy:
+        client = connect(proxy.url, user="alice", password="s3cr3t-pw", ca_certs=cert)
+        stats = ingest(client, proxy.url, corpus, "tls", default_layout, encoder=encoder, show_progress=False,
+                       checkpoint_path=tmp_path / "ckpt.json")
+        assert stats.indexed == 200
+        assert search(client, proxy.url, "tls", "boundary layer", QueryEncoder(default_layout))
+        with pytest.raises(ClusterError, match="TLS verification failed") as error:
+            connect(proxy.url, user="alice", password="s3cr3t-pw")
+        assert "s3cr3t-pw" not in str(error.value)
+        with pytest.raises(ClusterError, match="refused the credentials") as error:
+            connect(proxy.url, user="alice", password="wrong-pw", ca_certs=cert)
+        assert "wrong-pw" not in str(error.value)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            connect(proxy.url, user="alice", password="s3cr3t-pw", insecure=True)
+        assert any("verification is off" in str(w.message) for w in caught)
