@@ -54,7 +54,19 @@ def handle_errors(f):
 
 
 def connection_options(f):
-    """--url, --ca-certs and --insecure; credentials come from OPENSEARCH_USER / OPENSEARCH_PASSWORD."""
+    """--url, --ca-certs, --insecure, --credentials-file, --aws-region; basic auth also from
+    OPENSEARCH_USER / OPENSEARCH_PASSWORD. The last two reach `_client` through the context."""
+    inner = f
+
+    @functools.wraps(inner)
+    def f(*args, credentials_file=None, aws_region=None, **kwargs):
+        click.get_current_context().meta.update(credentials_file=credentials_file, aws_region=aws_region)
+        return inner(*args, **kwargs)
+
+    f = click.option("--aws-region", envvar="SPLADE_OS_AWS_REGION",
+                     help="Sign requests with AWS SigV4 for this region (managed OpenSearch; needs splade-os[aws]).")(f)
+    f = click.option("--credentials-file", type=click.Path(dir_okay=False),
+                     help="Basic auth from a file: `user:password`, or JSON {user, password} (env OPENSEARCH_CREDENTIALS_FILE).")(f)
     f = click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (self-signed test clusters).")(f)
     f = click.option("--ca-certs", type=click.Path(dir_okay=False), help="CA bundle to verify the cluster's TLS certificate.")(f)
     f = click.option(
@@ -76,13 +88,16 @@ def index_option(default=None):
 def _client(url, ca_certs, insecure, quiet):
     from .client import connect
 
+    meta = click.get_current_context().meta
+
     if not url:
         from .local_node import start_background
 
         url = start_background(show_progress=not quiet)
         if not quiet:
             click.echo(f"Using the local OpenSearch node at {url}", err=True)
-    return connect(url, ca_certs=ca_certs, insecure=insecure), url
+    return connect(url, ca_certs=ca_certs, insecure=insecure, credentials_file=meta.get("credentials_file"),
+                   aws_region=meta.get("aws_region")), url
 
 
 @click.group()
@@ -113,9 +128,11 @@ def cli(ctx, debug, quiet):
 @click.option("--retry-deadline", default=300.0, show_default=True,
               help="Seconds a bulk request may keep failing (429, 5xx, connection errors) before the ingest stops.")
 @click.option("--bulk-workers", default=2, show_default=True, help="Bulk requests in flight at once.")
+@click.option("--shard", default=None, help="i/N: take only lines with (line-1) % N == i, so N hosts split one corpus.")
 @connection_options
 @model_option("Model folder, hub id, or NAME[@VERSION] from the cluster's registry (default: the bundled model).")
-@click.option("--device", default=None, help="cuda, cuda:1, cpu... (default: cuda when present, else cpu).")
+@click.option("--device", default=None,
+              help="cuda, cuda:1, cpu, a list cuda:0,cuda:1 or all (one worker per GPU); default: cuda when present, else cpu.")
 @click.option("--dtype", default="auto", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               show_default=True, help="Encoder precision; auto = bf16 on GPU, fp32 on CPU.")
 @click.option("--id-field", default="_id", show_default=True, help="JSON field holding the document id.")
@@ -130,7 +147,7 @@ def cli(ctx, debug, quiet):
 @click.option("--refresh-interval", default="1s", show_default=True, help="Index refresh interval, when created.")
 @click.pass_context
 @handle_errors
-def ingest(ctx, corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_workers, url, ca_certs, insecure,
+def ingest(ctx, corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_workers, shard, url, ca_certs, insecure,
            model, device, dtype, id_field, text_field, title_field, dead_letter, window, bulk_docs, shards, replicas,
            refresh_interval):
     """Encode a JSONL corpus and index it.
@@ -146,6 +163,11 @@ def ingest(ctx, corpus, index, alias, keep, resume, checkpoint, retry_deadline, 
         raise click.ClickException(f"{corpus}: no such file")
     if bool(index) == bool(alias):
         raise click.ClickException("give exactly one of --index or --alias")
+    if shard is not None:
+        part, _, total = shard.partition("/")
+        if not (part.isdigit() and total.isdigit() and int(part) < int(total)):
+            raise click.ClickException(f"--shard {shard}: expected i/N with 0 <= i < N, e.g. 0/4")
+        shard = (int(part), int(total))
     client, url = _client(url, ca_certs, insecure, quiet)
     layout = resolve_model(model, show_progress=not quiet, client=client, url=url)
     stats = run_ingest(
@@ -153,7 +175,7 @@ def ingest(ctx, corpus, index, alias, keep, resume, checkpoint, retry_deadline, 
         title_field=title_field, dead_letter_path=dead_letter, device=device, dtype=dtype, window=window,
         bulk_docs=bulk_docs, bulk_workers=bulk_workers, shards=shards, replicas=replicas,
         refresh_interval=refresh_interval, show_progress=not quiet, resume=resume, checkpoint_path=checkpoint,
-        retry=RetryPolicy(deadline=retry_deadline), alias=alias, keep=keep,
+        retry=RetryPolicy(deadline=retry_deadline), alias=alias, keep=keep, shard=shard,
     )
     click.echo(
         f"indexed {stats.indexed}, rejected {stats.rejected}, {stats.seconds:.1f} s, "

@@ -23,6 +23,38 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
+def read_credentials(path: str):
+    """(user, password) from a file holding `user:password` on its first line, or JSON {"user", "password"}."""
+    try:
+        text = open(path, encoding="utf-8").read().strip()
+    except OSError as e:
+        raise ClusterError(f"{path}: cannot read the credentials file ({e.strerror})") from None
+    if text.startswith("{"):
+        import json
+
+        try:
+            data = json.loads(text)
+            return str(data["user"]), str(data["password"])
+        except (ValueError, KeyError):
+            raise ClusterError(f"{path}: expected JSON with \"user\" and \"password\"") from None
+    user, sep, password = text.splitlines()[0].partition(":")
+    if not sep:
+        raise ClusterError(f"{path}: expected `user:password` on the first line")
+    return user, password
+
+
+def _aws_auth(region: str, service: str):
+    try:
+        import boto3
+        from opensearchpy import AWSV4SignerAuth
+    except ImportError:
+        raise ClusterError("AWS SigV4 needs boto3: pip install 'splade-os[aws]'") from None
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        raise ClusterError("AWS SigV4: no AWS credentials found (environment, profile or instance role)")
+    return AWSV4SignerAuth(credentials, region, service)
+
+
 def connect(
     url: str,
     user: Optional[str] = None,
@@ -30,6 +62,9 @@ def connect(
     ca_certs: Optional[str] = None,
     insecure: bool = False,
     timeout: float = 60,
+    credentials_file: Optional[str] = None,
+    aws_region: Optional[str] = None,
+    aws_service: str = "es",
 ):
     """An `opensearchpy.OpenSearch` client for `url`, checked with one request.
 
@@ -39,12 +74,19 @@ def connect(
         ca_certs: CA bundle to verify the server's certificate with.
         insecure: skip TLS verification (self-signed certificates); warns.
         timeout: seconds per request.
+        credentials_file: basic auth from a file (`user:password`, or JSON); default
+            $OPENSEARCH_CREDENTIALS_FILE.
+        aws_region, aws_service: sign requests with AWS SigV4 for managed OpenSearch ("es") or
+            OpenSearch Serverless ("aoss"); needs the `aws` extra (boto3).
 
     Raises:
         ClusterError: unreachable, TLS failure, refused credentials, or not OpenSearch.
     """
     from opensearchpy import OpenSearch
 
+    credentials_file = credentials_file or os.environ.get("OPENSEARCH_CREDENTIALS_FILE")
+    if credentials_file and user is None:
+        user, password = read_credentials(credentials_file)
     user = user if user is not None else os.environ.get("OPENSEARCH_USER")
     password = password if password is not None else os.environ.get("OPENSEARCH_PASSWORD")
     parts = urlsplit(url)
@@ -53,7 +95,11 @@ def connect(
     if parts.username and user is None:
         user, password = parts.username, parts.password or ""
     options = {"timeout": timeout}
-    if user is not None:
+    if aws_region:
+        from opensearchpy import RequestsHttpConnection
+
+        options.update(http_auth=_aws_auth(aws_region, aws_service), connection_class=RequestsHttpConnection)
+    elif user is not None:
         options["http_auth"] = (user, password or "")
     if parts.scheme == "https":
         options["use_ssl"] = True

@@ -132,6 +132,7 @@ def read_corpus(
     title_field: str = "title",
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     skip_lines: int = 0,
+    shard: Optional[tuple] = None,
 ) -> Iterator[Union[Document, Rejected]]:
     """Stream a JSONL corpus as `Document`s and `Rejected`s; duplicate ids are rejected.
 
@@ -140,9 +141,14 @@ def read_corpus(
         id_field, text_field, title_field: names of the fields to read (BEIR's by default).
         max_line_bytes: longer lines are rejected without being read into memory.
         skip_lines: lines up to and including this number are passed over (for resuming).
+        shard: (i, n): only lines whose (number - 1) % n == i (a deterministic split of the input).
     """
+    if shard is not None and not (0 <= shard[0] < shard[1]):
+        raise InputError(f"shard {shard[0]}/{shard[1]}: expected i/n with 0 <= i < n")
     seen = set()
     for number, raw, too_long in read_lines(path, max_line_bytes):
+        if shard is not None and (number - 1) % shard[1] != shard[0]:
+            continue
         if too_long:
             yield Rejected(number, f"line longer than {max_line_bytes} bytes", raw)
             continue

@@ -276,3 +276,54 @@ class DocumentEncoder:
             out.append(SparseVector(cols[start : start + count], values[start : start + count]))
             start += count
         return out
+
+
+class MultiDeviceEncoder:
+    """One `DocumentEncoder` per device (e.g. every GPU of a host), fed windows round-robin.
+
+    Each device's worker thread encodes whole windows (torch releases the GIL while a device
+    computes); results come back in input order.
+
+    Example:
+        >>> encoder = MultiDeviceEncoder(layout, ["cuda:0", "cuda:1"])
+    """
+
+    def __init__(self, layout: ModelLayout, devices: Sequence[str], **encoder_args):
+        if not devices:
+            raise ValueError("MultiDeviceEncoder needs at least one device")
+        self.encoders = [DocumentEncoder(layout, device=device, **encoder_args) for device in devices]
+        self.vocab_size = self.encoders[0].vocab_size
+        self.window = self.encoders[0].window
+
+    @property
+    def documents(self) -> int:
+        return sum(e.documents for e in self.encoders)
+
+    def encode(self, texts: Sequence[str]) -> List[SparseVector]:
+        windows = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
+        return [v for _, vectors in self.encode_stream(windows) for v in vectors]
+
+    def encode_stream(self, windows: Iterable[Tuple[Any, Sequence[str]]]) -> Iterator[Tuple[Any, List[SparseVector]]]:
+        """Like `DocumentEncoder.encode_stream`, spread over the devices."""
+        n = len(self.encoders)
+        ahead: Deque = collections.deque()
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="splade-os-device") as pool:
+            for i, (payload, texts) in enumerate(windows):
+                ahead.append((payload, pool.submit(self.encoders[i % n].encode, texts)))
+                if len(ahead) >= 2 * n:
+                    payload_done, future = ahead.popleft()
+                    yield payload_done, future.result()
+            while ahead:
+                payload_done, future = ahead.popleft()
+                yield payload_done, future.result()
+
+
+def make_encoder(layout: ModelLayout, device: Optional[str] = None, **encoder_args):
+    """A `DocumentEncoder`, or a `MultiDeviceEncoder` for "cuda:0,cuda:1" or "all" (every GPU)."""
+    if device == "all":
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+    else:
+        devices = [d.strip() for d in (device or "").split(",") if d.strip()]
+    if len(devices) > 1:
+        return MultiDeviceEncoder(layout, devices, **encoder_args)
+    return DocumentEncoder(layout, device=devices[0] if devices else None, **encoder_args)

@@ -151,6 +151,7 @@ def ingest(
     retry: Optional[RetryPolicy] = None,
     alias: Optional[str] = None,
     keep: Optional[int] = None,
+    shard: Optional[tuple] = None,
 ) -> IngestStats:
     """Encode a JSONL corpus and index it into a `rank_features` field.
 
@@ -164,7 +165,10 @@ def ingest(
         field: the `rank_features` field (default "splade").
         id_field, text_field, title_field: JSON field names (BEIR's by default).
         dead_letter_path: where rejected lines go (default `<input stem>.rejected.jsonl` in the cwd).
-        device, dtype: for the `DocumentEncoder` (best device, bf16 on GPU by default).
+        device, dtype: for the encoder: "cuda", "cpu", "cuda:0,cuda:1" or "all" (one worker per
+            GPU); the best device and bf16 on GPU by default.
+        shard: (i, n) to take only the input lines whose (line - 1) % n == i, so n hosts can
+            split one corpus without overlap.
         window: documents encoded together (sorted by length inside the window); also the
             checkpoint's granularity.
         bulk_docs: documents per bulk request; bulk_workers: bulk requests in flight at once.
@@ -184,7 +188,7 @@ def ingest(
     Raises:
         IngestInterrupted: on Ctrl-C, after the windows in flight were settled.
     """
-    from .encoder import DocumentEncoder
+    from .encoder import make_encoder
 
     path = Path(path)
     if not path.is_file():
@@ -221,7 +225,7 @@ def ingest(
     if init_index(client, url, index, identity, field, shards, replicas, refresh_interval):
         note(show_progress, f"Created index {index!r} for model {identity.name} ({identity.version})")
     if encoder is None:
-        encoder = DocumentEncoder(layout, device=device, dtype=dtype)
+        encoder = make_encoder(layout, device=device, dtype=dtype)
     if encoder.vocab_size != len(queries.keys):
         raise ModelError(
             f"{layout.root}: the document route has {encoder.vocab_size} outputs but the query vocabulary "
@@ -247,7 +251,7 @@ def ingest(
             # Rejected lines are recorded as they are read; documents travel in windows, each
             # with the last input line it accounts for.
             pending: List[Document] = []
-            for item in read_corpus(path, id_field, text_field, title_field, skip_lines=state.line):
+            for item in read_corpus(path, id_field, text_field, title_field, skip_lines=state.line, shard=shard):
                 last_line[0] = item.line
                 if isinstance(item, Rejected):
                     dead.add(item.line, item.reason, item.raw)

@@ -97,3 +97,19 @@ def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
 
     result = run("-q", "init", "--index", "cli-small", "--url", opensearch_url)
     assert result.exit_code == 0 and "already exists" in result.output
+
+
+def test_credentials_file_is_read_and_never_printed(tmp_path):
+    from connector.client import read_credentials
+
+    plain, as_json = tmp_path / "plain", tmp_path / "creds.json"
+    plain.write_text("alice:pa:ss\n")
+    as_json.write_text('{"user": "bob", "password": "hunter2"}')
+    assert read_credentials(str(plain)) == ("alice", "pa:ss")
+    assert read_credentials(str(as_json)) == ("bob", "hunter2")
+    result = run("-q", "search", "lift", "--index", "x", "--url", "http://127.0.0.1:9", "--credentials-file", str(as_json))
+    assert result.exit_code == 1 and "hunter2" not in result.output and "cannot reach" in result.output
+    (tmp_path / "bad").write_text("no separator")
+    result = run("-q", "search", "lift", "--index", "x", "--url", "http://127.0.0.1:9", "--credentials-file",
+                 str(tmp_path / "bad"))
+    assert result.output == f"Error: {tmp_path / 'bad'}: expected `user:password` on the first line\n"

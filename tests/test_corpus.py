@@ -87,3 +87,11 @@ def test_dead_letters_keep_original_line(tmp_path):
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert records[0]["line"] == 4 and records[0]["raw_base64"] == "/2FiYw=="
     assert records[1] == {"file": "c.jsonl", "line": 5, "reason": "malformed JSON", "raw": "{oops"}
+
+
+def test_shards_split_lines_without_overlap(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"_id": str(i), "text": f"t{i}"}) + "\n" for i in range(10)))
+    parts = [[d.id for d in read_corpus(path, shard=(i, 3))] for i in range(3)]
+    assert sorted(sum(parts, [])) == sorted(str(i) for i in range(10))
+    assert parts[0] == ["0", "3", "6", "9"]

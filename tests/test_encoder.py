@@ -67,3 +67,15 @@ def test_cuda_bf16_close_to_reference(default_layout, sample_dir):
         top_a = set(a.ids[a.values.argsort()[-20:]].tolist())
         top_b = set(b.ids[b.values.argsort()[-20:]].tolist())
         assert len(top_a & top_b) >= 16
+
+
+def test_multi_device_encoder_equals_single(default_layout, sample_dir):
+    from connector.encoder import MultiDeviceEncoder, make_encoder
+
+    texts = _texts(sample_dir, 30)
+    single = DocumentEncoder(default_layout, device="cpu", window=7).encode(texts)
+    multi = make_encoder(default_layout, device="cpu,cpu", window=7)
+    assert isinstance(multi, MultiDeviceEncoder) and len(multi.encoders) == 2
+    for a, b in zip(single, multi.encode(texts)):
+        assert (a.ids == b.ids).all() and (a.values == b.values).all()
+    assert multi.documents == 30 and all(e.documents > 0 for e in multi.encoders)
