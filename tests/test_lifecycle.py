@@ -87,6 +87,17 @@ def test_push_pull_ingest_search(client, opensearch_url, trained, tmp_path, samp
     hits = search(client, opensearch_url, "lifecycle", "boundary layer", encoder, k=3)
     assert len(hits) == 3
 
+    # Evaluate the index: Cranfield's judgments restricted to the 30 documents ingested.
+    from connector.evaluate import evaluate_index, load_beir
+
+    queries, qrels, _ = load_beir(sample_dir)
+    ids = {json.loads(line)["_id"] for line in open(corpus)}
+    qrels = {q: {d: g for d, g in docs.items() if d in ids} for q, docs in qrels.items()}
+    qrels = {q: docs for q, docs in qrels.items() if docs}
+    result = evaluate_index(client, opensearch_url, "lifecycle", queries, qrels, encoder, k=10)
+    assert result.queries == len(qrels) > 5
+    assert 0 < result.metrics["ndcg@10"] <= 1 and result.latency["p50_ms"] > 0
+
 
 def test_corrupted_or_missing_chunk_is_an_error(client, opensearch_url, trained, tmp_path):
     push(client, opensearch_url, trained[0].model_dir, "cran-broken", show_progress=False)
