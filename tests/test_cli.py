@@ -98,6 +98,15 @@ def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
     result = run("-q", "init", "--index", "cli-small", "--url", opensearch_url)
     assert result.exit_code == 0 and "already exists" in result.output
 
+    result = run("-q", "eval", "--index", "cli-small", "--beir", str(sample_dir), "--url", opensearch_url, "--json",
+                 "--results-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["queries"] == 225 and 0 <= record["metrics"]["ndcg@10"] <= 1
+    assert json.loads(next((tmp_path / "runs").glob("cli-small-*.json")).read_text())["metrics"] == record["metrics"]
+    result = run("-q", "eval", "--index", "cli-small", "--url", opensearch_url)
+    assert result.exit_code == 1 and "give --beir, or both --queries and --qrels" in result.output
+
 
 def test_credentials_file_is_read_and_never_printed(tmp_path):
     from connector.client import read_credentials
