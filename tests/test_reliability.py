@@ -50,13 +50,15 @@ def _ids(client, index):
     return [h["_id"] for h in hits["hits"]["hits"]]
 
 
-def test_kill_and_resume(client, opensearch_url, default_layout, encoder, corpus, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_kill_and_resume(client, opensearch_url, default_layout, encoder, corpus, tmp_path, stop):
     checkpoint, dead = tmp_path / "ckpt.json", tmp_path / "dead.jsonl"
     window = 10
-    command = [sys.executable, "-m", "connector", "-q", "ingest", str(corpus), "--index", "crash", "--url",
+    index = f"crash-{stop.name.lower()}"
+    command = [sys.executable, "-m", "connector", "-q", "ingest", str(corpus), "--index", index, "--url",
                opensearch_url, "--window", str(window), "--bulk-docs", "5", "--checkpoint", str(checkpoint),
                "--dead-letter", str(dead), "--device", "cpu"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -64,23 +66,27 @@ def test_kill_and_resume(client, opensearch_url, default_layout, encoder, corpus
                 break
             assert process.poll() is None, "ingest ended before it could be killed"
             time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(stop)
     finally:
-        process.wait()
+        _, stderr = process.communicate(timeout=120)
     state = Checkpoint.load(checkpoint)
     assert not state.complete and 60 <= state.line < 200
-    client.indices.refresh(index="crash")
-    acknowledged_before = client.count(index="crash")["count"]
+    client.indices.refresh(index=index)
+    acknowledged_before = client.count(index=index)["count"]
     # Documents past the checkpoint that the cluster had already taken: the in-flight ones.
     in_flight = acknowledged_before - state.indexed
     capacity = window * (encoder.prefetch + 2 + 2)  # being encoded + prefetched + queued + being sent
     assert 0 <= in_flight <= capacity
+    if stop == signal.SIGINT:
+        # Ctrl-C settles the windows in flight before it exits: the checkpoint is exact.
+        assert process.returncode == 130 and "continue with --resume" in stderr, stderr
+        assert in_flight == 0
 
     before = encoder.documents
-    stats = ingest(client, opensearch_url, corpus, "crash", default_layout, encoder=encoder, resume=True,
+    stats = ingest(client, opensearch_url, corpus, index, default_layout, encoder=encoder, resume=True,
                    checkpoint_path=checkpoint, show_progress=False, window=window, retry=FAST_RETRY)
     assert encoder.documents - before == 200 - state.line  # nothing before the checkpoint encoded again
-    ids = _ids(client, "crash")
+    ids = _ids(client, index)
     assert len(ids) == len(set(ids)) == 200 == stats.count_after == stats.indexed
     assert Checkpoint.load(checkpoint).complete
 
