@@ -8,12 +8,14 @@
   SPLADE model does, because that count drives the sparsification and transfer cost.
 """
 
+import contextlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from connector.local_node import cache_dir
+from connector.local_node import LocalNode, cache_dir
 from connector.model_builder import build_model, ensure_default_model
 
 
@@ -89,3 +91,25 @@ def machine() -> str:
     except OSError:
         pass
     return f"{model}, {os.cpu_count()} cores"
+
+
+@contextlib.contextmanager
+def cluster(url):
+    """The given cluster, or a throw-away local node for the duration of the run."""
+    if url:
+        yield url
+        return
+    with LocalNode(show_progress=False) as node:
+        yield node.url
+
+
+@contextlib.contextmanager
+def working_dir(path):
+    """Run with `path` as the current folder: files an ingest writes beside it (checkpoint,
+    dead letters) land in the run's temp folder, not in the caller's."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)

@@ -1,0 +1,228 @@
+#!/usr/bin/env python
+"""Benchmark 2: end-to-end ingest into OpenSearch, side by side in one run on one node.
+
+(a) the connector's `ingest()` (what `splade-os ingest` runs: streaming reader, length-sorted
+token-budget batches, bulk requests sent while the next window is encoded, through the index's
+ingest pipeline), and (b) the plain loop an app would write: read a chunk of documents, call
+sentence-transformers `encode_document` (batch 32), turn the sparse rows into {token: weight}
+dicts, send them with `opensearchpy.helpers.bulk`, into an index created directly with a
+`rank_features` mapping (no pipeline). Same model, same node, same documents, same bulk size;
+each into a fresh index. Both models are loaded and warmed up before the clock starts (load
+times are reported apart); each timing covers index creation, encoding, indexing and the final
+refresh. Each variant runs `--repeat` times, the order alternating, each time into a fresh index;
+reports the median docs/s and wall time, and the ratio.
+
+Without `--url` a throw-away OpenSearch node is started on loopback (and shares the CPU with
+the encoders, as on a one-machine set-up).
+
+    python scripts/bench_ingest.py                       # first 400 Cranfield docs, CPU
+    python scripts/bench_ingest.py --docs 1400 --repeat 1 --url http://127.0.0.1:9200
+    python scripts/bench_ingest.py --docs 1400 --device cuda --out results/ingest-gpu.json
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import sentence_transformers  # noqa: E402,F401  (imported here so that load times below are loads, not imports)
+import torch  # noqa: E402
+import transformers  # noqa: E402,F401
+
+from benchlib import cluster, distilbert_shaped_model, machine, table, working_dir  # noqa: E402
+from connector.client import connect  # noqa: E402
+from connector.encoder import DocumentEncoder  # noqa: E402
+from connector.ingest import ingest  # noqa: E402
+from connector.keys import escape_key  # noqa: E402
+from connector.model import read_layout, resolve_model  # noqa: E402
+
+OURS = "connector ingest()"
+PLAIN = "plain loop (ST encode_document + helpers.bulk)"
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield" / "corpus.jsonl"
+
+
+def first_lines(corpus: Path, n: int, folder: Path) -> Path:
+    """The first `n` lines of the corpus as a file of their own (both variants read it)."""
+    path = folder / f"{corpus.stem}-{n}.jsonl"
+    with open(corpus, encoding="utf-8") as source, open(path, "w", encoding="utf-8") as out:
+        for i, line in enumerate(source):
+            if i >= n:
+                break
+            out.write(line)
+    return path
+
+
+def sparse_rows_to_dicts(embeddings: torch.Tensor, keys):
+    """{escaped token: weight} per row of a sparse COO [docs, vocab] tensor from encode_document."""
+    embeddings = embeddings.coalesce()  # sorted by (row, column)
+    rows, cols = embeddings.indices().cpu().numpy()
+    values = embeddings.values().float().cpu().numpy()
+    bounds = np.searchsorted(rows, np.arange(embeddings.shape[0] + 1))
+    return [
+        {keys[c]: float(v) for c, v in zip(cols[a:b].tolist(), values[a:b].tolist())}
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+
+
+def plain_loop(client, index, path: Path, model, keys, batch_size: int, chunk: int) -> dict:
+    """What an app without the connector does: encode a chunk, bulk it, repeat."""
+    from opensearchpy import helpers
+
+    started = time.perf_counter()
+    client.indices.create(index=index, body={
+        "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}},
+        "mappings": {"dynamic": False, "properties": {
+            "title": {"type": "text"}, "text": {"type": "text"}, "splade": {"type": "rank_features"}}},
+    })
+    indexed, encode_seconds = 0, 0.0
+
+    def send(records):
+        nonlocal indexed, encode_seconds
+        texts = [f"{r.get('title') or ''} {r['text']}".strip() for r in records]
+        began = time.perf_counter()
+        embeddings = model.encode_document(texts, batch_size=batch_size)
+        maps = sparse_rows_to_dicts(embeddings, keys)
+        encode_seconds += time.perf_counter() - began
+        actions = [{"_index": index, "_id": r["_id"],
+                    "_source": {"title": r.get("title", ""), "text": r["text"], "splade": m}}
+                   for r, m in zip(records, maps) if m]
+        ok, _ = helpers.bulk(client, actions, chunk_size=len(actions) or 1)
+        indexed += ok
+
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            records.append(json.loads(line))
+            if len(records) == chunk:
+                send(records)
+                records = []
+    if records:
+        send(records)
+    client.indices.refresh(index=index)
+    count = client.count(index=index)["count"]
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "indexed": indexed, "count_after": count, "encode_seconds": encode_seconds}
+
+
+def mean_features(client, index) -> float:
+    """Mean number of stored features per document, read back from the index (a sanity check)."""
+    hits = client.search(index=index, body={"size": 200, "_source": ["splade"], "query": {"match_all": {}}})
+    maps = [h["_source"].get("splade", {}) for h in hits["hits"]["hits"]]
+    return sum(len(m) for m in maps) / max(len(maps), 1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default", help="default, distilbert, or a model folder")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="BEIR corpus.jsonl")
+    parser.add_argument("--docs", type=int, default=400, help="first N documents of the corpus")
+    parser.add_argument("--url", help="an existing cluster (default: start a throw-away local node)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers' batch size (its default)")
+    parser.add_argument("--bulk-docs", type=int, default=500, help="documents per bulk request, both variants")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per variant, order alternating; median")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    command = "python " + shlex.join(sys.argv)
+
+    folder = {"default": lambda: resolve_model("default", show_progress=False).root,
+              "distilbert": distilbert_shaped_model}.get(args.model, lambda: Path(args.model))()
+    layout = read_layout(folder)
+
+    # Load both models before any clock runs: loading is a one-off cost, reported apart.
+    began = time.perf_counter()
+    ours = DocumentEncoder(layout, device=args.device)
+    load_ours = time.perf_counter() - began
+    began = time.perf_counter()
+    st_model = sentence_transformers.SparseEncoder(str(folder), device=args.device)
+    load_st = time.perf_counter() - began
+    vocab = st_model.tokenizer.get_vocab()
+    keys = [""] * len(vocab)
+    for token, i in vocab.items():
+        keys[i] = escape_key(token)
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        tmp = Path(tmp)
+        path = first_lines(args.corpus, args.docs, tmp)
+        docs = sum(1 for _ in open(path, encoding="utf-8"))
+        warm = [json.loads(line) for line in open(path, encoding="utf-8")][:64]
+        warm_texts = [f"{r.get('title') or ''} {r['text']}" for r in warm]
+        # First calls pay one-off costs (kernel selection, thread pools); keep them off the clock.
+        ours.encode(warm_texts)
+        st_model.encode_document(warm_texts, batch_size=args.st_batch_size)
+
+        load_before = os.getloadavg()[0]
+        with cluster(args.url) as url:
+            client = connect(url, timeout=120)
+            stamp = time.strftime("%Y%m%d%H%M%S")
+            runs = {OURS: [], PLAIN: []}
+            for repeat in range(args.repeat):
+                # Alternate the order, so that neither variant always runs on a warmer node.
+                order = [OURS, PLAIN] if repeat % 2 == 0 else [PLAIN, OURS]
+                for name in order:
+                    index = f"bench-ingest-{'connector' if name == OURS else 'plain'}-{stamp}-{repeat}"
+                    try:
+                        if name == OURS:
+                            began = time.perf_counter()
+                            with working_dir(tmp):
+                                stats = ingest(client, url, path, index, layout, encoder=ours,
+                                               bulk_docs=args.bulk_docs, show_progress=False)
+                            run = {"seconds": time.perf_counter() - began, "indexed": stats.indexed,
+                                   "rejected": stats.rejected, "count_after": stats.count_after}
+                        else:
+                            run = plain_loop(client, index, path, st_model, keys, args.st_batch_size, args.bulk_docs)
+                        run["stored_features_per_doc"] = mean_features(client, index)
+                    finally:
+                        client.indices.delete(index=index, ignore_unavailable=True)
+                        with contextlib.suppress(Exception):
+                            client.ingest.delete_pipeline(id=f"splade-os-{index}")
+                    runs[name].append(run)
+        load_after = os.getloadavg()[0]
+
+    results = {}
+    for name, load in ((OURS, load_ours), (PLAIN, load_st)):
+        seconds = statistics.median(r["seconds"] for r in runs[name])
+        indexed = runs[name][0]["indexed"]
+        results[name] = {"seconds": seconds, "docs_per_s": indexed / seconds, "indexed": indexed,
+                         "count_after": runs[name][0]["count_after"], "model_load_seconds": load,
+                         "stored_features_per_doc": runs[name][0]["stored_features_per_doc"], "runs": runs[name]}
+        if name == PLAIN:
+            results[name]["encode_seconds"] = statistics.median(r["encode_seconds"] for r in runs[name])
+    base = results[PLAIN]["seconds"]
+    rows = []
+    for name, r in results.items():
+        r["speed_up_vs_plain"] = base / r["seconds"]
+        rows.append({"variant": name, "docs": r["count_after"], "seconds": f"{r['seconds']:.2f}",
+                     "docs/s": f"{r['docs_per_s']:,.1f}", "speed-up": f"{r['speed_up_vs_plain']:.2f}x",
+                     "of which encode s": f"{r['encode_seconds']:.2f}" if "encode_seconds" in r else "(overlapped)",
+                     "features/doc": f"{r['stored_features_per_doc']:.0f}",
+                     "model load s": f"{r['model_load_seconds']:.2f}"})
+    summary = {"benchmark": "ingest", "command": command, "machine": machine(), "device": args.device,
+               "model": args.model, "docs": docs, "corpus": str(args.corpus), "bulk_docs": args.bulk_docs,
+               "st_batch_size": args.st_batch_size, "repeat": args.repeat,
+               "node": "given --url" if args.url else "throw-away local node on this machine",
+               "load_average_1min": {"before": load_before, "after": load_after},
+               "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "results": results,
+               "ratio_connector_over_plain_docs_per_s": base / results[OURS]["seconds"]}
+    print(f"{summary['machine']} | device {args.device} | model {args.model} | {docs} docs, median of {args.repeat} "
+          f"| load avg {load_before:.1f} -> {load_after:.1f} | {summary['date']}")
+    print(f"$ {command}")
+    print(table(rows, ["variant", "docs", "seconds", "docs/s", "speed-up", "of which encode s", "features/doc",
+                       "model load s"]))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+#!/usr/bin/env python
+"""Benchmark 4: search latency and index size, SPLADE against BM25 on the same index.
+
+One index holds the corpus as the connector ingests it (`title`/`text` text fields and the
+`splade` rank_features field), force-merged to one segment so that both query kinds see the
+same, stable index. Every query of the set is sent sequentially, one request at a time, as
+  (a) SPLADE: the connector's body (`QueryEncoder.to_dsl`: a bool of linear rank_feature clauses),
+  (b) BM25: `multi_match` of the query text over `title` and `text`,
+both with size 10 and `track_total_hits: false`, each once returning `_source` title and text
+(as `splade-os search` does) and once with `_source: false` (the query alone: filtering `_source`
+means parsing each hit's whole stored source, which holds the feature map). Bodies are built
+before the clock starts (the translation cost is benchmark 3's). After a warm-up pass, `--passes`
+passes with the variants taking turns; reports p50/p99 of the client-side latency (request to
+parsed response) and of OpenSearch's `took`, and queries/s of the sequential loop.
+
+Index size: `_stats/store` of the force-merged index. OpenSearch has no per-field disk usage
+API (Elasticsearch's `_disk_usage` is tried and its answer recorded), so the split is measured
+by copying the index with `_reindex` into indexes that hold only the text fields or only the
+rank_features field, force-merged to one segment; for each index the bytes are also split by
+Lucene file kind (stored fields = `_source` + `_id`; terms dictionary + postings; the rest).
+
+Without `--url` a throw-away OpenSearch node is started on loopback.
+
+    python scripts/bench_search.py                     # all 1400 Cranfield docs and 225 queries
+    python scripts/bench_search.py --passes 10 --out scripts/results/search-cpu.json
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from benchlib import cluster, machine, table, working_dir  # noqa: E402
+from connector.client import connect  # noqa: E402
+from connector.index import max_clause_count  # noqa: E402
+from connector.model import resolve_model  # noqa: E402
+from connector.query import QueryEncoder  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield"
+SOURCE = ["title", "text"]
+SPLADE, BM25 = "SPLADE (rank_feature bool)", "BM25 (multi_match title+text)"
+WITH, WITHOUT = ", _source title+text", ", no _source"
+
+
+def force_merge(client, index):
+    """One segment, flushed: a stable index to time, and a store size without merge leftovers."""
+    client.indices.refresh(index=index)
+    client.indices.forcemerge(index=index, max_num_segments=1, request_timeout=600)
+    client.indices.flush(index=index)
+    client.indices.refresh(index=index)
+
+
+# Lucene file extensions, grouped: where the bytes of a segment go.
+STORED = ("fdt", "fdx", "fdm")  # stored fields: _source and _id
+POSTINGS = ("tim", "tip", "tmd", "doc", "pos", "pay", "psm")  # terms dictionary and postings
+
+
+def sizes_of(client, index) -> dict:
+    """Store size, segment count and the bytes per kind of Lucene file of an index's primaries."""
+    stats = client.indices.stats(index=index, metric="store,segments", include_segment_file_sizes=True)
+    primaries = stats["indices"][index]["primaries"]
+    files = {ext: f["size_in_bytes"] for ext, f in primaries["segments"].get("file_sizes", {}).items()}
+    stored = sum(files.get(e, 0) for e in STORED)
+    postings = sum(files.get(e, 0) for e in POSTINGS)
+    return {"store_bytes": primaries["store"]["size_in_bytes"], "segments": primaries["segments"]["count"],
+            "stored_fields_bytes": stored, "terms_postings_bytes": postings,
+            "other_bytes": sum(files.values()) - stored - postings, "file_bytes": files,
+            "docs": client.count(index=index)["count"]}
+
+
+def bodies_for(queries, encoder: QueryEncoder, field: str, k: int, max_clauses: int):
+    splade = [encoder.to_dsl(q, field=field, size=k, max_clauses=max_clauses, source=SOURCE) for q in queries]
+    bm25 = [{"size": k, "track_total_hits": False, "_source": SOURCE,
+             "query": {"multi_match": {"query": q, "fields": ["title", "text"]}}} for q in queries]
+    bodies = {}
+    for name, batch in ((SPLADE, splade), (BM25, bm25)):
+        bodies[name + WITH] = batch
+        bodies[name + WITHOUT] = [dict(b, _source=False) for b in batch]
+    return bodies
+
+
+def run_pass(client, index, bodies):
+    """One sequential pass; client-side seconds and `took` ms per query, and the pass's wall time."""
+    client_s, took_ms = [], []
+    began = time.perf_counter()
+    for body in bodies:
+        start = time.perf_counter()
+        response = client.search(index=index, body=body)
+        client_s.append(time.perf_counter() - start)
+        took_ms.append(response["took"])
+    return client_s, took_ms, time.perf_counter() - began
+
+
+def latency(client, index, bodies: dict, passes: int) -> dict:
+    samples = {name: {"client_s": [], "took_ms": [], "wall_s": 0.0, "hits": 0} for name in bodies}
+    for name, batch in bodies.items():  # warm-up: JIT, caches, file pages
+        run_pass(client, index, batch)
+    for _ in range(passes):
+        for name, batch in bodies.items():
+            client_s, took_ms, wall_s = run_pass(client, index, batch)
+            samples[name]["client_s"] += client_s
+            samples[name]["took_ms"] += took_ms
+            samples[name]["wall_s"] += wall_s
+    out = {}
+    for name, s in samples.items():
+        ms = np.asarray(s["client_s"]) * 1e3
+        took = np.asarray(s["took_ms"], dtype=np.float64)
+        out[name] = {"client_p50_ms": float(np.median(ms)), "client_p99_ms": float(np.percentile(ms, 99)),
+                     "client_mean_ms": float(ms.mean()), "took_p50_ms": float(np.median(took)),
+                     "took_p99_ms": float(np.percentile(took, 99)), "took_mean_ms": float(took.mean()),
+                     "queries_per_s": ms.size / s["wall_s"], "queries": int(ms.size)}
+    return out
+
+
+def disk_usage_api(client, index) -> str:
+    """What the cluster says to Elasticsearch's per-field `_disk_usage` API."""
+    try:
+        client.transport.perform_request("POST", f"/{index}/_disk_usage", params={"run_expensive_tasks": "true"})
+        return "available"
+    except Exception as e:  # any answer but success means: not usable here
+        return f"not available: HTTP {getattr(e, 'status_code', '?')} {str(getattr(e, 'error', e))[:120]}"
+
+
+def field_split(client, index, field: str, suffix: str) -> dict:
+    """Sizes of copies of the index holding only the text fields, or only the rank_features field.
+
+    `_source` stays on, as in the connector's index. (Turning it off would not shrink a fresh
+    index: Lucene keeps a `_recovery_source` copy for peer recovery until the retention leases
+    expire, which a force-merge right away does not wait for.)
+    """
+    variants = {
+        "text fields only (title, text)": (["title", "text"], {"title": {"type": "text"}, "text": {"type": "text"}}),
+        f"{field} (rank_features) only": ([field], {field: {"type": "rank_features"}}),
+    }
+    out = {}
+    for i, (name, (fields, properties)) in enumerate(variants.items()):
+        copy = f"bench-search-split-{suffix}-{i}"
+        client.indices.create(index=copy, body={
+            "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "-1"}},
+            "mappings": {"dynamic": False, "properties": properties}})
+        try:
+            client.reindex(body={"source": {"index": index, "_source": fields}, "dest": {"index": copy}},
+                           wait_for_completion=True, refresh=True, request_timeout=600)
+            force_merge(client, copy)
+            out[name] = sizes_of(client, copy)
+        finally:
+            client.indices.delete(index=copy, ignore_unavailable=True)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default", help="default, or a model folder")
+    parser.add_argument("--corpus", type=Path, default=DATA / "corpus.jsonl", help="BEIR corpus.jsonl")
+    parser.add_argument("--queries", type=Path, default=DATA / "queries.jsonl", help="BEIR queries.jsonl")
+    parser.add_argument("--docs", type=int, default=None, help="first N documents only (default: all)")
+    parser.add_argument("--passes", type=int, default=5, help="timed passes over the queries per query kind")
+    parser.add_argument("-k", type=int, default=10, help="hits per query")
+    parser.add_argument("--url", help="an existing cluster (default: start a throw-away local node)")
+    parser.add_argument("--index", help="an index already ingested by the connector (skips the ingest; kept)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    command = "python " + shlex.join(sys.argv)
+
+    layout = resolve_model(args.model, show_progress=False)
+    encoder = QueryEncoder(layout)
+    queries = [json.loads(line)["text"] for line in open(args.queries, encoding="utf-8") if line.strip()]
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, cluster(args.url) as url:
+        client = connect(url, timeout=120)
+        stamp = time.strftime("%Y%m%d%H%M%S")
+        index = args.index or f"bench-search-{stamp}"
+        ingest_seconds = None
+        try:
+            if not args.index:
+                from connector.ingest import ingest
+
+                corpus = args.corpus
+                if args.docs:
+                    corpus = Path(tmp) / "corpus.jsonl"
+                    with open(args.corpus, encoding="utf-8") as f:
+                        corpus.write_text("".join(line for _, line in zip(range(args.docs), f)), encoding="utf-8")
+                with working_dir(tmp):
+                    stats = ingest(client, url, corpus.resolve(), index, layout, source=args.model,
+                                   show_progress=False)
+                ingest_seconds = stats.seconds
+            docs = client.count(index=index)["count"]
+            force_merge(client, index)
+            field = "splade"
+            bodies = bodies_for(queries, encoder, field, args.k, max_clause_count(client))
+            timings = latency(client, index, bodies, args.passes)
+            sizes = {"whole index (as ingested)": sizes_of(client, index)}
+            disk_usage = disk_usage_api(client, index)
+            sizes.update(field_split(client, index, field, stamp))
+        finally:
+            if not args.index:
+                client.indices.delete(index=index, ignore_unavailable=True)
+                with contextlib.suppress(Exception):
+                    client.ingest.delete_pipeline(id=f"splade-os-{index}")
+    load_after = os.getloadavg()[0]
+
+    clauses = [len(b["query"]["bool"]["should"]) if "bool" in b["query"] else 0 for b in bodies[SPLADE + WITH]]
+    rows = []
+    for source in (WITH, WITHOUT):
+        bm25 = timings[BM25 + source]["client_p50_ms"]  # compared with the same _source setting
+        for kind in (SPLADE, BM25):
+            r = timings[kind + source]
+            rows.append({"query": kind + source, "client p50 ms": f"{r['client_p50_ms']:.2f}",
+                         "client p99 ms": f"{r['client_p99_ms']:.2f}", "took p50 ms": f"{r['took_p50_ms']:.0f}",
+                         "took mean ms": f"{r['took_mean_ms']:.2f}", "took p99 ms": f"{r['took_p99_ms']:.0f}", "queries/s": f"{r['queries_per_s']:,.0f}",
+                         "p50 vs BM25": f"{r['client_p50_ms'] / bm25:.2f}x"})
+    size_rows = [{"index": name, "docs": s["docs"], "segments": s["segments"],
+                  "store MiB": f"{s['store_bytes'] / 2**20:.2f}", "bytes/doc": f"{s['store_bytes'] / s['docs']:,.0f}",
+                  "stored fields MiB": f"{s['stored_fields_bytes'] / 2**20:.2f}",
+                  "terms+postings MiB": f"{s['terms_postings_bytes'] / 2**20:.2f}",
+                  "other MiB": f"{s['other_bytes'] / 2**20:.2f}"}
+                 for name, s in sizes.items()]
+    summary = {"benchmark": "search", "command": command, "machine": machine(), "model": args.model,
+               "docs": docs, "queries": len(queries), "passes": args.passes, "k": args.k,
+               "ingest_seconds": ingest_seconds, "mean_splade_clauses": statistics.mean(clauses),
+               "max_splade_clauses": max(clauses), "latency": timings, "sizes": sizes,
+               "disk_usage_api": disk_usage,
+               "node": "given --url" if args.url else "throw-away local node on this machine (512 MB heap)",
+               "load_average_1min": {"before": load_before, "after": load_after}, "date": time.strftime("%Y-%m-%d")}
+    print(f"{summary['machine']} | model {args.model} | {docs} docs, {len(queries)} queries "
+          f"(SPLADE: {summary['mean_splade_clauses']:.1f} clauses on average, max {max(clauses)}), "
+          f"{args.passes} passes, 1 segment | load avg {load_before:.1f} -> {load_after:.1f} | {summary['date']}")
+    print(f"$ {command}")
+    print(table(rows, ["query", "client p50 ms", "client p99 ms", "took p50 ms", "took mean ms", "took p99 ms", "queries/s",
+                       "p50 vs BM25"]))
+    print()
+    print(table(size_rows, ["index", "docs", "segments", "store MiB", "bytes/doc", "stored fields MiB",
+                            "terms+postings MiB", "other MiB"]))
+    print(f"per-field _disk_usage API: {disk_usage}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
