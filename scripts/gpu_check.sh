@@ -14,7 +14,12 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 py="${PYTHON:-python3}"
-corpus="${VASWANI:-$repo/.gpu/vaswani.jsonl}"
+# Passages: $VASWANI, else a copy carried in .gpu/, else ../shared/data, else the bundled Cranfield.
+corpus="${VASWANI:-}"
+for candidate in "$repo/.gpu/vaswani.jsonl" "$repo/../shared/data/vaswani/corpus.jsonl" \
+                 "$repo/connector/data/cranfield/corpus.jsonl"; do
+  [ -z "$corpus" ] && [ -f "$candidate" ] && corpus="$candidate"
+done
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   "$py" -c "import torch, transformers, sentence_transformers as s; print(torch.__version__, transformers.__version__, s.__version__)"
