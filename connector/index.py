@@ -10,7 +10,6 @@ writers can never silently mix models.
 import json
 import re
 from pathlib import Path
-from typing import Optional
 
 from .client import cluster_error
 from .errors import IndexStateError, ModelMismatchError

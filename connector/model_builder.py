@@ -9,7 +9,6 @@ bundled sample corpus; it is saved once into the cache folder.
 """
 
 import importlib.util
-import math
 import os
 import shutil
 import tempfile

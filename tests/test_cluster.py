@@ -1,7 +1,6 @@
 """Integration tests against a real OpenSearch node: ingest, search, pipeline checks, refusals."""
 
 import json
-import warnings
 
 import numpy as np
 import pytest

@@ -4,7 +4,6 @@ import base64
 import filecmp
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
