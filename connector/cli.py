@@ -219,23 +219,38 @@ def search(ctx, text, index, url, ca_certs, insecure, model, k, as_json):
 
 @cli.command()
 @click.argument("text")
-@model_option("Model folder or hub id (default: the bundled default model).")
+@model_option("Model folder or hub id (default: the bundled default model, or the index's with --index).")
+@click.option("--index", "-i", default=None,
+              help="Check the model against this index (hash in its _meta) and use the cluster's clause cap.")
+@connection_options
 @click.option("--field", default="splade", show_default=True, help="The rank_features field.")
 @click.option("-k", "--size", "size", default=10, show_default=True, help="Number of hits the query asks for.")
-@click.option("--max-clauses", default=1024, show_default=True,
-              help="Cluster's indices.query.bool.max_clause_count; the highest weights are kept.")
+@click.option("--max-clauses", default=None, type=int,
+              help="Cluster's indices.query.bool.max_clause_count (default 1024, or the cluster's with --index); "
+                   "the highest weights are kept.")
 @click.pass_context
 @handle_errors
-def query(ctx, text, model, field, size, max_clauses):
-    """Print the OpenSearch query DSL for a query (no cluster needed).
+def query(ctx, text, model, index, url, ca_certs, insecure, field, size, max_clauses):
+    """Print the OpenSearch query DSL for a query (no cluster needed without --index).
 
     Example: splade-os query "what is lift?" > body.json
     """
     from .model import resolve_model
-    from .query import QueryEncoder
+    from .query import DEFAULT_MAX_CLAUSES, QueryEncoder
 
-    encoder = QueryEncoder(resolve_model(model, show_progress=not ctx.obj["quiet"]))
-    click.echo(json.dumps(encoder.to_dsl(text, field=field, size=size, max_clauses=max_clauses), ensure_ascii=False, indent=2))
+    quiet = ctx.obj["quiet"]
+    if index:
+        from .index import max_clause_count
+        from .search import query_encoder_for
+
+        client, url = _client(url, ca_certs, insecure, quiet)
+        encoder, meta = query_encoder_for(client, url, index, model, show_progress=not quiet)
+        field = meta.get("field", field)
+        max_clauses = max_clauses or max_clause_count(client)
+    else:
+        encoder = QueryEncoder(resolve_model(model, show_progress=not quiet))
+    body = encoder.to_dsl(text, field=field, size=size, max_clauses=max_clauses or DEFAULT_MAX_CLAUSES)
+    click.echo(json.dumps(body, ensure_ascii=False, indent=2))
 
 
 @cli.command()

@@ -94,6 +94,22 @@ def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
     result = run("-q", "search", "x", "--index", "no-such-index", "--url", opensearch_url)
     assert result.exit_code == 1 and "index 'no-such-index' does not exist" in result.output
 
+    result = run("-q", "query", "boundary layer", "--index", "cli-small", "--url", opensearch_url)
+    assert result.exit_code == 0 and json.loads(result.output)["query"]["bool"]["should"]
+    other = tmp_path / "other-model"
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from connector.model import resolve_model
+
+    shutil.copytree(resolve_model("default").root, other)
+    table_file = other / "query_0_SparseStaticEmbedding" / "model.safetensors"
+    save_file({"weight": load_file(str(table_file))["weight"] * 2}, str(table_file))
+    for command in ("query", "search"):
+        result = run("-q", command, "boundary layer", "--index", "cli-small", "--url", opensearch_url, "--model", str(other))
+        assert result.exit_code == 1 and "was ingested with model 'splade-os-default'" in result.output, result.output
+
     result = run("-q", "init", "--index", "cli-small", "--url", opensearch_url)
     assert result.exit_code == 0 and "already exists" in result.output
 
