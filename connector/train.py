@@ -128,9 +128,14 @@ def beir_pairs(folder: Path, split: str = "train"):
                     rows["positive"].append(docs[row["corpus-id"]].content)
     else:
         for doc in docs.values():
-            if doc.title.strip() and doc.text.strip() and doc.title.strip() != doc.text.strip():
-                rows["query"].append(doc.title)
-                rows["positive"].append(doc.text)
+            title, text = doc.title.strip(), doc.text.strip()
+            # Abstracts often repeat the title as their first sentence (Cranfield's do): without
+            # that copy the pair is a real retrieval task, not a string match.
+            if text.lower().startswith(title.lower()):
+                text = text[len(title):].lstrip(" .:;-")
+            if title and len(text.split()) >= 5:
+                rows["query"].append(title)
+                rows["positive"].append(text)
     if not rows["query"]:
         raise InputError(f"{folder}: no training pairs could be built")
     return datasets.Dataset.from_dict(rows)
