@@ -136,7 +136,7 @@ def main():
     command = "python " + shlex.join(sys.argv)
 
     folder = {"default": lambda: resolve_model("default", show_progress=False).root,
-              "distilbert": distilbert_shaped_model}.get(args.model, lambda: Path(args.model))()
+              "distilbert": distilbert_shaped_model}.get(args.model, lambda: Path(args.model).resolve())()
     layout = read_layout(folder)
 
     # Load both models before any clock runs: loading is a one-off cost, reported apart.

@@ -191,7 +191,9 @@ def main():
     args = parser.parse_args()
     command = "python " + shlex.join(sys.argv)
 
-    layout = resolve_model(args.model, show_progress=False)
+    # A model folder by its absolute path: the ingest below runs in a temp folder.
+    model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
+    layout = resolve_model(model, show_progress=False)
     queries = [json.loads(line)["text"] for line in open(args.queries, encoding="utf-8") if line.strip()]
     encoder = QueryEncoder(layout)
     from sentence_transformers import SparseEncoder
@@ -215,7 +217,7 @@ def main():
             subset.write_text("".join(line for _, line in zip(range(args.index_docs), f)), encoding="utf-8")
         try:
             with working_dir(tmp):
-                ingest(client, url, subset, index, layout, source=args.model, show_progress=False)
+                ingest(client, url, subset, index, layout, source=model, show_progress=False)
             cold = {
                 "splade-os search (new process)": wall(
                     [python, "-m", "connector", "-q", "search", SAMPLE_QUERY, "--index", index, "--url", url],

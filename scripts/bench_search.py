@@ -174,7 +174,9 @@ def main():
     args = parser.parse_args()
     command = "python " + shlex.join(sys.argv)
 
-    layout = resolve_model(args.model, show_progress=False)
+    # A model folder by its absolute path: the ingest below runs in a temp folder.
+    model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
+    layout = resolve_model(model, show_progress=False)
     encoder = QueryEncoder(layout)
     queries = [json.loads(line)["text"] for line in open(args.queries, encoding="utf-8") if line.strip()]
     load_before = os.getloadavg()[0]
@@ -187,13 +189,13 @@ def main():
             if not args.index:
                 from connector.ingest import ingest
 
-                corpus = args.corpus
+                corpus = args.corpus.resolve()  # before the ingest changes the current folder
                 if args.docs:
                     corpus = Path(tmp) / "corpus.jsonl"
                     with open(args.corpus, encoding="utf-8") as f:
                         corpus.write_text("".join(line for _, line in zip(range(args.docs), f)), encoding="utf-8")
                 with working_dir(tmp):
-                    stats = ingest(client, url, corpus.resolve(), index, layout, source=args.model,
+                    stats = ingest(client, url, corpus, index, layout, source=model,
                                    show_progress=False)
                 ingest_seconds = stats.seconds
             docs = client.count(index=index)["count"]
