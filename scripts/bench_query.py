@@ -41,8 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from benchlib import cluster, machine, table, working_dir  # noqa: E402
-from connector.model import resolve_model  # noqa: E402
+from benchlib import bench_model, cluster, machine, table, working_dir  # noqa: E402
 from connector.query import QueryEncoder, query_body  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -191,9 +190,7 @@ def main():
     args = parser.parse_args()
     command = "python " + shlex.join(sys.argv)
 
-    # A model folder by its absolute path: the ingest below runs in a temp folder.
-    model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
-    layout = resolve_model(model, show_progress=False)
+    layout = bench_model(args.model)
     queries = [json.loads(line)["text"] for line in open(args.queries, encoding="utf-8") if line.strip()]
     encoder = QueryEncoder(layout)
     from sentence_transformers import SparseEncoder
@@ -217,7 +214,7 @@ def main():
             subset.write_text("".join(line for _, line in zip(range(args.index_docs), f)), encoding="utf-8")
         try:
             with working_dir(tmp):
-                ingest(client, url, subset, index, layout, source=model, show_progress=False)
+                ingest(client, url, subset, index, layout, show_progress=False)
             cold = {
                 "splade-os search (new process)": wall(
                     [python, "-m", "connector", "-q", "search", SAMPLE_QUERY, "--index", index, "--url", url],

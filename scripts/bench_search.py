@@ -42,10 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from benchlib import cluster, machine, table, working_dir  # noqa: E402
+from benchlib import bench_model, cluster, machine, table, working_dir  # noqa: E402
 from connector.client import connect  # noqa: E402
 from connector.index import max_clause_count  # noqa: E402
-from connector.model import resolve_model  # noqa: E402
 from connector.query import QueryEncoder  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield"
@@ -174,9 +173,7 @@ def main():
     args = parser.parse_args()
     command = "python " + shlex.join(sys.argv)
 
-    # A model folder by its absolute path: the ingest below runs in a temp folder.
-    model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
-    layout = resolve_model(model, show_progress=False)
+    layout = bench_model(args.model)
     encoder = QueryEncoder(layout)
     queries = [json.loads(line)["text"] for line in open(args.queries, encoding="utf-8") if line.strip()]
     load_before = os.getloadavg()[0]
@@ -195,7 +192,7 @@ def main():
                     with open(args.corpus, encoding="utf-8") as f:
                         corpus.write_text("".join(line for _, line in zip(range(args.docs), f)), encoding="utf-8")
                 with working_dir(tmp):
-                    stats = ingest(client, url, corpus, index, layout, source=model,
+                    stats = ingest(client, url, corpus, index, layout,
                                    show_progress=False)
                 ingest_seconds = stats.seconds
             docs = client.count(index=index)["count"]

@@ -113,3 +113,12 @@ def working_dir(path):
         yield
     finally:
         os.chdir(previous)
+
+
+def bench_model(name: str):
+    """The layout of `--model`: "default", a hub id, or a folder (taken by its absolute path,
+    since the benchmarks ingest from inside a temp folder)."""
+    from connector.model import resolve_model
+
+    model = str(Path(name).resolve()) if Path(name).is_dir() else name
+    return resolve_model(model, show_progress=False)
