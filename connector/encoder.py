@@ -7,8 +7,10 @@ encoder computes the same numbers with less work and memory:
 
 - log1p(relu(x)) is monotone non-decreasing, so the max over positions is taken on the raw
   logits and the activation applied afterwards to the [batch, vocabulary] result;
-- the vocabulary projection (the MLM decoder) runs in vocabulary chunks, each reduced to
-  [documents, chunk] at once, so the full [tokens, vocabulary] logits never exist; padding
+- the vocabulary projection (the MLM decoder) runs in tiles of (whole documents x vocabulary
+  chunk), each reduced to [documents, chunk] at once, so the full [tokens, vocabulary] logits
+  never exist; on CPU a tile is sized to stay in cache, which doubles the projection's speed
+  (its output is written and read back once, and main memory is the bottleneck); padding
   positions take a real token's hidden state, so the max needs no mask pass;
 - inputs are sorted by length and cut into batches by a token budget, so padding is small
   and memory is bounded by the budget, not by batch x length x vocabulary;
@@ -87,7 +89,9 @@ class DocumentEncoder:
         device: "cuda", "cuda:1", "cpu"... ; the best available when None.
         dtype: "float32", "bfloat16", "float16" or "auto" (bf16 on GPU, fp32 on CPU).
         token_budget: the most (padded) tokens one forward pass may hold.
-        vocab_chunk: vocabulary columns projected at once.
+        vocab_chunk: vocabulary columns projected at once (1024 on CPU, 8192 on GPU).
+        tile_tokens: tokens projected at once (whole documents); on CPU 1024, so that a
+            tile's logits (tile_tokens x vocab_chunk floats) stay in cache; on GPU the batch.
         max_length: truncation length; the model's own (as sentence-transformers) when None.
         window: documents sorted by length together (`encode` cuts its input into windows).
         tokenizer_threads: threads tokenizing the next windows while the device works.
@@ -103,7 +107,8 @@ class DocumentEncoder:
         device: Optional[str] = None,
         dtype: Optional[str] = "auto",
         token_budget: Optional[int] = None,
-        vocab_chunk: int = 8192,
+        vocab_chunk: Optional[int] = None,
+        tile_tokens: Optional[int] = None,
         max_length: Optional[int] = None,
         window: int = 4096,
         tokenizer_threads: Optional[int] = None,
@@ -118,7 +123,9 @@ class DocumentEncoder:
         self.device = torch.device(device or best_device())
         self.dtype = _parse_dtype(dtype, self.device.type)
         self.token_budget = token_budget or (65536 if self.device.type == "cuda" else 8192)
-        self.vocab_chunk = vocab_chunk
+        on_cpu = self.device.type == "cpu"
+        self.vocab_chunk = vocab_chunk or (1024 if on_cpu else 8192)
+        self.tile_tokens = tile_tokens or (1024 if on_cpu else self.token_budget)
         self.window = window
         self.tokenizer_threads = tokenizer_threads or max(1, min(16, (os.cpu_count() or 2) - 1))
         self.prefetch = 2
@@ -133,10 +140,11 @@ class DocumentEncoder:
         # The decoder as contiguous [hidden, chunk] slices: a plain (not transposed) matrix
         # product per chunk, which BLAS runs fastest.
         self._chunks = [
-            (start, weight[start : start + vocab_chunk].T.contiguous().to(self.device, self.dtype),
-             bias[start : start + vocab_chunk].to(self.device, torch.float32))
-            for start in range(0, self.vocab_size, vocab_chunk)
+            (start, weight[start : start + self.vocab_chunk].T.contiguous().to(self.device, self.dtype),
+             bias[start : start + self.vocab_chunk].to(self.device, torch.float32))
+            for start in range(0, self.vocab_size, self.vocab_chunk)
         ]
+        self._bias = bias.to(self.device, torch.float32)
         self.max_length = max_length or max_length_of(layout.document_dir) or 512
         self.tokenizer = Tokenizer.from_file(str(layout.document_tokenizer_file))
         self.tokenizer.no_padding()
@@ -244,14 +252,18 @@ class DocumentEncoder:
         # Padding positions take the hidden state of their document's first token: their logits
         # then repeat a real token's and cannot change the max, so no mask pass over the
         # [tokens, vocabulary] logits is needed and the max is a plain reduction.
-        hidden = torch.where(real[..., None], hidden, hidden[:, :1, :]).reshape(n_docs * width, -1)
+        hidden = torch.where(real[..., None], hidden, hidden[:, :1, :])
         pooled = torch.empty((n_docs, self.vocab_size), dtype=torch.float32, device=hidden.device)
-        for start, weight_t, bias in self._chunks:
-            stop = start + weight_t.shape[1]
-            logits = (hidden @ weight_t).view(n_docs, width, stop - start)
-            # The bias is the same at every position of a column: add it after the max.
-            pooled[:, start:stop] = logits.amax(dim=1).float().add_(bias).relu_().log1p_()
-        return pooled
+        step = max(1, self.tile_tokens // width)  # whole documents per tile
+        for first in range(0, n_docs, step):
+            tile = hidden[first : first + step]
+            docs = tile.shape[0]
+            tile = tile.reshape(docs * width, -1)
+            for start, weight_t, _ in self._chunks:
+                stop = start + weight_t.shape[1]
+                pooled[first : first + docs, start:stop] = (tile @ weight_t).view(docs, width, stop - start).amax(dim=1)
+        # The bias is the same at every position of a column: add it after the max.
+        return pooled.add_(self._bias).relu_().log1p_()
 
     def _sum_pool(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """Sum pooling: the activation does not commute with a sum, so every real token is transformed."""
