@@ -7,7 +7,9 @@ and each non-zero weight becomes one `rank_feature` clause whose linear score is
 `weight * document value`, so the bool `should` of them is the sparse dot product.
 
 This module imports neither torch nor transformers: `tokenizers` (Rust) and
-`safetensors`' numpy loader are enough, which keeps `splade-os search` start-up short.
+`safetensors`' numpy loader are enough, which keeps `splade-os search` start-up short;
+`connector.query_tokenizer` gets the token ids without the per-character offset tracking
+that `Tokenizer.encode` does and a query does not need.
 """
 
 import hashlib
@@ -21,6 +23,7 @@ import numpy as np
 from .errors import ModelError
 from .keys import escape_key
 from .model import ModelLayout, max_length_of, read_layout
+from .query_tokenizer import QueryTokenizer
 
 DEFAULT_FIELD = "splade"
 DEFAULT_MAX_CLAUSES = 1024  # OpenSearch's default indices.query.bool.max_clause_count
@@ -98,6 +101,7 @@ class QueryEncoder:
             self.tokenizer.enable_truncation(self.max_length)
         else:
             self.tokenizer.no_truncation()
+        self.query_tokenizer = QueryTokenizer(self.tokenizer)
         vocab = self.tokenizer.get_vocab(with_added_tokens=True)
         self.tokens = [""] * len(vocab)
         for token, index in vocab.items():
@@ -115,7 +119,7 @@ class QueryEncoder:
 
     def token_ids(self, text: str) -> List[int]:
         """The query's token ids, without special tokens, truncated like sentence-transformers."""
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        return self.query_tokenizer.ids(text)
 
     def weights(self, text: str) -> Dict[int, float]:
         """{token id: weight} for each distinct token with a non-zero weight (== encode_query)."""
