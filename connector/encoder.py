@@ -15,6 +15,18 @@ encoder computes the same numbers with less work and memory:
 - inputs are sorted by length and cut into batches by a token budget, so padding is small
   and memory is bounded by the budget, not by batch x length x vocabulary;
 - the result is sparsified on the device and only (ids, values) go to the host.
+
+On a CPU with int8 dot-product instructions (VNNI, AMX) the projection is screened first:
+a document keeps only ~1% of the vocabulary (a column whose max logit + bias is <= 0 is 0
+after relu), so the whole projection runs in int8, ~3x faster than fp32, and gives for
+each (document, column) an upper bound of the fp32 max logit; the exact fp32 projection then
+runs only on the columns whose bound is positive (~2%), on the document's real tokens.
+With h = s*q + e (|e_i| <= s/2) and w = r*p + f (|f_i| <= r/2), q and p int8 with a scale per
+document (s) and per column (r):
+    h.w <= s*r*(q.p) + s*r*(|q|_1/2 + |p|_1/2 + H/4)
+so max over positions of h.w <= s*r*(max q.p + max |q|_1/2 + |p|_1/2 + H/4), plus a margin
+for fp32 rounding. A column skipped this way is 0 in the full computation too: the output
+is the same, only cheaper.
 """
 
 import collections
@@ -92,6 +104,9 @@ class DocumentEncoder:
         vocab_chunk: vocabulary columns projected at once (1024 on CPU, 8192 on GPU).
         tile_tokens: tokens projected at once (whole documents); on CPU 1024, so that a
             tile's logits (tile_tokens x vocab_chunk floats) stay in cache; on GPU the batch.
+        int8_screen: screen vocabulary columns with an int8 projection before the exact fp32
+            one (see above); by default on when the CPU has int8 dot-product instructions
+            and the encoder runs fp32 max pooling on the CPU.
         max_length: truncation length; the model's own (as sentence-transformers) when None.
         window: documents sorted by length together (`encode` cuts its input into windows).
         tokenizer_threads: threads tokenizing the next windows while the device works.
@@ -109,6 +124,7 @@ class DocumentEncoder:
         token_budget: Optional[int] = None,
         vocab_chunk: Optional[int] = None,
         tile_tokens: Optional[int] = None,
+        int8_screen: Optional[bool] = None,
         max_length: Optional[int] = None,
         window: int = 4096,
         tokenizer_threads: Optional[int] = None,
@@ -152,8 +168,14 @@ class DocumentEncoder:
         self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
         self.double_log = layout.activation_function == "log1p_relu"
         self.pooling = layout.pooling_strategy
+        if int8_screen is None:
+            int8_screen = _cpu_has_int8_dot()
+        self.int8_screen = bool(int8_screen) and on_cpu and self.dtype == torch.float32 and self.pooling == "max"
+        if self.int8_screen:
+            self._prepare_screen(weight)
         self.calls = 0  # forward passes, for tests and benchmarks
         self.documents = 0  # documents encoded
+        self.exact_columns = 0  # (document, column) pairs the int8 screen left to the exact projection
 
     def tokenize(self, texts: Sequence[str]) -> List[List[int]]:
         """Token ids with special tokens, truncated to `max_length` (as sentence-transformers)."""
@@ -238,7 +260,9 @@ class DocumentEncoder:
         # the host: more than the whole batch's GPU work. The other backends need no such step.
         with sdpa_kernel(_ATTENTION_BACKENDS):
             hidden = self.model(input_ids=input_ids, attention_mask=real.long()).logits
-        if self.pooling == "max":
+        if self.int8_screen:
+            pooled = self._screened_max_pool(hidden, real, lengths)
+        elif self.pooling == "max":
             pooled = self._max_pool(hidden, real)
         else:
             pooled = self._sum_pool(hidden, real)
@@ -265,6 +289,52 @@ class DocumentEncoder:
         # The bias is the same at every position of a column: add it after the max.
         return pooled.add_(self._bias).relu_().log1p_()
 
+    def _prepare_screen(self, weight: torch.Tensor) -> None:
+        """int8 copy of the decoder, one scale per vocabulary column (see the module docstring)."""
+        weight = weight.to(torch.float32)
+        hidden_size = weight.shape[1]
+        self._rows = weight.contiguous()  # [vocabulary, hidden]: gathering a column is a row copy
+        self._column_scale = weight.abs().amax(dim=1).clamp_(min=torch.finfo(torch.float32).tiny) / 127
+        quantized = torch.round(weight / self._column_scale[:, None]).clamp_(-127, 127)
+        l1 = quantized.abs().sum(dim=1)
+        # The column's share of the error bound, and a margin of 0.2% of the sum of |h_i w_i|
+        # (<= 127 s r (|p|_1 + H/2)) for the rounding of fp32 dot products of length H.
+        self._column_slack = l1 / 2 + 0.002 * 127 * (l1 + hidden_size / 2)
+        quantized = quantized.to(torch.int8).T
+        self._int8_chunks = [
+            (start, quantized[:, start : start + self.vocab_chunk].contiguous())
+            for start in range(0, self.vocab_size, self.vocab_chunk)
+        ]
+
+    def _screened_max_pool(self, hidden: torch.Tensor, real: torch.Tensor, lengths: np.ndarray) -> torch.Tensor:
+        """`_max_pool`'s result, with the exact projection only on columns an int8 bound cannot rule out."""
+        n_docs, width, hidden_size = hidden.shape
+        hidden = torch.where(real[..., None], hidden, hidden[:, :1, :])
+        scale = hidden.abs().amax(dim=(1, 2)).clamp_(min=torch.finfo(torch.float32).tiny) / 127
+        quantized = torch.round(hidden / scale[:, None, None]).clamp_(-127, 127)
+        doc_slack = quantized.abs().sum(dim=2).amax(dim=1) / 2 + hidden_size / 4
+        quantized = quantized.to(torch.int8)
+        best = torch.empty((n_docs, self.vocab_size), dtype=torch.int32)
+        step = max(1, self.tile_tokens // width)
+        for first in range(0, n_docs, step):
+            tile = quantized[first : first + step]
+            docs = tile.shape[0]
+            tile = tile.reshape(docs * width, hidden_size)
+            for start, weight_t in self._int8_chunks:
+                stop = start + weight_t.shape[1]
+                best[first : first + docs, start:stop] = torch._int_mm(tile, weight_t).view(docs, width, -1).amax(dim=1)
+        bound = best.float().add_(doc_slack[:, None]).add_(self._column_slack)
+        bound.mul_(scale[:, None] * self._column_scale).add_(self._bias)
+        rows, cols = torch.nonzero(bound > 0, as_tuple=True)
+        counts = torch.bincount(rows, minlength=n_docs).tolist()
+        self.exact_columns += len(cols)
+        pooled = torch.zeros((n_docs, self.vocab_size), dtype=torch.float32)
+        for doc, candidates in enumerate(torch.split(cols, counts)):
+            if len(candidates):
+                logits = hidden[doc, : lengths[doc]] @ self._rows.index_select(0, candidates).T
+                pooled[doc, candidates] = logits.amax(dim=0).add_(self._bias[candidates]).relu_().log1p_()
+        return pooled
+
     def _sum_pool(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """Sum pooling: the activation does not commute with a sum, so every real token is transformed."""
         n_docs, width, _ = hidden.shape
@@ -288,6 +358,16 @@ class DocumentEncoder:
             out.append(SparseVector(cols[start : start + count], values[start : start + count]))
             start += count
         return out
+
+
+def _cpu_has_int8_dot() -> bool:
+    """Whether this CPU multiplies int8 matrices natively (VNNI or AMX), so the int8 screen pays."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line.split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return hasattr(torch, "_int_mm") and any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 class MultiDeviceEncoder:

@@ -34,11 +34,44 @@ def _compare(layout, texts, **encoder_args):
     return encoder
 
 
-def test_equals_encode_document(default_layout, sample_dir):
+@pytest.mark.parametrize("int8_screen", [False, True])
+def test_equals_encode_document(default_layout, sample_dir, int8_screen):
     texts = _texts(sample_dir, 48) + ["x", "a . b ... c", "word " * 700]
-    # A small token budget and vocabulary chunk force many batches and chunks.
-    encoder = _compare(default_layout, texts, token_budget=1024, vocab_chunk=5000)
+    # A small token budget, tile and vocabulary chunk force many batches, tiles and chunks.
+    encoder = _compare(default_layout, texts, token_budget=1024, vocab_chunk=5000, tile_tokens=300,
+                       int8_screen=int8_screen)
     assert encoder.calls > 5
+    if int8_screen:
+        # The screen leaves only a few percent of the columns to the exact projection.
+        assert 0 < encoder.exact_columns < 0.05 * len(texts) * encoder.vocab_size
+    else:
+        assert encoder.exact_columns == 0
+
+
+def test_int8_screen_exact_when_most_columns_are_near_zero(default_layout, sample_dir, tmp_path):
+    """Biases set to minus each column's median max logit: half of the documents are just above 0
+    in every column and half just below, the hardest case for the screen's bound."""
+    from safetensors.torch import load_file, save_file
+
+    texts = _texts(sample_dir, 16)
+    plain = DocumentEncoder(default_layout, device="cpu", dtype="float32", int8_screen=False)
+    ids = plain.tokenize(texts)
+    with torch.inference_mode():
+        maxima = torch.stack([
+            (plain.model(input_ids=torch.tensor([x]), attention_mask=torch.ones(1, len(x), dtype=torch.long)).logits[0]
+             @ torch.cat([w for _, w, _ in plain._chunks], dim=1)).amax(dim=0)
+            for x in ids])
+    folder = tmp_path / "model"
+    shutil.copytree(default_layout.root, folder)
+    weights_file = folder / "document_0_Transformer" / "model.safetensors"
+    weights = load_file(str(weights_file))
+    # Halfway between the 8th and 9th of the 16 documents' maxima: no document sits exactly at
+    # 0, where fp32 rounding alone would decide whether a value is 0 or 1e-6.
+    middle = maxima.sort(dim=0).values[7:9].mean(dim=0)
+    weights["cls.predictions.bias"] = -middle.contiguous()
+    save_file(weights, str(weights_file))
+    encoder = _compare(read_layout(folder), texts, int8_screen=True)
+    assert encoder.exact_columns > 0.4 * len(texts) * encoder.vocab_size
 
 
 @pytest.mark.parametrize("strategy,activation", [("max", "log1p_relu"), ("sum", "relu")])
