@@ -11,11 +11,10 @@ Any other text (non-ASCII, control characters, an added token such as "[MASK]") 
 tokenizer goes through `Tokenizer.encode` unchanged, so the ids are always the library's.
 """
 
-import json
 import re
 from typing import List
 
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 # Printable ASCII plus the whitespace BertNormalizer maps to a space: the fast path's alphabet.
 _OUTSIDE_FAST_ALPHABET = re.compile(r"[^\x20-\x7e\t\n\r]")
@@ -37,16 +36,17 @@ class QueryTokenizer:
 
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
-        self.max_length = None
         truncation = tokenizer.truncation
-        config = json.loads(tokenizer.to_str())
-        self.fast = _is_bert_wordpiece(config) and (truncation is None or truncation["direction"] == "right")
-        if truncation is not None:
-            self.max_length = truncation["max_length"]
-        self.lowercase = bool((config.get("normalizer") or {}).get("lowercase"))
-        added = [t["content"] for t in config.get("added_tokens", [])]
-        if len(added) > _MAX_ADDED_TOKENS:
-            self.fast = False
+        self.max_length = truncation["max_length"] if truncation else None
+        added = [token.content for token in tokenizer.get_added_tokens_decoder().values()]
+        self.fast = (
+            isinstance(tokenizer.normalizer, normalizers.BertNormalizer)
+            and isinstance(tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+            and isinstance(tokenizer.model, models.WordPiece)
+            and (truncation is None or truncation["direction"] == "right")
+            and len(added) <= _MAX_ADDED_TOKENS
+        )
+        self.lowercase = self.fast and tokenizer.normalizer.lowercase
         # Added tokens are matched before normalisation; a query holding one takes the slow path.
         # Compared lowercased: added tokens marked `normalized` match the lowercased text.
         self.added = [t.lower() for t in added if t]
@@ -71,14 +71,3 @@ class QueryTokenizer:
         if self.max_length is not None and len(out) > self.max_length:
             del out[self.max_length :]
         return out
-
-
-def _is_bert_wordpiece(config: dict) -> bool:
-    normalizer = config.get("normalizer") or {}
-    pre_tokenizer = config.get("pre_tokenizer") or {}
-    model = config.get("model") or {}
-    return (
-        normalizer.get("type") == "BertNormalizer"
-        and pre_tokenizer.get("type") == "BertPreTokenizer"
-        and model.get("type") == "WordPiece"
-    )
