@@ -21,12 +21,12 @@ a document keeps only ~1% of the vocabulary (a column whose max logit + bias is 
 after relu), so the whole projection runs in int8, ~3x faster than fp32, and gives for
 each (document, column) an upper bound of the fp32 max logit; the exact fp32 projection then
 runs only on the columns whose bound is positive (~2%), on the document's real tokens.
-With h = s*q + e (|e_i| <= s/2) and w = r*p + f (|f_i| <= r/2), q and p int8 with a scale per
-document (s) and per column (r):
-    h.w <= s*r*(q.p) + s*r*(|q|_1/2 + |p|_1/2 + H/4)
-so max over positions of h.w <= s*r*(max q.p + max |q|_1/2 + |p|_1/2 + H/4), plus a margin
-for fp32 rounding. A column skipped this way is 0 in the full computation too: the output
-is the same, only cheaper.
+With h = s*q + e and w = r*p + f (q, p int8; one scale s per document, r per column; e and
+f the rounding errors, known exactly), h.w = s*r*(q.p) + s*(q.f) + e.w, so by Cauchy-Schwarz
+    max over positions of h.w <= s*r*max(q.p) + s*max|q|*|f| + max|e|*|w|
+plus a margin for fp32 rounding. A column skipped this way is 0 in the full computation too:
+the output is the same, only cheaper. For a model where the bound leaves too many columns
+(over a quarter) the screen costs more than it saves, and the encoder turns it off.
 """
 
 import collections
@@ -292,19 +292,19 @@ class DocumentEncoder:
     def _prepare_screen(self, weight: torch.Tensor) -> None:
         """int8 copy of the decoder, one scale per vocabulary column (see the module docstring)."""
         weight = weight.to(torch.float32)
-        hidden_size = weight.shape[1]
         self._rows = weight.contiguous()  # [vocabulary, hidden]: gathering a column is a row copy
         self._column_scale = weight.abs().amax(dim=1).clamp_(min=torch.finfo(torch.float32).tiny) / 127
         quantized = torch.round(weight / self._column_scale[:, None]).clamp_(-127, 127)
-        l1 = quantized.abs().sum(dim=1)
-        # The column's share of the error bound, and a margin of 0.2% of the sum of |h_i w_i|
-        # (<= 127 s r (|p|_1 + H/2)) for the rounding of fp32 dot products of length H.
-        self._column_slack = l1 / 2 + 0.002 * 127 * (l1 + hidden_size / 2)
+        self._residual_norm = (weight - quantized * self._column_scale[:, None]).norm(dim=1)
+        self._weight_norm = weight.norm(dim=1)
+        # fp32 dot products of length H are off by at most ~H * 2^-24 * |h| |w|; 4x that is the margin.
+        self._rounding = 4 * weight.shape[1] * 2.0**-24 + 1e-6
         quantized = quantized.to(torch.int8).T
         self._int8_chunks = [
             (start, quantized[:, start : start + self.vocab_chunk].contiguous())
             for start in range(0, self.vocab_size, self.vocab_chunk)
         ]
+        self._screened_columns = 0
 
     def _screened_max_pool(self, hidden: torch.Tensor, real: torch.Tensor, lengths: np.ndarray) -> torch.Tensor:
         """`_max_pool`'s result, with the exact projection only on columns an int8 bound cannot rule out."""
@@ -312,7 +312,9 @@ class DocumentEncoder:
         hidden = torch.where(real[..., None], hidden, hidden[:, :1, :])
         scale = hidden.abs().amax(dim=(1, 2)).clamp_(min=torch.finfo(torch.float32).tiny) / 127
         quantized = torch.round(hidden / scale[:, None, None]).clamp_(-127, 127)
-        doc_slack = quantized.abs().sum(dim=2).amax(dim=1) / 2 + hidden_size / 4
+        error = (hidden - quantized * scale[:, None, None]).norm(dim=2).amax(dim=1)
+        quantized_norm = quantized.norm(dim=2).amax(dim=1)
+        hidden_norm = hidden.norm(dim=2).amax(dim=1)
         quantized = quantized.to(torch.int8)
         best = torch.empty((n_docs, self.vocab_size), dtype=torch.int32)
         step = max(1, self.tile_tokens // width)
@@ -323,11 +325,16 @@ class DocumentEncoder:
             for start, weight_t in self._int8_chunks:
                 stop = start + weight_t.shape[1]
                 best[first : first + docs, start:stop] = torch._int_mm(tile, weight_t).view(docs, width, -1).amax(dim=1)
-        bound = best.float().add_(doc_slack[:, None]).add_(self._column_slack)
-        bound.mul_(scale[:, None] * self._column_scale).add_(self._bias)
+        bound = best.float().mul_(scale[:, None] * self._column_scale)
+        bound.addcmul_((scale * quantized_norm)[:, None], self._residual_norm)
+        bound.addcmul_((error + self._rounding * hidden_norm)[:, None], self._weight_norm)
+        bound.add_(self._bias)
         rows, cols = torch.nonzero(bound > 0, as_tuple=True)
         counts = torch.bincount(rows, minlength=n_docs).tolist()
         self.exact_columns += len(cols)
+        self._screened_columns += n_docs * self.vocab_size
+        if self.exact_columns > 0.25 * self._screened_columns and self._screened_columns > 64 * self.vocab_size:
+            self.int8_screen = False  # this model's logits are too close to 0 for the screen to pay
         pooled = torch.zeros((n_docs, self.vocab_size), dtype=torch.float32)
         for doc, candidates in enumerate(torch.split(cols, counts)):
             if len(candidates):

@@ -72,6 +72,10 @@ def test_int8_screen_exact_when_most_columns_are_near_zero(default_layout, sampl
     save_file(weights, str(weights_file))
     encoder = _compare(read_layout(folder), texts, int8_screen=True)
     assert encoder.exact_columns > 0.4 * len(texts) * encoder.vocab_size
+    # With this many columns left, the screen costs more than it saves: it turns itself off.
+    assert encoder.int8_screen
+    encoder.encode(texts * 5)
+    assert not encoder.int8_screen
 
 
 @pytest.mark.parametrize("strategy,activation", [("max", "log1p_relu"), ("sum", "relu")])
