@@ -132,6 +132,7 @@ def main():
     parser.add_argument("--token-budget", type=int, default=None)
     parser.add_argument("--skip-st", action="store_true", help="time only the connector's encoder")
     parser.add_argument("--repeat", type=int, default=1, help="rounds, variants taking turns; medians reported")
+    parser.add_argument("--compile", action="store_true", help="add the connector with torch.compile as a variant")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -175,6 +176,16 @@ def main():
         # The same encoder without the int8 screen: what the screen itself contributes.
         encoders[name + " (no int8 screen)"] = DocumentEncoder(layout, device=device, token_budget=args.token_budget,
                                                                int8_screen=False)
+    compile_seconds = None
+    if args.compile:
+        # The same encoder with the transformer under torch.compile (shapes vary by batch:
+        # dynamic); the compile time is reported apart, as it is paid once per process.
+        compiled = DocumentEncoder(layout, device=device, token_budget=args.token_budget)
+        compiled.model = torch.compile(compiled.model, dynamic=True)
+        start = time.perf_counter()
+        compiled.encode(texts)
+        compile_seconds = time.perf_counter() - start
+        encoders[name + " + torch.compile"] = compiled
     for variant, encoder in encoders.items():
         variants.append((variant, encoder.encode))
     variants = [(variant, run if variant.startswith("sentence") else (lambda run=run: run(texts)))
@@ -223,6 +234,8 @@ def main():
     runs = [timed(device, lambda: ours.encode_tokenized(ids)) for _ in range(args.repeat)]
     row("  device work only (pre-tokenized)", statistics.median(r[1] for r in runs), max(r[2] for r in runs))
 
+    if compile_seconds is not None:
+        results[name + " + torch.compile"]["first_call_seconds_with_compile"] = compile_seconds
     summary = {"device": device, "machine": machine(), "model": args.model, "docs": len(texts), "tokens": tokens,
                "mean_tokens": tokens / len(texts), "max_length": ours.max_length, "results": results,
                "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
