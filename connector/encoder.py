@@ -141,7 +141,7 @@ class DocumentEncoder:
         self.token_budget = token_budget or (65536 if self.device.type == "cuda" else 8192)
         on_cpu = self.device.type == "cpu"
         self.vocab_chunk = vocab_chunk or (1024 if on_cpu else 8192)
-        self.tile_tokens = tile_tokens or (1024 if on_cpu else self.token_budget)
+        self.tile_tokens = tile_tokens or (1024 if on_cpu else None)  # None: the whole batch
         self.window = window
         self.tokenizer_threads = tokenizer_threads or max(1, min(16, (os.cpu_count() or 2) - 1))
         self.prefetch = 2
@@ -278,7 +278,7 @@ class DocumentEncoder:
         # [tokens, vocabulary] logits is needed and the max is a plain reduction.
         hidden = torch.where(real[..., None], hidden, hidden[:, :1, :])
         pooled = torch.empty((n_docs, self.vocab_size), dtype=torch.float32, device=hidden.device)
-        step = max(1, self.tile_tokens // width)  # whole documents per tile
+        step = max(1, self.tile_tokens // width) if self.tile_tokens else n_docs  # whole documents per tile
         for first in range(0, n_docs, step):
             tile = hidden[first : first + step]
             docs = tile.shape[0]
@@ -317,7 +317,7 @@ class DocumentEncoder:
         hidden_norm = hidden.norm(dim=2).amax(dim=1)
         quantized = quantized.to(torch.int8)
         best = torch.empty((n_docs, self.vocab_size), dtype=torch.int32)
-        step = max(1, self.tile_tokens // width)
+        step = max(1, self.tile_tokens // width) if self.tile_tokens else n_docs
         for first in range(0, n_docs, step):
             tile = quantized[first : first + step]
             docs = tile.shape[0]
