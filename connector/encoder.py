@@ -105,8 +105,8 @@ class DocumentEncoder:
         tile_tokens: tokens projected at once (whole documents); on CPU 1024, so that a
             tile's logits (tile_tokens x vocab_chunk floats) stay in cache; on GPU the batch.
         int8_screen: screen vocabulary columns with an int8 projection before the exact fp32
-            one (see the module docstring); by default on when the CPU has int8 dot-product instructions
-            and the encoder runs fp32 max pooling on the CPU.
+            one (see the module docstring); by default on when the CPU has int8 dot-product
+            instructions and the encoder runs fp32 max pooling on the CPU.
         max_length: truncation length; the model's own (as sentence-transformers) when None.
         window: documents sorted by length together (`encode` cuts its input into windows).
         tokenizer_threads: threads tokenizing the next windows while the device works.
