@@ -12,12 +12,20 @@ is sent until every item is either acknowledged or rejected for a reason retryin
 
 A chunk that is still failing after `deadline` seconds raises `BulkDeadlineError`. Stable
 `_id`s make a re-sent document overwrite itself, never duplicate.
+
+`BulkLines` writes each document's two NDJSON lines as bytes, with orjson: building a dict of
+~250 features and `json.dumps` of it cost ~400 us per document, all of it holding the GIL, which
+would cap a GPU ingest at ~2,500 documents/s whatever the GPU does.
 """
 
+import operator
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import orjson
 
 from .errors import ClusterError
 
@@ -40,6 +48,39 @@ class RetryPolicy:
         return min(self.maximum, self.initial * 2**attempt) * random.uniform(0.5, 1.5)
 
 
+class BulkLines:
+    """A document's bulk "index" action and source, as NDJSON bytes ready to send.
+
+    The feature map is written from the vector's arrays without a dict: orjson formats all values
+    at once (the shortest decimal that reads back as the same float32) and each value is joined
+    to its key's pre-encoded `"key":` prefix.
+
+    Example:
+        >>> lines = BulkLines("my-index", "splade", keys)
+        >>> body = lines.document("doc-1", {"title": "T", "text": "..."}, vector)
+    """
+
+    def __init__(self, index: str, field: str, keys: Sequence[str]):
+        self._action = b'{"index":{"_index":' + orjson.dumps(index) + b',"_id":'
+        self._field = orjson.dumps(field) + b":"
+        self._keys = [orjson.dumps(key) + b":" for key in keys]
+
+    def features(self, ids: np.ndarray, values: np.ndarray) -> bytes:
+        """The `rank_features` object {"key": value, ...} for parallel id and value arrays."""
+        if len(ids) == 0:
+            return b"{}"
+        numbers = orjson.dumps(np.ascontiguousarray(values, dtype=np.float32),
+                               option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+        return b"{" + b",".join(map(operator.add, map(self._keys.__getitem__, ids.tolist()), numbers)) + b"}"
+
+    def document(self, doc_id: str, fields: dict, vector) -> bytes:
+        """Both lines for one document: `fields` plus the vector's feature map under the field."""
+        head = orjson.dumps(fields)
+        separator = b"," if len(head) > 2 else b""
+        return (self._action + orjson.dumps(doc_id) + b"}}\n"
+                + head[:-1] + separator + self._field + self.features(vector.ids, vector.values) + b"}\n")
+
+
 def _reason(result: dict) -> str:
     error = result.get("error")
     if isinstance(error, dict):
@@ -53,12 +94,12 @@ def _reason(result: dict) -> str:
 
 def send_chunk(
     client,
-    actions: List[Tuple[dict, dict]],
+    actions: List[bytes],
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Optional[Callable[[str], None]] = None,
 ) -> List[Optional[str]]:
-    """Send (action line, source) pairs as bulk requests until each is settled.
+    """Send documents (each its action and source NDJSON lines, see `BulkLines`) until each is settled.
 
     Returns, in input order, None for an acknowledged item or the reason it was rejected.
 
@@ -71,9 +112,7 @@ def send_chunk(
     pending = list(range(len(actions)))
     attempt, started = 0, time.monotonic()
     while pending:
-        body = []
-        for i in pending:
-            body.extend(actions[i])
+        body = b"".join([actions[i] for i in pending])
         retry, why = [], ""
         try:
             response = client.bulk(body=body)

@@ -20,16 +20,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from . import checkpoint as checkpoints
-from .bulk import RetryPolicy, send_chunk
+from .bulk import BulkLines, RetryPolicy, send_chunk
 from .corpus import DeadLetters, Document, Rejected, read_corpus
 from .errors import IndexStateError, InputError, ModelError, SpladeOSError
 from .index import init_index
 from .model import ModelLayout, model_identity
 from .progress import bar, note
 from .query import QueryEncoder
+
+if TYPE_CHECKING:  # the encoder module imports torch, which `search` never needs
+    from .encoder import SparseVector
 
 _DONE = object()
 QUEUE_WINDOWS = 2  # encoded windows waiting for the sender
@@ -69,10 +72,10 @@ def _count_lines(path: Path, limit_bytes: int = 2 << 30) -> Optional[int]:
 class _Sender(threading.Thread):
     """Sends encoded windows, settles every item, and advances the checkpoint window by window."""
 
-    def __init__(self, client, index, field, fingerprint, dead, bulk_docs, bulk_workers, policy, progress, stats,
+    def __init__(self, client, lines: BulkLines, fingerprint, dead, bulk_docs, bulk_workers, policy, progress, stats,
                  state: checkpoints.Checkpoint, checkpoint_path: Path, show_progress: bool):
         super().__init__(daemon=True, name="splade-os-bulk")
-        self.client, self.index, self.field, self.fingerprint = client, index, field, fingerprint
+        self.client, self.lines, self.fingerprint = client, lines, fingerprint
         self.dead, self.bulk_docs, self.policy = dead, bulk_docs, policy
         self.progress, self.stats, self.state, self.checkpoint_path = progress, stats, state, checkpoint_path
         self.pool = ThreadPoolExecutor(max_workers=bulk_workers, thread_name_prefix="splade-os-bulk")
@@ -92,12 +95,9 @@ class _Sender(threading.Thread):
         finally:
             self.pool.shutdown(wait=True)
 
-    def _action(self, doc: Document, feats: dict):
-        return ({"index": {"_index": self.index, "_id": doc.id}},
-                {"title": doc.title, "text": doc.text, self.field: feats, "splade_fingerprint": self.fingerprint})
-
-    def _settle(self, docs: List[Document], features: List[dict], last_line: int):
-        actions = [self._action(d, f) for d, f in zip(docs, features)]
+    def _settle(self, docs: List[Document], vectors: List["SparseVector"], last_line: int):
+        actions = [self.lines.document(d.id, {"title": d.title, "text": d.text, "splade_fingerprint": self.fingerprint}, v)
+                   for d, v in zip(docs, vectors)]
         chunks = [actions[i : i + self.bulk_docs] for i in range(0, len(actions), self.bulk_docs)]
         outcomes = self.pool.map(lambda chunk: send_chunk(self.client, chunk, self.policy, on_retry=self.on_retry),
                                  chunks)
@@ -237,12 +237,11 @@ def ingest(
         note(show_progress, f"Resuming after line {state.line} ({state.indexed} indexed, {state.rejected} rejected)")
         _trim_dead_letters(dead_letter_path, state.line)
     state.save(checkpoint_path)
-    keys = queries.keys
     total = _count_lines(path)
     progress = bar(show_progress, total=total, initial=state.line if total else 0, unit="doc",
                    desc=f"ingest {path.name}")
     with DeadLetters(dead_letter_path, str(path), append=resume) as dead, progress:
-        sender = _Sender(client, index, field, identity.fingerprint, dead, bulk_docs, bulk_workers,
+        sender = _Sender(client, BulkLines(index, field, queries.keys), identity.fingerprint, dead, bulk_docs, bulk_workers,
                          retry or RetryPolicy(), progress, stats, state, checkpoint_path, show_progress)
         sender.start()
         last_line = [state.line]
@@ -267,15 +266,15 @@ def ingest(
         interrupted = False
         try:
             for (docs, line), vectors in encoder.encode_stream(windows()):
-                kept, features = [], []
+                kept, nonempty = [], []
                 for doc, vector in zip(docs, vectors):
                     if len(vector.ids) == 0:
                         dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
                         progress.update(1)
                     else:
                         kept.append(doc)
-                        features.append(vector.to_dict(keys))
-                _put(sender, (kept, features, line))
+                        nonempty.append(vector)
+                _put(sender, (kept, nonempty, line))
         except KeyboardInterrupt:
             interrupted = True
         finally:

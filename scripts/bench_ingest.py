@@ -114,6 +114,41 @@ def plain_loop(client, index, path: Path, model, keys, batch_size: int, chunk: i
     return {"seconds": seconds, "indexed": indexed, "count_after": count, "encode_seconds": encode_seconds}
 
 
+def serialization_cost(records, vectors, keys, index: str, repeat: int = 5) -> dict:
+    """Client-side microseconds per document to turn (document, vector) into bulk request bytes,
+    best of `repeat`: (a) what `helpers.bulk` does with a {token: weight} dict per document
+    (opensearch-py's JSON serializer), (b) the connector's `BulkLines`. This work holds the GIL,
+    so on a fast GPU it bounds the ingest rate of a single process."""
+    from opensearchpy.serializer import JSONSerializer
+
+    from connector.bulk import BulkLines
+
+    serializer = JSONSerializer()
+    lines = BulkLines(index, "splade", keys)
+
+    def plain():
+        return "\n".join(
+            serializer.dumps(part) for r, v in zip(records, vectors)
+            for part in ({"index": {"_index": index, "_id": r["_id"]}},
+                         {"title": r.get("title", ""), "text": r["text"], "splade": v.to_dict(keys)}))
+
+    def connector():
+        return b"".join(lines.document(r["_id"], {"title": r.get("title", ""), "text": r["text"]}, v)
+                        for r, v in zip(records, vectors))
+
+    out = {}
+    for name, fn in (("dict + json (helpers.bulk)", plain), ("BulkLines", connector)):
+        best = min(_timed(fn) for _ in range(repeat))
+        out[name] = {"us_per_doc": best / len(records) * 1e6, "docs_per_s_one_core": len(records) / best}
+    return out
+
+
+def _timed(fn) -> float:
+    began = time.perf_counter()
+    fn()
+    return time.perf_counter() - began
+
+
 def mean_features(client, index) -> float:
     """Mean number of stored features per document, read back from the index (a sanity check)."""
     hits = client.search(index=index, body={"size": 200, "_source": ["splade"], "query": {"match_all": {}}})
@@ -160,6 +195,10 @@ def main():
         # First calls pay one-off costs (kernel selection, thread pools); keep them off the clock.
         ours.encode(warm_texts)
         st_model.encode_document(warm_texts, batch_size=args.st_batch_size)
+
+        records = [json.loads(line) for line in open(path, encoding="utf-8")]
+        serialization = serialization_cost(records, ours.encode(
+            [f"{r.get('title') or ''} {r['text']}" for r in records]), keys, "bench-ingest")
 
         load_before = os.getloadavg()[0]
         with cluster(args.url) as url:
@@ -213,12 +252,17 @@ def main():
                "node": "given --url" if args.url else "throw-away local node on this machine",
                "load_average_1min": {"before": load_before, "after": load_after},
                "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "results": results,
-               "ratio_connector_over_plain_docs_per_s": base / results[OURS]["seconds"]}
+               "ratio_connector_over_plain_docs_per_s": base / results[OURS]["seconds"],
+               "client_serialization": serialization}
     print(f"{summary['machine']} | device {args.device} | model {args.model} | {docs} docs, median of {args.repeat} "
           f"| load avg {load_before:.1f} -> {load_after:.1f} | {summary['date']}")
     print(f"$ {command}")
     print(table(rows, ["variant", "docs", "seconds", "docs/s", "speed-up", "of which encode s", "features/doc",
                        "model load s"]))
+    print()
+    print(table([{"bulk request bytes from (document, vector)": name, "us/doc": f"{r['us_per_doc']:.0f}",
+                  "docs/s on one core": f"{r['docs_per_s_one_core']:,.0f}"} for name, r in serialization.items()],
+                ["bulk request bytes from (document, vector)", "us/doc", "docs/s on one core"]))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=2))
