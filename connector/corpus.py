@@ -82,6 +82,10 @@ def parse_line(
         return Rejected(line, f"title field {title_field!r} is {type(title).__name__}, not a string", raw)
     if not text.strip() and not title.strip():
         return Rejected(line, f"empty text field {text_field!r}", raw)
+    for kind, name, value in (("text", text_field, text), ("title", title_field, title)):
+        problem = _not_unicode(kind, name, value)
+        if problem:
+            return Rejected(line, problem, raw)
 
     doc_id = record.get(id_field)
     if doc_id is None or doc_id == "":
@@ -89,9 +93,23 @@ def parse_line(
     elif isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
         return Rejected(line, f"id field {id_field!r} is {type(doc_id).__name__}, not a string or integer", raw)
     doc_id = str(doc_id)
+    problem = _not_unicode("id", id_field, doc_id)
+    if problem:
+        return Rejected(line, problem, raw)
     if len(doc_id.encode("utf-8")) > 512:
         return Rejected(line, f"id field {id_field!r} is longer than 512 bytes (OpenSearch's limit)", raw)
     return Document(doc_id, title, text, line, raw)
+
+
+def _not_unicode(kind: str, field: str, value: str) -> Optional[str]:
+    """Why `value` cannot be sent as UTF-8, or None: JSON's \\ud800-style escapes can encode
+    unpaired surrogates, which parse into Python strings but are not text."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"{kind} field {field!r} holds an unpaired surrogate (\\u{ord(value[e.start]):04x} at character "
+                f"{e.start}), not valid Unicode")
+    return None
 
 
 def read_lines(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[tuple]:

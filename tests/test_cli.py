@@ -74,14 +74,16 @@ def test_query_prints_dsl(default_layout):
 def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
     corpus = tmp_path / "small.jsonl"
     lines = open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:40]
-    corpus.write_text("".join(lines) + "{broken\n", encoding="utf-8")
+    # Line 41 is broken JSON; line 42 valid JSON whose text escapes an unpaired surrogate.
+    corpus.write_text("".join(lines) + "{broken\n" + '{"text": "lone \\ud800"}\n', encoding="utf-8")
     dead = tmp_path / "dead.jsonl"
     result = run("-q", "ingest", str(corpus), "--index", "cli-small", "--url", opensearch_url,
                  "--dead-letter", str(dead))
     assert result.exit_code == 1
-    assert "indexed 40, rejected 1" in result.output
-    assert f"Error: 1 line(s) rejected; see {dead}" in result.output
-    assert json.loads(dead.read_text())["line"] == 41
+    assert "indexed 40, rejected 2" in result.output
+    assert f"Error: 2 line(s) rejected; see {dead}" in result.output
+    rejected = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert [r["line"] for r in rejected] == [41, 42] and "unpaired surrogate" in rejected[1]["reason"]
 
     result = run("-q", "search", "boundary layer", "--index", "cli-small", "--url", opensearch_url, "--json", "-k", "3")
     assert result.exit_code == 0, result.output

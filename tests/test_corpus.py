@@ -49,11 +49,17 @@ def test_each_bad_kind_has_its_reason():
         b'{"_id": "1", "text": 5}': "is int, not a string",
         b'{"_id": [1], "text": "x"}': "not a string or integer",
         b"[" * 100000: "malformed JSON",
+        # JSON escapes can spell unpaired surrogates: valid JSON, but not text.
+        b'{"_id": "1", "text": "a \\ud800 b"}': "text field 'text' holds an unpaired surrogate (\\ud800",
+        b'{"title": "\\udfff", "text": "b"}': "title field 'title' holds an unpaired surrogate",
+        b'{"_id": "\\ud83d", "text": "b"}': "id field '_id' holds an unpaired surrogate",
     }
     for raw, reason in cases.items():
         item = parse_line(raw, 1)
         assert isinstance(item, Rejected), raw[:30]
         assert reason in item.reason, (raw[:30], item.reason)
+    # A surrogate pair is a character like any other.
+    assert parse_line(b'{"_id": "1", "text": "\\ud83d\\ude00"}', 1).text == "\U0001f600"
 
 
 def test_missing_id_is_stable(tmp_path):

@@ -150,7 +150,8 @@ bad_lines = st.one_of(
     st.just(b'{"_id": "x", "text": '),
     st.just(b"[" * 5000 + b"]" * 5000),
     st.sampled_from([b'{"text": 5}', b'{"text": null}', b'{"text": ["a"]}', b'{"text": "   \\t "}', b'"just a string"',
-                     b'{"_id": {"a": 1}, "text": "x"}', b'{"title": 3, "text": "x"}']),
+                     b'{"_id": {"a": 1}, "text": "x"}', b'{"title": 3, "text": "x"}',
+                     b'{"text": "lone \\ud800 surrogate"}', b'{"_id": "\\udfff", "text": "x"}']),
 )
 good_texts = st.one_of(
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=80).filter(str.strip),
