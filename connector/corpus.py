@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from .errors import InputError
+from .errors import InputError, unpaired_surrogate
 
 DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024
 
@@ -83,9 +83,9 @@ def parse_line(
     if not text.strip() and not title.strip():
         return Rejected(line, f"empty text field {text_field!r}", raw)
     for kind, name, value in (("text", text_field, text), ("title", title_field, title)):
-        problem = _not_unicode(kind, name, value)
+        problem = unpaired_surrogate(value)
         if problem:
-            return Rejected(line, problem, raw)
+            return Rejected(line, f"{kind} field {name!r} holds {problem}, not valid Unicode", raw)
 
     doc_id = record.get(id_field)
     if doc_id is None or doc_id == "":
@@ -93,23 +93,12 @@ def parse_line(
     elif isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
         return Rejected(line, f"id field {id_field!r} is {type(doc_id).__name__}, not a string or integer", raw)
     doc_id = str(doc_id)
-    problem = _not_unicode("id", id_field, doc_id)
+    problem = unpaired_surrogate(doc_id)
     if problem:
-        return Rejected(line, problem, raw)
+        return Rejected(line, f"id field {id_field!r} holds {problem}, not valid Unicode", raw)
     if len(doc_id.encode("utf-8")) > 512:
         return Rejected(line, f"id field {id_field!r} is longer than 512 bytes (OpenSearch's limit)", raw)
     return Document(doc_id, title, text, line, raw)
-
-
-def _not_unicode(kind: str, field: str, value: str) -> Optional[str]:
-    """Why `value` cannot be sent as UTF-8, or None: JSON's \\ud800-style escapes can encode
-    unpaired surrogates, which parse into Python strings but are not text."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        return (f"{kind} field {field!r} holds an unpaired surrogate (\\u{ord(value[e.start]):04x} at character "
-                f"{e.start}), not valid Unicode")
-    return None
 
 
 def read_lines(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[tuple]:

@@ -4,6 +4,21 @@ Every failure a user can cause or fix has its own class with a message that name
 input and says what is wrong; the CLI prints that message on one line and exits non-zero.
 """
 
+from typing import Optional
+
+
+def unpaired_surrogate(value: str) -> Optional[str]:
+    """Where `value` is not text, e.g. "an unpaired surrogate (\\ud800 at character 4)", or None.
+
+    JSON escapes such as "\\ud800", and command-line bytes that are not UTF-8, become Python
+    strings holding unpaired surrogates; they cannot be encoded, tokenized or sent.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"an unpaired surrogate (\\u{ord(value[e.start]):04x} at character {e.start})"
+    return None
+
 
 class SpladeOSError(Exception):
     """Base class of every error the connector raises on purpose."""

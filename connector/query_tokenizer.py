@@ -16,6 +16,8 @@ from typing import List
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
+from .errors import InputError, unpaired_surrogate
+
 # Printable ASCII plus the whitespace BertNormalizer maps to a space: the fast path's alphabet.
 _OUTSIDE_FAST_ALPHABET = re.compile(r"[^\x20-\x7e\t\n\r]")
 # In printable ASCII every character that is not a letter, digit or space is punctuation to
@@ -53,11 +55,16 @@ class QueryTokenizer:
         self.words = {}
 
     def ids(self, text: str) -> List[int]:
+        """The token ids of `text`.
+
+        Raises:
+            InputError: the text is not valid Unicode (an unpaired surrogate).
+        """
         if not self.fast or _OUTSIDE_FAST_ALPHABET.search(text):
-            return self.tokenizer.encode(text, add_special_tokens=False).ids
+            return self._library_ids(text)
         folded = text.lower()
         if any(token in folded for token in self.added):
-            return self.tokenizer.encode(text, add_special_tokens=False).ids
+            return self._library_ids(text)
         words = self.words
         out: List[int] = []
         for word in _WORDS.findall(folded if self.lowercase else text):
@@ -71,3 +78,9 @@ class QueryTokenizer:
         if self.max_length is not None and len(out) > self.max_length:
             del out[self.max_length :]
         return out
+
+    def _library_ids(self, text: str) -> List[int]:
+        problem = unpaired_surrogate(text)
+        if problem:
+            raise InputError(f"query text holds {problem}, not valid Unicode (bytes that are not UTF-8?)")
+        return self.tokenizer.encode(text, add_special_tokens=False).ids

@@ -99,3 +99,10 @@ def test_other_tokenizers_use_the_library(default_layout):
     tokenizer = Tokenizer.from_str(json.dumps(config))
     fast = _check(tokenizer, "what is lift? (x-y)")
     assert not fast.fast
+
+
+def test_text_that_is_not_unicode_is_a_clear_error(bert):
+    from connector.errors import InputError
+
+    with pytest.raises(InputError, match=r"unpaired surrogate \(\\udcff at character 5\)"):
+        QueryTokenizer(bert).ids("wing \udcff lift")  # what argv bytes that are not UTF-8 become
