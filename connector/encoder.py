@@ -101,6 +101,9 @@ class DocumentEncoder:
         device: "cuda", "cuda:1", "cpu"... ; the best available when None.
         dtype: "float32", "bfloat16", "float16" or "auto" (bf16 on GPU, fp32 on CPU).
         token_budget: the most (padded) tokens one forward pass may hold.
+        max_batch_docs: the most documents one forward pass may hold (256 on CPU, 1024 on GPU):
+            the [documents, vocabulary] results are ~120 KB per document, so very short
+            documents must not fill a whole token budget.
         vocab_chunk: vocabulary columns projected at once (1024 on CPU, 8192 on GPU).
         tile_tokens: tokens projected at once (whole documents); on CPU 1024, so that a
             tile's logits (tile_tokens x vocab_chunk floats) stay in cache; on GPU the batch.
@@ -122,6 +125,7 @@ class DocumentEncoder:
         device: Optional[str] = None,
         dtype: Optional[str] = "auto",
         token_budget: Optional[int] = None,
+        max_batch_docs: Optional[int] = None,
         vocab_chunk: Optional[int] = None,
         tile_tokens: Optional[int] = None,
         int8_screen: Optional[bool] = None,
@@ -140,6 +144,7 @@ class DocumentEncoder:
         self.dtype = _parse_dtype(dtype, self.device.type)
         self.token_budget = token_budget or (65536 if self.device.type == "cuda" else 8192)
         on_cpu = self.device.type == "cpu"
+        self.max_batch_docs = max_batch_docs or (256 if on_cpu else 1024)
         self.vocab_chunk = vocab_chunk or (1024 if on_cpu else 8192)
         self.tile_tokens = tile_tokens or (1024 if on_cpu else None)  # None: the whole batch
         self.window = window
@@ -185,14 +190,15 @@ class DocumentEncoder:
         """Indices grouped into batches of similar length whose padded size fits the token budget.
 
         Inputs are taken longest first; a batch closes when the next input would overflow the
-        budget, or would be padded by more than `pad_slack` of the batch's width (so a few long
-        inputs do not pad a whole batch of short ones).
+        budget or `max_batch_docs`, or would be padded by more than `pad_slack` of the batch's
+        width (so a few long inputs do not pad a whole batch of short ones).
         """
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         batches, current, width = [], [], 0
         for i in order:
             length = max(lengths[i], 1)
-            if current and (width * (len(current) + 1) > self.token_budget or length < width * (1 - self.pad_slack)):
+            if current and (width * (len(current) + 1) > self.token_budget or len(current) >= self.max_batch_docs
+                            or length < width * (1 - self.pad_slack)):
                 batches.append(current)
                 current = []
             if not current:

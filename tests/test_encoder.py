@@ -116,3 +116,11 @@ def test_multi_device_encoder_equals_single(default_layout, sample_dir):
     for a, b in zip(single, multi.encode(texts)):
         assert (a.ids == b.ids).all() and (a.values == b.values).all()
     assert multi.documents == 30 and all(e.documents > 0 for e in multi.encoders)
+
+
+def test_batches_respect_token_budget_document_cap_and_padding(default_layout):
+    encoder = DocumentEncoder(default_layout, device="cpu", token_budget=100, max_batch_docs=7)
+    assert [len(b) for b in encoder.batches([3] * 20)] == [7, 7, 6]  # the document cap
+    assert [len(b) for b in encoder.batches([30] * 7)] == [3, 3, 1]  # the token budget
+    lengths = [50, 50, 20, 20]
+    assert [sorted(lengths[i] for i in b) for b in encoder.batches(lengths)] == [[50, 50], [20, 20]]  # padding
