@@ -161,8 +161,7 @@ class DocumentEncoder:
         # The decoder as contiguous [hidden, chunk] slices: a plain (not transposed) matrix
         # product per chunk, which BLAS runs fastest.
         self._chunks = [
-            (start, weight[start : start + self.vocab_chunk].T.contiguous().to(self.device, self.dtype),
-             bias[start : start + self.vocab_chunk].to(self.device, torch.float32))
+            (start, weight[start : start + self.vocab_chunk].T.contiguous().to(self.device, self.dtype))
             for start in range(0, self.vocab_size, self.vocab_chunk)
         ]
         self._bias = bias.to(self.device, torch.float32)
@@ -278,22 +277,26 @@ class DocumentEncoder:
 
     def _max_pool(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """[docs, width, hidden] -> [docs, vocabulary] of log1p(relu(max over real positions))."""
-        n_docs, width, _ = hidden.shape
-        # Padding positions take the hidden state of their document's first token: their logits
-        # then repeat a real token's and cannot change the max, so no mask pass over the
-        # [tokens, vocabulary] logits is needed and the max is a plain reduction.
-        hidden = torch.where(real[..., None], hidden, hidden[:, :1, :])
-        pooled = torch.empty((n_docs, self.vocab_size), dtype=torch.float32, device=hidden.device)
-        step = max(1, self.tile_tokens // width) if self.tile_tokens else n_docs  # whole documents per tile
+        hidden = _pad_with_first_token(hidden, real)
+        pooled = torch.empty((hidden.shape[0], self.vocab_size), dtype=torch.float32, device=hidden.device)
+        self._tiled_max(hidden, self._chunks, torch.matmul, pooled)
+        # The bias is the same at every position of a column: add it after the max.
+        return pooled.add_(self._bias).relu_().log1p_()
+
+    def _tiled_max(self, hidden: torch.Tensor, chunks, product, out: torch.Tensor) -> None:
+        """out[doc, columns] = max over the doc's positions of product(hidden, chunk), tile by tile.
+
+        A tile is whole documents (about `tile_tokens` tokens, or the whole batch) x one chunk.
+        """
+        n_docs, width, hidden_size = hidden.shape
+        step = max(1, self.tile_tokens // width) if self.tile_tokens else n_docs
         for first in range(0, n_docs, step):
             tile = hidden[first : first + step]
             docs = tile.shape[0]
-            tile = tile.reshape(docs * width, -1)
-            for start, weight_t, _ in self._chunks:
+            tile = tile.reshape(docs * width, hidden_size)
+            for start, weight_t in chunks:
                 stop = start + weight_t.shape[1]
-                pooled[first : first + docs, start:stop] = (tile @ weight_t).view(docs, width, stop - start).amax(dim=1)
-        # The bias is the same at every position of a column: add it after the max.
-        return pooled.add_(self._bias).relu_().log1p_()
+                out[first : first + docs, start:stop] = product(tile, weight_t).view(docs, width, -1).amax(dim=1)
 
     def _prepare_screen(self, weight: torch.Tensor) -> None:
         """int8 copy of the decoder, one scale per vocabulary column (see the module docstring)."""
@@ -315,7 +318,7 @@ class DocumentEncoder:
     def _screened_max_pool(self, hidden: torch.Tensor, real: torch.Tensor, lengths: np.ndarray) -> torch.Tensor:
         """`_max_pool`'s result, with the exact projection only on columns an int8 bound cannot rule out."""
         n_docs, width, hidden_size = hidden.shape
-        hidden = torch.where(real[..., None], hidden, hidden[:, :1, :])
+        hidden = _pad_with_first_token(hidden, real)
         scale = hidden.abs().amax(dim=(1, 2)).clamp_(min=torch.finfo(torch.float32).tiny) / 127
         quantized = torch.round(hidden / scale[:, None, None]).clamp_(-127, 127)
         error = (hidden - quantized * scale[:, None, None]).norm(dim=2).amax(dim=1)
@@ -323,14 +326,7 @@ class DocumentEncoder:
         hidden_norm = hidden.norm(dim=2).amax(dim=1)
         quantized = quantized.to(torch.int8)
         best = torch.empty((n_docs, self.vocab_size), dtype=torch.int32)
-        step = max(1, self.tile_tokens // width) if self.tile_tokens else n_docs
-        for first in range(0, n_docs, step):
-            tile = quantized[first : first + step]
-            docs = tile.shape[0]
-            tile = tile.reshape(docs * width, hidden_size)
-            for start, weight_t in self._int8_chunks:
-                stop = start + weight_t.shape[1]
-                best[first : first + docs, start:stop] = torch._int_mm(tile, weight_t).view(docs, width, -1).amax(dim=1)
+        self._tiled_max(quantized, self._int8_chunks, torch._int_mm, best)
         bound = best.float().mul_(scale[:, None] * self._column_scale)
         bound.addcmul_((scale * quantized_norm)[:, None], self._residual_norm)
         bound.addcmul_((error + self._rounding * hidden_norm)[:, None], self._weight_norm)
@@ -354,9 +350,9 @@ class DocumentEncoder:
         hidden = hidden.reshape(n_docs * width, -1)
         mask = real.reshape(n_docs, width, 1).float()
         pooled = torch.empty((n_docs, self.vocab_size), dtype=torch.float32, device=hidden.device)
-        for start, weight_t, bias in self._chunks:
+        for start, weight_t in self._chunks:
             stop = start + weight_t.shape[1]
-            logits = (hidden @ weight_t).view(n_docs, width, stop - start).float().add_(bias)
+            logits = (hidden @ weight_t).view(n_docs, width, stop - start).float().add_(self._bias[start:stop])
             pooled[:, start:stop] = (logits.relu_().log1p_() * mask).sum(dim=1)
         return pooled
 
@@ -371,6 +367,15 @@ class DocumentEncoder:
             out.append(SparseVector(cols[start : start + count], values[start : start + count]))
             start += count
         return out
+
+
+def _pad_with_first_token(hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Padding positions take the hidden state of their document's first token.
+
+    Their logits then repeat a real token's and cannot change a max over positions, so no mask
+    pass over the [tokens, vocabulary] logits is needed and the max is a plain reduction.
+    """
+    return torch.where(real[..., None], hidden, hidden[:, :1, :])
 
 
 def _cpu_has_int8_dot() -> bool:

@@ -59,7 +59,7 @@ def test_int8_screen_exact_when_most_columns_are_near_zero(default_layout, sampl
     with torch.inference_mode():
         maxima = torch.stack([
             (plain.model(input_ids=torch.tensor([x]), attention_mask=torch.ones(1, len(x), dtype=torch.long)).logits[0]
-             @ torch.cat([w for _, w, _ in plain._chunks], dim=1)).amax(dim=0)
+             @ torch.cat([w for _, w in plain._chunks], dim=1)).amax(dim=0)
             for x in ids])
     folder = tmp_path / "model"
     shutil.copytree(default_layout.root, folder)
