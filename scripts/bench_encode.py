@@ -159,17 +159,18 @@ def main():
 
     # The variants take turns, `--repeat` rounds; each one's median time is reported, so a
     # slow spell of a shared machine hits every variant alike.
-    variants, times, memory, outputs = [], {}, {}, {}
+    variants, times, memory, outputs = {}, {}, {}, {}  # variants: name -> function of a list of texts
     if not args.skip_st:
         from sentence_transformers import SparseEncoder
 
-        st_fp32 = SparseEncoder(str(folder), device=device)
-        variants.append(("sentence-transformers fp32", lambda: st_fp32.encode_document(
-            texts, batch_size=args.st_batch_size, convert_to_tensor=True).to_dense().float().cpu()))
+        def st_run(model):
+            return lambda batch: model.encode_document(
+                batch, batch_size=args.st_batch_size, convert_to_tensor=True).to_dense().float().cpu()
+
+        variants["sentence-transformers fp32"] = st_run(SparseEncoder(str(folder), device=device))
         if device.startswith("cuda"):
-            st_bf16 = SparseEncoder(str(folder), device=device).to(torch.bfloat16)
-            variants.append(("sentence-transformers bf16", lambda: st_bf16.encode_document(
-                texts, batch_size=args.st_batch_size, convert_to_tensor=True).to_dense().float().cpu()))
+            variants["sentence-transformers bf16"] = st_run(
+                SparseEncoder(str(folder), device=device).to(torch.bfloat16))
     name = f"connector {str(ours.dtype).replace('torch.', '')}"
     encoders = {name: ours}
     if ours.int8_screen:
@@ -186,24 +187,18 @@ def main():
         compiled.encode(texts)
         compile_seconds = time.perf_counter() - start
         encoders[name + " + torch.compile"] = compiled
-    for variant, encoder in encoders.items():
-        variants.append((variant, encoder.encode))
-    variants = [(variant, run if variant.startswith("sentence") else (lambda run=run: run(texts)))
-                for variant, run in variants]
-    for variant, run in variants:  # warm-up: first-call costs are not throughput
-        if variant.startswith("sentence"):
-            (st_fp32 if "fp32" in variant else st_bf16).encode_document(texts[:64], batch_size=args.st_batch_size)
-        else:
-            encoders[variant].encode(texts[:64])
+    variants.update((variant, encoder.encode) for variant, encoder in encoders.items())
+    for run in variants.values():  # warm-up: first-call costs are not throughput
+        run(texts[:64])
     for _ in range(args.repeat):
-        for variant, run in variants:
-            out, seconds, mib = timed(device, run)
+        for variant, run in variants.items():
+            out, seconds, mib = timed(device, lambda: run(texts))
             times.setdefault(variant, []).append(seconds)
             memory[variant] = max(memory.get(variant, 0.0), mib)
             outputs[variant] = out
             del out
     reference = outputs.get("sentence-transformers fp32")
-    for variant, _ in variants:
+    for variant in variants:
         extra = {}
         if variant.startswith("connector"):
             vectors = outputs[variant]
