@@ -1,17 +1,23 @@
-"""Sending bulk requests that lose nothing: backoff with jitter, a deadline, per-item retries.
+"""Sending bulk requests that lose nothing: byte-capped chunks, backoff with jitter, a deadline,
+per-item retries, and a request split when the cluster says it is too large.
 
 opensearch-py's helpers retry only HTTP 429, per chunk, with no jitter, and a per-document 429
-inside a successful response escapes their loop unless errors are swallowed. Here one chunk
-is sent until every item is either acknowledged or rejected for a reason retrying cannot fix:
+inside a successful response escapes their loop unless errors are swallowed. Here a window of
+documents is cut into chunks that close at `BulkOptions.docs` documents or `max_bytes` bytes
+(whichever comes first, as the helpers' `chunk_size` / `max_chunk_bytes`), and each chunk is
+sent until every item is either acknowledged or rejected for a reason retrying cannot fix:
 
 - the whole request failed with 429, 502, 503, 504, a connection error or a timeout: the
   chunk is sent again after an exponential backoff with jitter;
+- the request was too large (HTTP 413): it is split in two halves, each sent on its own; a
+  single document that is still too large is rejected with that reason (dead-lettered);
 - some items failed with 429 or 5xx (a full write queue, a shard not ready): only those
   items are sent again;
 - other item errors (mapping errors, rejected values, a pipeline's fail processor) are final.
 
-A chunk that is still failing after `deadline` seconds raises `BulkDeadlineError`. Stable
-`_id`s make a re-sent document overwrite itself, never duplicate.
+When the cluster keeps refusing for `deadline` seconds without acknowledging anything,
+`BulkDeadlineError` stops the ingest. Stable `_id`s make a re-sent document overwrite itself,
+never duplicate.
 
 `BulkLines` writes each document's two NDJSON lines as bytes, with orjson: building a dict of
 ~250 features and `json.dumps` of it cost ~400 us per document, all of it holding the GIL, which
@@ -21,7 +27,7 @@ would cap a GPU ingest at ~2,500 documents/s whatever the GPU does.
 import operator
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
@@ -29,7 +35,7 @@ import orjson
 
 from .errors import ClusterError
 
-RETRY_STATUSES = (429, 502, 503, 504)
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # well under http.max_content_length (100 MB by default)
 
 
 class BulkDeadlineError(ClusterError):
@@ -38,7 +44,10 @@ class BulkDeadlineError(ClusterError):
 
 @dataclass
 class RetryPolicy:
-    """Backoff settings: `initial * 2**attempt` seconds, capped at `maximum`, times a jitter in [0.5, 1.5)."""
+    """Backoff settings: `initial * 2**attempt` seconds, capped at `maximum`, times a jitter in [0.5, 1.5).
+
+    `deadline`: seconds the cluster may keep refusing a chunk without acknowledging any of it.
+    """
 
     initial: float = 0.5
     maximum: float = 30.0
@@ -46,6 +55,49 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         return min(self.maximum, self.initial * 2**attempt) * random.uniform(0.5, 1.5)
+
+
+@dataclass
+class BulkOptions:
+    """How documents are sent.
+
+    Attributes:
+        docs: the most documents per bulk request.
+        max_bytes: the most bytes per bulk request (capped at half the cluster's
+            `http.max_content_length`); a single larger document is sent alone.
+        workers: bulk requests in flight at once.
+        retry: backoff and deadline.
+    """
+
+    docs: int = 500
+    max_bytes: int = DEFAULT_MAX_BYTES
+    workers: int = 2
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def index_action(index: str, doc_id: str, source: dict) -> bytes:
+    """The two NDJSON lines indexing `source` as document `doc_id` of `index`."""
+    return (b'{"index":{"_index":' + orjson.dumps(index) + b',"_id":' + orjson.dumps(doc_id) + b"}}\n"
+            + orjson.dumps(source) + b"\n")
+
+
+def chunk_actions(actions: Sequence[bytes], max_docs: int, max_bytes: int) -> List[List[int]]:
+    """Positions of `actions` grouped into requests of at most `max_docs` items and `max_bytes` bytes.
+
+    An action larger than `max_bytes` goes alone into its own request.
+    """
+    chunks: List[List[int]] = []
+    current: List[int] = []
+    size = 0
+    for i, action in enumerate(actions):
+        if current and (len(current) >= max_docs or size + len(action) > max_bytes):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += len(action)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 class BulkLines:
@@ -81,19 +133,26 @@ class BulkLines:
                 + head[:-1] + separator + self._field + self.features(vector.ids, vector.values) + b"}\n")
 
 
-def _reason(result: dict) -> str:
+def _reason(result: dict, engine_label: str) -> str:
     error = result.get("error")
     if isinstance(error, dict):
         reason = error.get("reason") or error.get("type") or "rejected"
         cause = error.get("caused_by")
         if isinstance(cause, dict) and cause.get("reason"):
             reason = f"{reason}: {cause['reason']}"
-        return f"OpenSearch rejected the document (HTTP {result.get('status')}): {reason}"
-    return f"OpenSearch rejected the document (HTTP {result.get('status')}): {error}"
+        return f"{engine_label} rejected the document (HTTP {result.get('status')}): {reason}"
+    return f"{engine_label} rejected the document (HTTP {result.get('status')}): {error}"
+
+
+def _item_retryable(result: dict) -> bool:
+    status = result.get("status", 500)
+    # A pipeline's fail processor answers 500 on some versions: that is a verdict, not a fault.
+    return status == 429 or status in (502, 503, 504) or (
+        status >= 500 and "fail_processor" not in str(result.get("error")))
 
 
 def send_chunk(
-    client,
+    cluster,
     actions: List[bytes],
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
@@ -101,43 +160,50 @@ def send_chunk(
 ) -> List[Optional[str]]:
     """Send documents (each its action and source NDJSON lines, see `BulkLines`) until each is settled.
 
-    Returns, in input order, None for an acknowledged item or the reason it was rejected.
+    Args:
+        cluster: the `splade_os.cluster.Cluster`.
+        actions: one document's two NDJSON lines each.
+        policy: backoff and deadline.
+        sleep, on_retry: how to wait, and a callback told why a retry happens.
+
+    Returns:
+        In input order, None for an acknowledged item or the reason it was rejected.
 
     Raises:
-        BulkDeadlineError: still failing after `policy.deadline` seconds.
+        BulkDeadlineError: nothing was acknowledged for `policy.deadline` seconds of retries.
+        ClusterError: the cluster refused the request for a reason retrying cannot fix.
     """
-    from opensearchpy import exceptions as os_exc
-
     outcome: List[Optional[str]] = [None] * len(actions)
-    pending = list(range(len(actions)))
-    attempt, started = 0, time.monotonic()
-    while pending:
-        body = b"".join([actions[i] for i in pending])
+    groups = [list(range(len(actions)))]
+    attempt, progress_at = 0, time.monotonic()
+    while groups:
+        pending = groups.pop()
         retry, why = [], ""
         try:
-            response = client.bulk(body=body)
-        except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as e:
-            retry, why = pending, f"connection error ({type(e).__name__})"
-        except os_exc.TransportError as e:
-            if e.status_code in RETRY_STATUSES:
-                retry, why = pending, f"HTTP {e.status_code}"
-            else:
-                raise ClusterError(f"bulk request failed (HTTP {e.status_code}: {e.error})") from None
+            response = cluster.request("POST", "/_bulk", b"".join([actions[i] for i in pending]), ndjson=True,
+                                       action="sending a bulk request")
+        except ClusterError as e:
+            if e.status == 413:
+                _split_too_large(pending, actions, outcome, groups)
+                continue
+            if not e.transient:
+                raise
+            retry, why = pending, (f"HTTP {e.status}" if e.status else "no answer")
         else:
             for i, item in zip(pending, response["items"]):
                 result = next(iter(item.values()))
-                status = result.get("status", 500)
-                if 200 <= status < 300:
+                if 200 <= result.get("status", 500) < 300:
                     outcome[i] = None
-                elif status == 429 or status in (502, 503, 504) or (
-                        status >= 500 and "fail_processor" not in str(result.get("error"))):
+                elif _item_retryable(result):
                     retry.append(i)
-                    why = f"item HTTP {status}"
+                    why = f"item HTTP {result.get('status')}"
                 else:
-                    outcome[i] = _reason(result)
+                    outcome[i] = _reason(result, cluster.engine.label)
+            if len(retry) < len(pending):
+                attempt, progress_at = 0, time.monotonic()
         if not retry:
-            return outcome
-        waited = time.monotonic() - started
+            continue
+        waited = time.monotonic() - progress_at
         if waited >= policy.deadline:
             raise BulkDeadlineError(
                 f"the cluster still refused {len(retry)} document(s) after {waited:.0f} s of retries ({why})")
@@ -146,5 +212,16 @@ def send_chunk(
             on_retry(f"{len(retry)} document(s) to retry after {why}; waiting {delay:.1f} s")
         sleep(delay)
         attempt += 1
-        pending = retry
+        groups.append(retry)
     return outcome
+
+
+def _split_too_large(pending: List[int], actions, outcome, groups) -> None:
+    """HTTP 413: send each half on its own; a lone document that is too large is rejected."""
+    if len(pending) == 1:
+        size = len(actions[pending[0]])
+        outcome[pending[0]] = (f"the document's bulk request is {size} bytes, more than the cluster accepts in "
+                               "one request (HTTP 413; http.max_content_length)")
+        return
+    half = len(pending) // 2
+    groups.extend([pending[half:], pending[:half]])

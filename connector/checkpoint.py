@@ -6,13 +6,13 @@ cluster has settled, so a crash at any moment leaves either the old or the new c
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from .cache import cache_dir
 from .errors import InputError
+from .files import atomic_write
 
 
 @dataclass
@@ -32,14 +32,7 @@ class Checkpoint:
     alias: Optional[str] = None
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".checkpoint-", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
+        atomic_write(path, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "Checkpoint":
@@ -57,7 +50,5 @@ class Checkpoint:
 
 def default_path(corpus: Path, index: str) -> Path:
     """The cache's `checkpoints/<corpus stem>-<index>-<hash of the corpus path>.json`."""
-    from .local_node import cache_dir
-
     digest = hashlib.sha256(str(Path(corpus).resolve()).encode()).hexdigest()[:10]
     return cache_dir() / "checkpoints" / f"{Path(corpus).stem}-{index}-{digest}.json"

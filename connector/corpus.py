@@ -19,6 +19,15 @@ DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
+class CorpusFields:
+    """Which JSON fields of a corpus line hold the id, the text and the title (BEIR's by default)."""
+
+    id: str = "_id"
+    text: str = "text"
+    title: str = "title"
+
+
+@dataclass
 class Document:
     """One indexable line of the corpus."""
 
@@ -49,14 +58,10 @@ def stable_id(title: str, text: str) -> str:
     return "h-" + digest.hexdigest()
 
 
-def parse_line(
-    raw: bytes,
-    line: int,
-    id_field: str = "_id",
-    text_field: str = "text",
-    title_field: str = "title",
-) -> Union[Document, Rejected]:
+def parse_line(raw: bytes, line: int, fields: Optional[CorpusFields] = None) -> Union[Document, Rejected]:
     """Turn one raw JSONL line into a `Document`, or a `Rejected` saying what is wrong."""
+    fields = fields or CorpusFields()
+    id_field, text_field, title_field = fields.id, fields.text, fields.title
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -134,9 +139,7 @@ def read_lines(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iter
 
 def read_corpus(
     path: Path,
-    id_field: str = "_id",
-    text_field: str = "text",
-    title_field: str = "title",
+    fields: Optional[CorpusFields] = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     skip_lines: int = 0,
     shard: Optional[tuple] = None,
@@ -145,7 +148,7 @@ def read_corpus(
 
     Args:
         path: the JSONL file.
-        id_field, text_field, title_field: names of the fields to read (BEIR's by default).
+        fields: which JSON fields hold the id, text and title (BEIR's by default).
         max_line_bytes: longer lines are rejected without being read into memory.
         skip_lines: lines up to and including this number are passed over (for resuming).
         shard: (i, n): only lines whose (number - 1) % n == i (a deterministic split of the input).
@@ -159,7 +162,7 @@ def read_corpus(
         if too_long:
             yield Rejected(number, f"line longer than {max_line_bytes} bytes", raw)
             continue
-        item = parse_line(raw, number, id_field, text_field, title_field)
+        item = parse_line(raw, number, fields)
         if isinstance(item, Document):
             # A digest keeps the memory per id small for corpora of millions of lines.
             key = hashlib.blake2b(item.id.encode("utf-8"), digest_size=8).digest()

@@ -3,39 +3,36 @@
 import json
 from typing import Iterator
 
-from .local_node import cache_dir
-from .model import resolve_model
+from .cache import cache_dir
 from .model_builder import SAMPLE_DIR
 
 SAMPLE_QUERIES = 3
 SAMPLE_DOCUMENTS = 1398  # Cranfield's 1400 less the two empty ones
 
 
-def run_demo(client, url: str, index: str = "splade-os-sample", show_progress: bool = True) -> Iterator[str]:
+def run_demo(cluster, index: str = "splade-os-sample", show_progress: bool = True) -> Iterator[str]:
     """Ingest the bundled Cranfield sample with the default model (once) and yield result lines."""
-    from .ingest import ingest
-    from .query import QueryEncoder
-    from .search import search
+    from .ingest import IngestOptions, ingest
+    from .model import resolve_model
 
-    corpus = SAMPLE_DIR / "corpus.jsonl"
-    layout = resolve_model("default", show_progress=show_progress)
-    present = client.count(index=index)["count"] if client.indices.exists(index=index) else 0
+    handle = cluster.index(index)
+    present = handle.count() if handle.exists() else 0
     if present == SAMPLE_DOCUMENTS:
         yield f"index {index!r} already holds the {present} sample documents"
     else:
         dead = cache_dir() / f"{index}.rejected.jsonl"
-        stats = ingest(client, url, corpus, index, layout, dead_letter_path=dead,
+        model = resolve_model("default", cluster, show_progress=show_progress)
+        stats = ingest(cluster, SAMPLE_DIR / "corpus.jsonl", index, model, options=IngestOptions(dead_letter=dead),
                        show_progress=show_progress)
         yield (f"ingested {stats.indexed} documents into {index!r} in {stats.seconds:.1f} s "
                f"({stats.docs_per_second:.1f} docs/s)")
         if stats.rejected:
             # Cranfield has two documents with no title and no text (471 and 995).
             yield f"{stats.rejected} line(s) rejected, see {dead}"
-    encoder = QueryEncoder(layout)
     with open(SAMPLE_DIR / "queries.jsonl", encoding="utf-8") as f:
         queries = [json.loads(line)["text"] for _, line in zip(range(SAMPLE_QUERIES), f)]
     for text in queries:
         yield ""
         yield f"query: {text}"
-        for rank, hit in enumerate(search(client, url, index, text, encoder, k=5), 1):
+        for rank, hit in enumerate(handle.search(text, k=5), 1):
             yield f"{rank:>3}  {hit.score:8.3f}  {hit.id:<6} {' '.join(hit.title.split())[:80]}"

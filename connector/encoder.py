@@ -7,26 +7,12 @@ encoder computes the same numbers with less work and memory:
 
 - log1p(relu(x)) is monotone non-decreasing, so the max over positions is taken on the raw
   logits and the activation applied afterwards to the [batch, vocabulary] result;
-- the vocabulary projection (the MLM decoder) runs in tiles of (whole documents x vocabulary
-  chunk), each reduced to [documents, chunk] at once, so the full [tokens, vocabulary] logits
-  never exist; on CPU a tile is sized to stay in cache, which doubles the projection's speed
-  (its output is written and read back once, and main memory is the bottleneck); padding
-  positions take a real token's hidden state, so the max needs no mask pass;
+- the vocabulary projection (the MLM decoder) runs in cache-sized tiles and, on a CPU with int8
+  dot-product instructions, behind an exact int8 screen (`splade_os.projection`), so the full
+  [tokens, vocabulary] logits never exist;
 - inputs are sorted by length and cut into batches by a token budget, so padding is small
   and memory is bounded by the budget, not by batch x length x vocabulary;
 - the result is sparsified on the device and only (ids, values) go to the host.
-
-On a CPU with int8 dot-product instructions (VNNI, AMX) the projection is screened first:
-a document keeps only ~1% of the vocabulary (a column whose max logit + bias is <= 0 is 0
-after relu), so the whole projection runs in int8, ~3x faster than fp32, and gives for
-each (document, column) an upper bound of the fp32 max logit; the exact fp32 projection then
-runs only on the columns whose bound is positive (~2%), on the document's real tokens.
-With h = s*q + e and w = r*p + f (q, p int8; one scale s per document, r per column; e and
-f the rounding errors, known exactly), h.w = s*r*(q.p) + s*(q.f) + e.w, so by Cauchy-Schwarz
-    max over positions of h.w <= s*r*max(q.p) + s*max|q|*|f| + max|e|*|w|
-plus a margin for fp32 rounding. A column skipped this way is 0 in the full computation too:
-the output is the same, only cheaper. For a model where the bound leaves too many columns
-(over a quarter) the screen costs more than it saves, and the encoder turns it off.
 """
 
 import collections
@@ -34,15 +20,19 @@ import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
-import torch
+from .extras import require
 
-from torch.nn.attention import SDPBackend, sdpa_kernel
+require("encode", "document encoding")
 
-from .errors import ModelError
-from .model import ModelLayout, max_length_of
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+
+from .errors import InputError, ModelError  # noqa: E402
+from .layout import max_length_of  # noqa: E402
+from .projection import Int8Screen, cpu_has_int8_dot, pad_with_first_token, tiled_max  # noqa: E402
 
 
 _ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
@@ -70,7 +60,7 @@ def _parse_dtype(dtype: Optional[str], device: str) -> torch.dtype:
     choices = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
     if dtype not in choices:
-        raise ValueError(f"dtype must be one of {sorted(choices)} or 'auto', got {dtype!r}")
+        raise InputError(f"dtype {dtype!r}: expected one of {', '.join(sorted(choices))} or 'auto'")
     return choices[dtype]
 
 
@@ -97,7 +87,7 @@ class DocumentEncoder:
     """Encodes documents with a model's document route (masked-LM + SPLADE max pooling).
 
     Args:
-        layout: the model (see `connector.model.resolve_model`).
+        model: the `splade_os.model.Model` (see `splade_os.model.resolve_model`).
         device: "cuda", "cuda:1", "cpu"... ; the best available when None.
         dtype: "float32", "bfloat16", "float16" or "auto" (bf16 on GPU, fp32 on CPU).
         token_budget: the most (padded) tokens one forward pass may hold.
@@ -109,7 +99,8 @@ class DocumentEncoder:
             tile's logits (tile_tokens x vocab_chunk floats) stay in cache; on GPU the batch.
         int8_screen: screen vocabulary columns with an int8 projection before the exact fp32
             one (see the module docstring); by default on when the CPU has int8 dot-product
-            instructions and the encoder runs fp32 max pooling on the CPU.
+            instructions and the encoder runs fp32 max pooling on the CPU
+            (`splade_os.projection.Int8Screen`).
         max_length: truncation length; the model's own (as sentence-transformers) when None.
         window: documents sorted by length together (`encode` cuts its input into windows).
         tokenizer_threads: threads tokenizing the next windows while the device works.
@@ -121,7 +112,7 @@ class DocumentEncoder:
 
     def __init__(
         self,
-        layout: ModelLayout,
+        model,
         device: Optional[str] = None,
         dtype: Optional[str] = "auto",
         token_budget: Optional[int] = None,
@@ -139,7 +130,8 @@ class DocumentEncoder:
 
         hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
 
-        self.layout = layout
+        self.model = model  # the splade_os Model; the torch module is self.network
+        layout = model.layout
         self.device = torch.device(device or best_device())
         self.dtype = _parse_dtype(dtype, self.device.type)
         self.token_budget = token_budget or (65536 if self.device.type == "cuda" else 8192)
@@ -152,11 +144,11 @@ class DocumentEncoder:
         self.prefetch = 2
         self.pad_slack = 0.1
         try:
-            model = AutoModelForMaskedLM.from_pretrained(str(layout.document_dir), dtype=self.dtype)
+            mlm = AutoModelForMaskedLM.from_pretrained(str(layout.document_dir), dtype=self.dtype)
         except (OSError, ValueError) as e:
             raise ModelError(f"{layout.document_dir}: cannot load the masked-LM ({e})") from None
-        weight, bias = _split_output_layer(model)
-        self.model = model.to(self.device).eval()
+        weight, bias = _split_output_layer(mlm)
+        self.network = mlm.to(self.device).eval()
         self.vocab_size = weight.shape[0]
         # The decoder as contiguous [hidden, chunk] slices: a plain (not transposed) matrix
         # product per chunk, which BLAS runs fastest.
@@ -173,13 +165,12 @@ class DocumentEncoder:
         self.double_log = layout.activation_function == "log1p_relu"
         self.pooling = layout.pooling_strategy
         if int8_screen is None:
-            int8_screen = _cpu_has_int8_dot()
-        self.int8_screen = bool(int8_screen) and on_cpu and self.dtype == torch.float32 and self.pooling == "max"
-        if self.int8_screen:
-            self._prepare_screen(weight)
+            int8_screen = cpu_has_int8_dot()
+        usable = on_cpu and self.dtype == torch.float32 and self.pooling == "max"
+        self.screen = Int8Screen(weight, self._bias, self.vocab_chunk, self.tile_tokens) \
+            if int8_screen and usable else None
         self.calls = 0  # forward passes, for tests and benchmarks
         self.documents = 0  # documents encoded
-        self.exact_columns = 0  # (document, column) pairs the int8 screen left to the exact projection
 
     def tokenize(self, texts: Sequence[str]) -> List[List[int]]:
         """Token ids with special tokens, truncated to `max_length` (as sentence-transformers)."""
@@ -212,11 +203,23 @@ class DocumentEncoder:
         windows = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
         return [v for _, vectors in self.encode_stream(windows) for v in vectors]
 
-    def encode_stream(self, windows: Iterable[Tuple[Any, Sequence[str]]]) -> Iterator[Tuple[Any, List[SparseVector]]]:
+    @property
+    def int8_screen(self) -> bool:
+        """Whether the int8 screen is in use (it turns itself off for a model where it does not pay)."""
+        return self.screen is not None and self.screen.active
+
+    @property
+    def exact_columns(self) -> int:
+        """(document, column) pairs the int8 screen left to the exact projection so far."""
+        return self.screen.exact_columns if self.screen is not None else 0
+
+    def encode_stream(self, windows: Iterable[Tuple[Any, Sequence[str]]],
+                      on_batch: Optional[Callable[[int], None]] = None) -> Iterator[Tuple[Any, List[SparseVector]]]:
         """Encode a stream of (payload, texts) windows; yields (payload, vectors) in order.
 
         The next windows are tokenized on a thread pool (the Rust tokenizer releases the GIL)
         while the device encodes the current one, so neither waits for the other.
+        `on_batch(n)` is called after each forward pass of n documents (for progress bars).
         """
         ahead: Deque = collections.deque()
         with ThreadPoolExecutor(max_workers=self.tokenizer_threads, thread_name_prefix="splade-os-tok") as pool:
@@ -232,20 +235,23 @@ class DocumentEncoder:
                     return
                 payload, parts = ahead.popleft()
                 ids = [x for part in parts for x in part.result()]
-                yield payload, self.encode_tokenized(ids)
+                yield payload, self.encode_tokenized(ids, on_batch)
 
     def _tokenize_async(self, pool, texts: Sequence[str]) -> list:
         # Several slices per window so that every tokenizer thread has work.
         step = max(64, -(-len(texts) // self.tokenizer_threads))
         return [pool.submit(self.tokenize, texts[i : i + step]) for i in range(0, len(texts), step)]
 
-    def encode_tokenized(self, ids: List[List[int]]) -> List[SparseVector]:
+    def encode_tokenized(self, ids: List[List[int]], on_batch: Optional[Callable[[int], None]] = None
+                         ) -> List[SparseVector]:
         """Encode token id lists (already truncated): sorted by length, batched by the token budget."""
         self.documents += len(ids)
         out: List[Optional[SparseVector]] = [None] * len(ids)
         for batch in self.batches([len(x) for x in ids]):
             for i, vector in zip(batch, self.encode_ids([ids[i] for i in batch])):
                 out[i] = vector
+            if on_batch is not None:
+                on_batch(len(batch))
         return out
 
     @torch.inference_mode()
@@ -264,9 +270,9 @@ class DocumentEncoder:
         # cuDNN's attention builds a graph for every new (batch, width) shape, ~10 ms each on
         # the host: more than the whole batch's GPU work. The other backends need no such step.
         with sdpa_kernel(_ATTENTION_BACKENDS):
-            hidden = self.model(input_ids=input_ids, attention_mask=real.long()).logits
+            hidden = self.network(input_ids=input_ids, attention_mask=real.long()).logits
         if self.int8_screen:
-            pooled = self._screened_max_pool(hidden, real, lengths)
+            pooled = self.screen.max_pool(hidden, real, lengths)
         elif self.pooling == "max":
             pooled = self._max_pool(hidden, real)
         else:
@@ -277,72 +283,11 @@ class DocumentEncoder:
 
     def _max_pool(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """[docs, width, hidden] -> [docs, vocabulary] of log1p(relu(max over real positions))."""
-        hidden = _pad_with_first_token(hidden, real)
+        hidden = pad_with_first_token(hidden, real)
         pooled = torch.empty((hidden.shape[0], self.vocab_size), dtype=torch.float32, device=hidden.device)
-        self._tiled_max(hidden, self._chunks, torch.matmul, pooled)
+        tiled_max(hidden, self._chunks, torch.matmul, pooled, self.tile_tokens)
         # The bias is the same at every position of a column: add it after the max.
         return pooled.add_(self._bias).relu_().log1p_()
-
-    def _tiled_max(self, hidden: torch.Tensor, chunks, product, out: torch.Tensor) -> None:
-        """out[doc, columns] = max over the doc's positions of product(hidden, chunk), tile by tile.
-
-        A tile is whole documents (about `tile_tokens` tokens, or the whole batch) x one chunk.
-        """
-        n_docs, width, hidden_size = hidden.shape
-        step = max(1, self.tile_tokens // width) if self.tile_tokens else n_docs
-        for first in range(0, n_docs, step):
-            tile = hidden[first : first + step]
-            docs = tile.shape[0]
-            tile = tile.reshape(docs * width, hidden_size)
-            for start, weight_t in chunks:
-                stop = start + weight_t.shape[1]
-                out[first : first + docs, start:stop] = product(tile, weight_t).view(docs, width, -1).amax(dim=1)
-
-    def _prepare_screen(self, weight: torch.Tensor) -> None:
-        """int8 copy of the decoder, one scale per vocabulary column (see the module docstring)."""
-        weight = weight.to(torch.float32)
-        self._rows = weight.contiguous()  # [vocabulary, hidden]: gathering a column is a row copy
-        self._column_scale = weight.abs().amax(dim=1).clamp_(min=torch.finfo(torch.float32).tiny) / 127
-        quantized = torch.round(weight / self._column_scale[:, None]).clamp_(-127, 127)
-        self._residual_norm = (weight - quantized * self._column_scale[:, None]).norm(dim=1)
-        self._weight_norm = weight.norm(dim=1)
-        # fp32 dot products of length H are off by at most ~H * 2^-24 * |h| |w|; 4x that is the margin.
-        self._rounding = 4 * weight.shape[1] * 2.0**-24 + 1e-6
-        quantized = quantized.to(torch.int8).T
-        self._int8_chunks = [
-            (start, quantized[:, start : start + self.vocab_chunk].contiguous())
-            for start in range(0, self.vocab_size, self.vocab_chunk)
-        ]
-        self._screened_columns = 0
-
-    def _screened_max_pool(self, hidden: torch.Tensor, real: torch.Tensor, lengths: np.ndarray) -> torch.Tensor:
-        """`_max_pool`'s result, with the exact projection only on columns an int8 bound cannot rule out."""
-        n_docs, width, hidden_size = hidden.shape
-        hidden = _pad_with_first_token(hidden, real)
-        scale = hidden.abs().amax(dim=(1, 2)).clamp_(min=torch.finfo(torch.float32).tiny) / 127
-        quantized = torch.round(hidden / scale[:, None, None]).clamp_(-127, 127)
-        error = (hidden - quantized * scale[:, None, None]).norm(dim=2).amax(dim=1)
-        quantized_norm = quantized.norm(dim=2).amax(dim=1)
-        hidden_norm = hidden.norm(dim=2).amax(dim=1)
-        quantized = quantized.to(torch.int8)
-        best = torch.empty((n_docs, self.vocab_size), dtype=torch.int32)
-        self._tiled_max(quantized, self._int8_chunks, torch._int_mm, best)
-        bound = best.float().mul_(scale[:, None] * self._column_scale)
-        bound.addcmul_((scale * quantized_norm)[:, None], self._residual_norm)
-        bound.addcmul_((error + self._rounding * hidden_norm)[:, None], self._weight_norm)
-        bound.add_(self._bias)
-        rows, cols = torch.nonzero(bound > 0, as_tuple=True)
-        counts = torch.bincount(rows, minlength=n_docs).tolist()
-        self.exact_columns += len(cols)
-        self._screened_columns += n_docs * self.vocab_size
-        if self.exact_columns > 0.25 * self._screened_columns and self._screened_columns > 64 * self.vocab_size:
-            self.int8_screen = False  # this model's logits are too close to 0 for the screen to pay
-        pooled = torch.zeros((n_docs, self.vocab_size), dtype=torch.float32)
-        for doc, candidates in enumerate(torch.split(cols, counts)):
-            if len(candidates):
-                logits = hidden[doc, : lengths[doc]] @ self._rows.index_select(0, candidates).T
-                pooled[doc, candidates] = logits.amax(dim=0).add_(self._bias[candidates]).relu_().log1p_()
-        return pooled
 
     def _sum_pool(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """Sum pooling: the activation does not commute with a sum, so every real token is transformed."""
@@ -369,25 +314,6 @@ class DocumentEncoder:
         return out
 
 
-def _pad_with_first_token(hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Padding positions take the hidden state of their document's first token.
-
-    Their logits then repeat a real token's and cannot change a max over positions, so no mask
-    pass over the [tokens, vocabulary] logits is needed and the max is a plain reduction.
-    """
-    return torch.where(real[..., None], hidden, hidden[:, :1, :])
-
-
-def _cpu_has_int8_dot() -> bool:
-    """Whether this CPU multiplies int8 matrices natively (VNNI or AMX), so the int8 screen pays."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = next((line.split() for line in cpuinfo if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return hasattr(torch, "_int_mm") and any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
 class MultiDeviceEncoder:
     """One `DocumentEncoder` per device (e.g. every GPU of a host), fed windows round-robin.
 
@@ -395,13 +321,13 @@ class MultiDeviceEncoder:
     computes); results come back in input order.
 
     Example:
-        >>> encoder = MultiDeviceEncoder(layout, ["cuda:0", "cuda:1"])
+        >>> encoder = MultiDeviceEncoder(model, ["cuda:0", "cuda:1"])
     """
 
-    def __init__(self, layout: ModelLayout, devices: Sequence[str], **encoder_args):
+    def __init__(self, model, devices: Sequence[str], **encoder_args):
         if not devices:
-            raise ValueError("MultiDeviceEncoder needs at least one device")
-        self.encoders = [DocumentEncoder(layout, device=device, **encoder_args) for device in devices]
+            raise InputError("MultiDeviceEncoder needs at least one device")
+        self.encoders = [DocumentEncoder(model, device=device, **encoder_args) for device in devices]
         self.vocab_size = self.encoders[0].vocab_size
         self.window = self.encoders[0].window
 
@@ -413,13 +339,19 @@ class MultiDeviceEncoder:
         windows = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
         return [v for _, vectors in self.encode_stream(windows) for v in vectors]
 
-    def encode_stream(self, windows: Iterable[Tuple[Any, Sequence[str]]]) -> Iterator[Tuple[Any, List[SparseVector]]]:
+    def encode_stream(self, windows: Iterable[Tuple[Any, Sequence[str]]],
+                      on_batch: Optional[Callable[[int], None]] = None) -> Iterator[Tuple[Any, List[SparseVector]]]:
         """Like `DocumentEncoder.encode_stream`, spread over the devices."""
         n = len(self.encoders)
         ahead: Deque = collections.deque()
+
+        def encode(encoder, texts):
+            windows = ((None, texts[i : i + encoder.window]) for i in range(0, len(texts), encoder.window))
+            return [v for _, vectors in encoder.encode_stream(windows, on_batch) for v in vectors]
+
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="splade-os-device") as pool:
             for i, (payload, texts) in enumerate(windows):
-                ahead.append((payload, pool.submit(self.encoders[i % n].encode, texts)))
+                ahead.append((payload, pool.submit(encode, self.encoders[i % n], texts)))
                 if len(ahead) >= 2 * n:
                     payload_done, future = ahead.popleft()
                     yield payload_done, future.result()
@@ -428,12 +360,12 @@ class MultiDeviceEncoder:
                 yield payload_done, future.result()
 
 
-def make_encoder(layout: ModelLayout, device: Optional[str] = None, **encoder_args):
+def make_encoder(model, device: Optional[str] = None, **encoder_args):
     """A `DocumentEncoder`, or a `MultiDeviceEncoder` for "cuda:0,cuda:1" or "all" (every GPU)."""
     if device == "all":
         devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
     else:
         devices = [d.strip() for d in (device or "").split(",") if d.strip()]
     if len(devices) > 1:
-        return MultiDeviceEncoder(layout, devices, **encoder_args)
-    return DocumentEncoder(layout, device=devices[0] if devices else None, **encoder_args)
+        return MultiDeviceEncoder(model, devices, **encoder_args)
+    return DocumentEncoder(model, device=devices[0] if devices else None, **encoder_args)

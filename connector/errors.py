@@ -1,7 +1,8 @@
-"""Exceptions raised by the connector.
+"""Exceptions raised by splade-os.
 
-Every failure a user can cause or fix has its own class with a message that names the
-input and says what is wrong; the CLI prints that message on one line and exits non-zero.
+Every failure a user can cause or fix has its own class with a message that names the input and
+says what is wrong; the CLI prints that message on one line and exits non-zero. The library never
+prints and never exits.
 """
 
 from typing import Optional
@@ -21,7 +22,15 @@ def unpaired_surrogate(value: str) -> Optional[str]:
 
 
 class SpladeOSError(Exception):
-    """Base class of every error the connector raises on purpose."""
+    """Base class of every error splade-os raises on purpose."""
+
+
+class InputError(SpladeOSError):
+    """An argument or input file is wrong: missing, unreadable, malformed, or an option out of range."""
+
+
+class MissingExtraError(SpladeOSError):
+    """The feature needs an optional part of the package that is not installed (`pip install 'splade-os[...]'`)."""
 
 
 class ModelError(SpladeOSError):
@@ -33,7 +42,20 @@ class RegistryError(ModelError):
 
 
 class ClusterError(SpladeOSError):
-    """OpenSearch is unreachable, refused the credentials, or answered with an error."""
+    """The cluster is unreachable, refused the credentials, or answered with an error.
+
+    Attributes:
+        status: the HTTP status, or None when no answer came (connection error, timeout).
+        error_type: the engine's error type, e.g. "resource_already_exists_exception".
+        transient: a retry may succeed (no answer, 429, 502, 503, 504).
+    """
+
+    def __init__(self, message: str, status: Optional[int] = None, error_type: Optional[str] = None,
+                 transient: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.transient = transient
 
 
 class IndexStateError(SpladeOSError):
@@ -44,9 +66,9 @@ class ModelMismatchError(IndexStateError):
     """The index was ingested with a different model (vocabulary or query table) than the one given."""
 
 
-class InputError(SpladeOSError):
-    """An input file cannot be read at all (missing, unreadable, a directory)."""
-
-
 class NodeError(SpladeOSError):
-    """The local OpenSearch node could not be fetched, started or stopped."""
+    """A local search node could not be fetched, started or stopped."""
+
+
+class IngestInterrupted(SpladeOSError):
+    """Ctrl-C during an ingest: the windows in flight were settled and the checkpoint written."""

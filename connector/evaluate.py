@@ -2,7 +2,7 @@
 
 The retrieval metrics are the ones sentence-transformers' `SparseInformationRetrievalEvaluator`
 puts on model cards (accuracy, precision and recall at 1/3/5/10, MRR@10, NDCG@10, MAP@100),
-computed by sentence-transformers' own `compute_metrics` fed with the hits OpenSearch returned,
+computed by sentence-transformers' own `compute_metrics` fed with the hits the cluster returned,
 so an index can be compared with a model card number for number. Those metrics treat relevance
 as binary (a qrels grade > 0 is relevant); `ndcg@10_graded` adds the graded nDCG@10 of the
 BEIR/TREC convention, computed by `ir_measures` (pytrec_eval).
@@ -21,9 +21,9 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from .client import cluster_error, redact_url
+from .beir import relevant as relevant_sets
+from .extras import require
 from .errors import InputError
-from .index import max_clause_count
 from .query import QueryEncoder
 
 # sentence-transformers' default cut-offs, which are the model-card metric set.
@@ -59,152 +59,7 @@ class EvalResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading BEIR folders, queries and qrels
-
-
-def _read_text_lines(path: Path, what: str) -> List[Tuple[int, str]]:
-    """(1-based line number, line) for each non-blank line of a UTF-8 text file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file ({what})")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a {what} file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not valid UTF-8 (byte {e.start})") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
-    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-
-def load_queries(path) -> Dict[str, str]:
-    """Read queries: BEIR `queries.jsonl` (`{"_id", "text"}` per line) or a TSV of `id<TAB>text`.
-
-    The format is taken from the first non-blank line: a JSON object means JSONL.
-
-    Args:
-        path: the queries file.
-
-    Returns:
-        query id -> query text, in file order.
-
-    Raises:
-        InputError: the file is missing, not UTF-8, or a line cannot be read.
-    """
-    lines = _read_text_lines(path, "queries")
-    queries: Dict[str, str] = {}
-    is_jsonl = bool(lines) and lines[0][1].lstrip().startswith("{")
-    for number, line in lines:
-        if is_jsonl:
-            try:
-                record = json.loads(line)
-            except ValueError as e:
-                raise InputError(f"{path}:{number}: malformed JSON ({e})") from None
-            if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
-                raise InputError(f'{path}:{number}: expected an object with "_id" and a string "text"')
-            qid, text = str(record["_id"]), record["text"]
-        else:
-            qid, sep, text = line.partition("\t")
-            if not sep:
-                raise InputError(f"{path}:{number}: expected 'query id<TAB>text'")
-        queries[qid] = text
-    if not queries:
-        raise InputError(f"{path}: holds no query")
-    return queries
-
-
-def _parse_grade(value: str, path, number: int) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        pass
-    # Some qrels files write grades as "1.0"; anything else is not a grade.
-    try:
-        grade = float(value)
-    except ValueError:
-        grade = None
-    if grade is None or not grade.is_integer():
-        raise InputError(f"{path}:{number}: relevance {value!r} is not an integer")
-    return int(grade)
-
-
-def load_qrels(path) -> Dict[str, Dict[str, int]]:
-    """Read relevance judgments: BEIR TSV or TREC qrels.
-
-    Accepted line formats (tab- or space-separated):
-    - BEIR: `query-id  corpus-id  score`, with a header line first (it is skipped);
-    - TREC: `query-id  iteration  doc-id  relevance`, without header (the iteration is ignored).
-
-    Args:
-        path: the qrels file.
-
-    Returns:
-        query id -> {document id: grade}. Grades are kept as given (0 and negative too); the
-        metrics decide what counts as relevant. A repeated pair keeps its last grade.
-
-    Raises:
-        InputError: the file is missing, holds no judgment, or a line has another shape.
-    """
-    qrels: Dict[str, Dict[str, int]] = {}
-    for position, (number, line) in enumerate(_read_text_lines(path, "qrels")):
-        # BEIR files are tab-separated (ids could hold spaces); TREC files usually use spaces.
-        fields = line.split("\t") if "\t" in line else line.split()
-        fields = [f.strip() for f in fields]
-        if position == 0 and len(fields) == 3:
-            try:
-                float(fields[-1])
-            except ValueError:
-                continue  # BEIR's header "query-id corpus-id score" (TREC qrels have none)
-        if len(fields) == 3:
-            qid, docid, grade = fields
-        elif len(fields) == 4:
-            qid, _, docid, grade = fields
-        else:
-            raise InputError(
-                f"{path}:{number}: expected 'query-id corpus-id score' (BEIR) or "
-                f"'query-id iteration doc-id relevance' (TREC), got {len(fields)} fields"
-            )
-        qrels.setdefault(qid, {})[docid] = _parse_grade(grade, path, number)
-    if not qrels:
-        raise InputError(f"{path}: holds no relevance judgment")
-    return qrels
-
-
-def load_beir(folder, split: str = "test") -> Tuple[Dict[str, str], Dict[str, Dict[str, int]], Path]:
-    """Read a BEIR folder: `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`.
-
-    Args:
-        folder: the BEIR collection folder.
-        split: which qrels file to read (`test`, `dev`, `train`...).
-
-    Returns:
-        (queries: id -> text, qrels: query id -> {document id: grade}, path of `corpus.jsonl`).
-        The corpus is not read here: it is streamed by whoever needs it.
-
-    Raises:
-        InputError: the folder or one of its files is missing or unreadable.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder (expected a BEIR collection)")
-    corpus_path = folder / "corpus.jsonl"
-    if not corpus_path.is_file():
-        raise InputError(f"{corpus_path}: no such file (a BEIR folder has corpus.jsonl)")
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    if not qrels_path.is_file():
-        splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
-        raise InputError(f"{qrels_path}: no such file (splits found: {', '.join(splits) or 'none'})")
-    return load_queries(folder / "queries.jsonl"), load_qrels(qrels_path), corpus_path
-
-
-# ---------------------------------------------------------------------------------------------
 # Metrics
-
-
-def relevant_sets(qrels: Dict[str, Dict[str, int]]) -> Dict[str, set]:
-    """query id -> set of relevant document ids: grade > 0 (TREC's binary convention)."""
-    return {qid: {docid for docid, grade in docs.items() if grade > 0} for qid, docs in qrels.items()}
 
 
 def evaluated_queries(queries: Dict[str, str], qrels: Dict[str, Dict[str, int]]) -> List[str]:
@@ -237,6 +92,7 @@ def retrieval_metrics(
         `map@100` from sentence-transformers' `compute_metrics` (binary relevance: grade > 0),
         and `ndcg@10_graded` from ir_measures with the grades as gains.
     """
+    require("encode", "computing the model card's metrics")
     import ir_measures
     from ir_measures import nDCG
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
@@ -314,14 +170,11 @@ def _versions() -> Dict[str, str]:
 
 
 def evaluate_index(
-    client,
-    url: str,
-    index: str,
+    index,
     queries: Dict[str, str],
     qrels: Dict[str, Dict[str, int]],
     encoder: QueryEncoder,
     k: int = 100,
-    field: str = "splade",
     show_progress: bool = False,
 ) -> EvalResult:
     """Run every judged query against the index and compute the model-card metrics.
@@ -331,55 +184,34 @@ def evaluate_index(
     first so that opening the connection is not counted.
 
     Args:
-        client, url: the cluster and its URL (for messages; shown without user info).
-        index: the index (or alias) to evaluate.
-        queries: query id -> text (see `load_beir` / `load_queries`).
+        index: the `splade_os.index.SpladeIndex` (or alias) to evaluate.
+        queries: query id -> text (see `splade_os.beir.load_beir` / `load_queries`).
         qrels: query id -> {document id: grade}.
-        encoder: the index's `QueryEncoder` (see `connector.search.query_encoder_for`).
+        encoder: the index's `QueryEncoder` (see `SpladeIndex.query_encoder`).
         k: hits retrieved per query. MAP@100 needs k >= 100 to match sentence-transformers,
             which ranks 100 documents; smaller k only truncates that one metric.
-        field: the `rank_features` field.
         show_progress: draw a progress bar on stderr.
 
     Returns:
         EvalResult, with `exact_metrics` None (see `evaluate_exact`).
 
     Raises:
-        ValueError: k < 10 (the @10 metrics would be wrong).
-        InputError: no query has a relevant document.
+        InputError: k < 10 (the @10 metrics would be wrong), or no query has a relevant document.
         ClusterError: a search request failed.
     """
-    from opensearchpy import exceptions as os_exc
-
     from .progress import bar
 
-    if k < 10:
-        raise ValueError(f"k must be at least 10 for the @10 metrics, got {k}")
-    query_ids = evaluated_queries(queries, qrels)
-    if not query_ids:
-        raise InputError("no query has a relevant document in the qrels (grade > 0): nothing to evaluate")
-    max_clauses = max_clause_count(client)
-    bodies = {}
-    for qid in query_ids:
-        body = encoder.to_dsl(queries[qid], field=field, size=k, max_clauses=max_clauses)
-        # Only ids and scores are needed. `_source: []` would return the whole source (an empty
-        # include list means "everything"), so the source is switched off explicitly.
-        body["_source"] = False
-        bodies[qid] = body
-
-    def send(body):
-        try:
-            return client.search(index=index, body=body)
-        except os_exc.TransportError as e:
-            raise cluster_error(e, url, f"searching {index!r}") from None
-
-    send(bodies[query_ids[0]])  # warm-up, not timed
+    query_ids = _judged(queries, qrels, k)
+    # Only ids and scores are needed. `_source: []` would return the whole source (an empty
+    # include list means "everything"), so the source is switched off explicitly.
+    bodies = {qid: index.body(queries[qid], k, encoder, source=False) for qid in query_ids}
+    index.request_search(bodies[query_ids[0]])  # warm-up, not timed
     run: Dict[str, Dict[str, float]] = {}
     seconds: List[float] = []
-    with bar(show_progress, total=len(query_ids), unit="query", desc=f"evaluate {index}") as progress:
+    with bar(show_progress, total=len(query_ids), unit="query", desc=f"evaluate {index.name}") as progress:
         for qid in query_ids:
             started = time.perf_counter()
-            response = send(bodies[qid])
+            response = index.request_search(bodies[qid])
             seconds.append(time.perf_counter() - started)
             run[qid] = {hit["_id"]: float(hit["_score"]) for hit in response["hits"]["hits"]}
             progress.update(1)
@@ -387,11 +219,12 @@ def evaluate_index(
     metrics = retrieval_metrics(queries, qrels, run)
     metrics["query_active_dims"] = _query_active_dims(encoder, queries, query_ids)
     settings = {
-        "index": index,
-        "url": redact_url(url),
+        "index": index.name,
+        "url": index.cluster.url,
+        "engine": index.cluster.engine.name,
         "k": k,
-        "field": field,
-        "max_clauses": max_clauses,
+        "field": index.field,
+        "max_clauses": index.cluster.max_clause_count,
         "model": encoder.name,
         "model_hash": encoder.hash,
         "queries_given": len(queries),
@@ -403,6 +236,16 @@ def evaluate_index(
     return EvalResult(metrics, None, _latency(seconds), len(query_ids), run, settings)
 
 
+def _judged(queries: Dict[str, str], qrels: Dict[str, Dict[str, int]], k: int) -> List[str]:
+    """The evaluated query ids; checks k and that something can be evaluated."""
+    if k < 10:
+        raise InputError(f"k must be at least 10 for the @10 metrics, got {k}")
+    query_ids = evaluated_queries(queries, qrels)
+    if not query_ids:
+        raise InputError("no query has a relevant document in the qrels (grade > 0): nothing to evaluate")
+    return query_ids
+
+
 def _query_active_dims(encoder: QueryEncoder, queries: Dict[str, str], query_ids: List[str]) -> float:
     # Non-zeros of the query vector (== encode_query), as sentence-transformers counts them.
     return float(np.mean([len(encoder.weights(queries[qid])) for qid in query_ids]))
@@ -412,31 +255,31 @@ def _query_active_dims(encoder: QueryEncoder, queries: Dict[str, str], query_ids
 # The exact reference
 
 
-def exact_doc_vectors(corpus_path, layout, device: Optional[str] = None, show_progress: bool = False,
+def exact_doc_vectors(corpus_path, model, device: Optional[str] = None, show_progress: bool = False,
                       dtype: str = "float32") -> Dict[str, Any]:
     """Encode a corpus in memory with the model's document route.
 
-    Documents are read like `splade-os ingest` reads them (`connector.corpus.read_corpus`, BEIR
+    Documents are read like `splade-os ingest` reads them (`splade_os.corpus.read_corpus`, BEIR
     field names): rejected lines are skipped, title and text are joined like
     `Document.content`, and a document the model gives no feature is left out, as ingest
     rejects it.
 
     Args:
         corpus_path: the JSONL corpus.
-        layout: the model (`connector.model.resolve_model`).
+        model: the `splade_os.model.Model` (`splade_os.model.resolve_model`).
         device: "cuda", "cpu"...; the best available when None.
         show_progress: draw a progress bar on stderr.
         dtype: encoder precision; float32 by default, so the reference is the model's numbers
             even on a GPU (where ingest defaults to bf16).
 
     Returns:
-        document id -> `connector.encoder.SparseVector`.
+        document id -> `splade_os.encoder.SparseVector`.
     """
     from .corpus import Document, read_corpus
     from .encoder import DocumentEncoder
     from .progress import bar
 
-    encoder = DocumentEncoder(layout, device=device, dtype=dtype)
+    encoder = DocumentEncoder(model, device=device, dtype=dtype)
     window = 1024
 
     def windows() -> Iterable:
@@ -453,11 +296,10 @@ def exact_doc_vectors(corpus_path, layout, device: Optional[str] = None, show_pr
 
     vectors = {}
     with bar(show_progress, unit="doc", desc=f"encode {Path(corpus_path).name}") as progress:
-        for docs, encoded in encoder.encode_stream(windows()):
+        for docs, encoded in encoder.encode_stream(windows(), on_batch=progress.update):
             for doc, vector in zip(docs, encoded):
                 if len(vector.ids):
                     vectors[doc.id] = vector
-            progress.update(len(docs))
     return vectors
 
 
@@ -539,11 +381,7 @@ def evaluate_exact(
         metric name -> value: those of `retrieval_metrics`, `query_active_dims` and
         `corpus_active_dims` (mean non-zeros per document vector).
     """
-    if k < 10:
-        raise ValueError(f"k must be at least 10 for the @10 metrics, got {k}")
-    query_ids = evaluated_queries(queries, qrels)
-    if not query_ids:
-        raise InputError("no query has a relevant document in the qrels (grade > 0): nothing to evaluate")
+    query_ids = _judged(queries, qrels, k)
     run = exact_run(doc_vectors, queries, query_ids, encoder, k)
     metrics = retrieval_metrics(queries, qrels, run)
     metrics["query_active_dims"] = _query_active_dims(encoder, queries, query_ids)

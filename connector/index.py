@@ -1,24 +1,48 @@
-"""Creating splade-os indexes and checking that an index and a model belong together.
+"""A splade-os index on a cluster: the handle apps hold, and how an index is created.
 
 The index body comes from `mappings/index.json` and the ingest pipeline from
-`pipelines/ingest.json`; both are templates whose "@name@" placeholders are filled in
-from the model and the options. The index's `_meta` records the model, and its default
-pipeline rejects any document encoded with another model, so an index fed by several
-writers can never silently mix models.
+`pipelines/ingest.json` (shipped inside the package as `splade_os.mappings` and
+`splade_os.pipelines`); both are templates whose "@name@" placeholders are filled in from the
+model and the settings. The index's `_meta` records the model, its field and whether a pipeline
+guards it; the pipeline rejects any document encoded with another model, so an index fed by
+several writers can never silently mix models. Where the cluster has no ingest processors (a
+minimal Elasticsearch), the same checks are made by the client before sending.
+
+Example:
+    >>> index = connect("http://localhost:9200").index("docs")
+    >>> index.field, index.model["name"]
+    ('splade', 'splade-os-default')
+    >>> [hit.id for hit in index.search("what is lift?", k=3)]
 """
 
+import functools
 import json
 import re
-from pathlib import Path
+from dataclasses import dataclass
+from importlib import resources
+from typing import List, Optional
 
-from .client import cluster_error
-from .errors import IndexStateError, ModelMismatchError
-from .model import ModelIdentity
+from .errors import ClusterError, IndexStateError, ModelMismatchError
+from .identity import ModelIdentity
 
-ROOT = Path(__file__).resolve().parent.parent
-MAPPINGS_DIR = ROOT / "mappings"
-PIPELINES_DIR = ROOT / "pipelines"
 _PLACEHOLDER = re.compile(r"@([a-z_]+)@")
+SCHEMA = 2
+
+
+@dataclass
+class IndexSettings:
+    """Settings of a new index.
+
+    Attributes:
+        shards, replicas: primary shards and replicas per shard.
+        refresh_interval: how soon new documents become searchable.
+        field: the sparse field holding the SPLADE features.
+    """
+
+    shards: int = 1
+    replicas: int = 0
+    refresh_interval: str = "1s"
+    field: str = "splade"
 
 
 def fill_template(template, values: dict):
@@ -32,23 +56,25 @@ def fill_template(template, values: dict):
     return template
 
 
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+def _template(package: str, name: str) -> dict:
+    return json.loads((resources.files(package) / name).read_text(encoding="utf-8"))
 
 
 def pipeline_id(index: str) -> str:
     return f"splade-os-{index}"
 
 
-def _values(index: str, identity: ModelIdentity, field: str, shards: int, replicas: int, refresh_interval: str):
+def _values(index: str, identity: ModelIdentity, settings: IndexSettings, engine, pipeline: str) -> dict:
     # Braces would be read as mustache templates inside the pipeline's messages and values.
     safe_name = identity.name.replace("{", "(").replace("}", ")")
     return {
-        "shards": shards,
-        "replicas": replicas,
-        "refresh_interval": refresh_interval,
-        "pipeline": pipeline_id(index),
-        "field": field,
+        "shards": settings.shards,
+        "replicas": settings.replicas,
+        "refresh_interval": settings.refresh_interval,
+        "pipeline": pipeline,
+        "field": settings.field,
+        "feature_type": engine.feature_type,
+        "schema": SCHEMA,
         "model_name": safe_name,
         "model_version": identity.version,
         "model_source": identity.source,
@@ -57,86 +83,211 @@ def _values(index: str, identity: ModelIdentity, field: str, shards: int, replic
     }
 
 
-def index_body(index: str, identity: ModelIdentity, field: str = "splade", shards: int = 1,
-               replicas: int = 0, refresh_interval: str = "1s") -> dict:
-    """The create-index body: settings, mapping and `_meta` for one model."""
-    return fill_template(_load(MAPPINGS_DIR / "index.json"),
-                         _values(index, identity, field, shards, replicas, refresh_interval))
+def index_body(index: str, identity: ModelIdentity, settings: IndexSettings, engine, pipeline: str = "") -> dict:
+    """The create-index body: settings, mapping and `_meta` for one model (no default pipeline when "")."""
+    body = fill_template(_template("splade_os.mappings", "index.json"),
+                         _values(index, identity, settings, engine, pipeline))
+    if not pipeline:
+        del body["settings"]["index"]["default_pipeline"]
+    body["mappings"]["_meta"]["splade_os"]["schema"] = SCHEMA
+    return body
 
 
-def pipeline_body(index: str, identity: ModelIdentity, field: str = "splade") -> dict:
+def pipeline_body(index: str, identity: ModelIdentity, settings: IndexSettings, engine) -> dict:
     """The ingest pipeline body for one index and model."""
-    return fill_template(_load(PIPELINES_DIR / "ingest.json"), _values(index, identity, field, 1, 0, "1s"))
+    return fill_template(_template("splade_os.pipelines", "ingest.json"),
+                         _values(index, identity, settings, engine, pipeline_id(index)))
 
 
-def init_index(client, url: str, index: str, identity: ModelIdentity, field: str = "splade",
-               shards: int = 1, replicas: int = 0, refresh_interval: str = "1s") -> bool:
-    """Create the index and its ingest pipeline; True when created, False when it already existed.
+class SpladeIndex:
+    """An index (or alias) on a cluster that splade-os created for one model.
 
-    An existing index must have been created for the same model (same fingerprint).
+    Its `_meta` is read once, when first needed. Build it with `Cluster.index(name)`.
 
-    Raises:
-        ModelMismatchError: the index exists and holds another model's documents.
-        IndexStateError: the index exists but was not created by splade-os.
+    Attributes:
+        cluster: the `splade_os.cluster.Cluster`.
+        name: the index or alias name.
     """
-    from opensearchpy import exceptions as os_exc
 
-    if client.indices.exists(index=index):
-        meta = read_meta(client, url, index)
-        check_identity(index, meta, identity.fingerprint, "fingerprint")
-        return False
-    try:
-        client.ingest.put_pipeline(id=pipeline_id(index), body=pipeline_body(index, identity, field))
-        client.indices.create(index=index, body=index_body(index, identity, field, shards, replicas, refresh_interval))
-    except os_exc.RequestError as e:
-        if getattr(e, "error", "") == "resource_already_exists_exception":
-            return init_index(client, url, index, identity, field, shards, replicas, refresh_interval)
-        raise cluster_error(e, url, f"creating index {index!r}") from None
-    except os_exc.TransportError as e:
-        raise cluster_error(e, url, f"creating index {index!r}") from None
-    return True
+    def __init__(self, cluster, name: str):
+        self.cluster = cluster
+        self.name = name
 
+    def __repr__(self) -> str:
+        return f"SpladeIndex({self.cluster.url!r}, {self.name!r})"
 
-def read_meta(client, url: str, index: str) -> dict:
-    """The splade-os `_meta` of an index (`{"field": ..., "model": {...}}`).
+    # -- what the index records ----------------------------------------------------------------
 
-    Raises:
-        IndexStateError: the index does not exist, or was not created by splade-os.
-    """
-    from opensearchpy import exceptions as os_exc
+    def exists(self) -> bool:
+        """Whether the index or alias exists."""
+        return self.cluster.exists(f"/{self.name}")
 
-    try:
-        mappings = client.indices.get_mapping(index=index)
-    except os_exc.NotFoundError:
-        raise IndexStateError(f"index {index!r} does not exist; create it with `splade-os ingest` or `splade-os init`") from None
-    except os_exc.TransportError as e:
-        raise cluster_error(e, url, f"reading the mapping of {index!r}") from None
-    # An alias may resolve to a concrete index with another name: take the only entry.
-    for body in mappings.values():
-        meta = body.get("mappings", {}).get("_meta", {}).get("splade_os")
-        if meta:
-            return meta
-    raise IndexStateError(f"index {index!r} was not created by splade-os (no splade_os entry in its _meta)")
+    @functools.cached_property
+    def meta(self) -> dict:
+        """The splade-os `_meta` of the index: {"field", "model": {...}, "pipeline", "schema"}.
 
+        Raises:
+            IndexStateError: the index does not exist, or was not created by splade-os.
+        """
+        try:
+            mappings = self.cluster.request("GET", f"/{self.name}/_mapping", action=f"reading the mapping of {self.name!r}")
+        except ClusterError as e:
+            if e.status == 404:
+                raise IndexStateError(f"index {self.name!r} does not exist; create it with `splade-os ingest` "
+                                      "or `splade-os init`") from None
+            raise
+        # An alias resolves to concrete indexes with other names: take the first that is ours.
+        for body in mappings.values():
+            meta = body.get("mappings", {}).get("_meta", {}).get("splade_os")
+            if meta:
+                return meta
+        raise IndexStateError(f"index {self.name!r} was not created by splade-os (no splade_os entry in its _meta)")
 
-def check_identity(index: str, meta: dict, value: str, key: str = "hash") -> None:
-    """Refuse a model whose hash (queries) or fingerprint (documents) differs from the index's."""
-    model = meta.get("model", {})
-    if model.get(key) != value:
-        raise ModelMismatchError(
-            f"index {index!r} was ingested with model {model.get('name')!r} ({key} {str(model.get(key))[:12]}), "
-            f"not with the given model ({key} {value[:12]}); use the index's model or another index"
-        )
+    @property
+    def field(self) -> str:
+        """The sparse field the documents' features are in."""
+        return self.meta.get("field", "splade")
 
+    @property
+    def model(self) -> dict:
+        """The model the index was created for: name, version, source, hash, fingerprint."""
+        return self.meta.get("model", {})
 
-def max_clause_count(client, default: int = 1024) -> int:
-    """The cluster's `indices.query.bool.max_clause_count` (its default when unset)."""
-    try:
-        settings = client.cluster.get_settings(include_defaults=True, flat_settings=True)
-    except Exception:  # a restricted user may not read cluster settings; the default is safe
-        return default
-    for scope in ("transient", "persistent", "defaults"):
-        value = settings.get(scope, {}).get("indices.query.bool.max_clause_count")
-        if value is not None:
-            return int(value)
-    return default
+    @property
+    def pipeline(self) -> Optional[str]:
+        """The ingest pipeline that checks and stamps documents, or None (the client does it)."""
+        if "pipeline" in self.meta:
+            return self.meta["pipeline"] or None
+        return pipeline_id(self.name)  # indexes made before the schema recorded it always had one
+
+    def check_hash(self, query_hash: str) -> None:
+        """Refuse a query side whose vocabulary + table hash differs from the index's."""
+        self._check("hash", query_hash)
+
+    def check_fingerprint(self, fingerprint: str) -> None:
+        """Refuse a model whose document fingerprint differs from the index's."""
+        self._check("fingerprint", fingerprint)
+
+    def _check(self, key: str, value: str) -> None:
+        model = self.model
+        if model.get(key) != value:
+            raise ModelMismatchError(
+                f"index {self.name!r} was ingested with model {model.get('name')!r} ({key} {str(model.get(key))[:12]}), "
+                f"not with the given model ({key} {value[:12]}); use the index's model or another index")
+
+    # -- creating ------------------------------------------------------------------------------
+
+    def create(self, model, settings: Optional[IndexSettings] = None) -> bool:
+        """Create the index (and its ingest pipeline where the cluster can run one) for `model`.
+
+        Also stores the model's query side in the cluster, so any machine can search the index.
+
+        Args:
+            model: the `splade_os.model.Model` documents will be encoded with.
+            settings: shards, replicas, refresh interval and field (`IndexSettings()` by default).
+
+        Returns:
+            True when created; False when it existed already for the same model.
+
+        Raises:
+            ModelMismatchError: the index exists and holds another model's documents.
+            IndexStateError: the index exists but was not created by splade-os.
+        """
+        from .registry import store_query_side
+
+        settings = settings or IndexSettings()
+        identity = model.identity
+        store_query_side(self.cluster, model.query_encoder)
+        if self.exists():
+            self.check_fingerprint(identity.fingerprint)
+            return False
+        pipeline = ""
+        if self.cluster.has_ingest_checks:
+            pipeline = pipeline_id(self.name)
+            self.cluster.request("PUT", f"/_ingest/pipeline/{pipeline}",
+                                 pipeline_body(self.name, identity, settings, self.cluster.engine),
+                                 action=f"creating the ingest pipeline of {self.name!r}")
+        body = index_body(self.name, identity, settings, self.cluster.engine, pipeline)
+        try:
+            self.cluster.request("PUT", f"/{self.name}", body, action=f"creating index {self.name!r}")
+        except ClusterError as e:
+            if e.error_type == "resource_already_exists_exception":  # another writer was first
+                self.__dict__.pop("meta", None)
+                self.check_fingerprint(identity.fingerprint)
+                return False
+            raise
+        self.__dict__.pop("meta", None)
+        return True
+
+    # -- using ---------------------------------------------------------------------------------
+
+    def query_encoder(self, model: Optional[str] = None, show_progress: bool = False):
+        """The `QueryEncoder` to search this index with: the index's own model, or `model` (checked).
+
+        The index's own query side is read from the cluster (stored by hash when the index was
+        created), so no model files are needed; a `model` given by name must have the index's hash.
+
+        Raises:
+            ModelMismatchError: `model` is not the model the index was ingested with.
+        """
+        from .query import QueryEncoder
+        from .registry import query_side
+
+        if model is None:
+            folder = query_side(self.cluster, self.model.get("hash", ""))
+            if folder is not None:
+                return QueryEncoder.load(folder, self.model.get("name", ""))
+            model = self.model.get("source", "default")  # an index made before query sides were stored
+        from .model import resolve_model
+
+        encoder = resolve_model(model, self.cluster, show_progress).query_encoder
+        self.check_hash(encoder.hash)
+        return encoder
+
+    @functools.cached_property
+    def _default_encoder(self):
+        return self.query_encoder()
+
+    def body(self, text: str, k: int = 10, encoder=None, source=None) -> dict:
+        """The search body an app sends for `text` (the index's field, engine and clause cap)."""
+        encoder = encoder or self._default_encoder
+        return encoder.to_dsl(text, field=self.field, size=k, max_clauses=self.cluster.max_clause_count,
+                              source=source, engine=self.cluster.engine)
+
+    def search(self, text: str, k: int = 10, encoder=None) -> List["Hit"]:
+        """The top `k` hits for `text`, best first (title and text from `_source`).
+
+        Args:
+            text: the query.
+            k: number of hits.
+            encoder: a `QueryEncoder` to use (default: the index's own model, read once).
+        """
+        from .search import Hit
+
+        response = self.request_search(self.body(text, k, encoder, source=["title", "text"]))
+        return [Hit.from_engine(h) for h in response["hits"]["hits"]]
+
+    def request_search(self, body: dict) -> dict:
+        """Send a search body to this index; the engine's raw answer."""
+        return self.cluster.request("POST", f"/{self.name}/_search", body, action=f"searching {self.name!r}")
+
+    def count(self) -> int:
+        """`_count` of the index."""
+        return self.cluster.request("GET", f"/{self.name}/_count", action=f"counting {self.name!r}")["count"]
+
+    def refresh(self) -> None:
+        """Make everything indexed so far searchable."""
+        self.cluster.request("POST", f"/{self.name}/_refresh", action=f"refreshing {self.name!r}")
+
+    def ingest(self, corpus, model=None, **kwargs):
+        """Encode a JSONL corpus into this index; see `splade_os.ingest.ingest` for the options."""
+        from .ingest import ingest
+
+        return ingest(self.cluster, corpus, self.name, model, **kwargs)
+
+    def evaluate(self, queries, qrels, k: int = 100, encoder=None, show_progress: bool = False):
+        """Evaluate the index on judged queries; see `splade_os.evaluate.evaluate_index`."""
+        from .evaluate import evaluate_index
+
+        return evaluate_index(self, queries, qrels, encoder or self._default_encoder, k=k,
+                              show_progress=show_progress)

@@ -1,16 +1,25 @@
-"""Streaming a JSONL corpus through the document encoder into OpenSearch, losing nothing.
+"""Streaming a JSONL corpus through the document encoder into an index, losing nothing.
 
-Three stages overlap: the reader parses lines, the encoder turns windows of documents into
-sparse vectors (tokenizing the next windows on a thread pool while the device works), and a
-sender thread turns finished windows into bulk requests (several chunks in flight at once).
-A bounded queue between them keeps memory flat: the encoder waits when the cluster is
-slower, and the other way round.
+An ingest is three steps:
 
-Every line ends up acknowledged by the cluster or in the dead-letter file. After each window
-the cluster has settled, a checkpoint records the input line up to which that holds, so a
-crash or Ctrl-C costs at most the windows in flight: `resume=True` continues from there.
-With an alias, documents go into a new concrete index and the alias moves to it atomically
-only after the ingest succeeded and the counts check out.
+1. **plan** (`plan_ingest`): which concrete index receives the documents (a new one behind an
+   alias, or the one named), the model, the checkpoint to resume from, the dead-letter file;
+   the index is created when missing.
+2. **run** (`run_pipeline`): three stages overlap. The reader parses lines, the encoder turns
+   windows of documents into sparse vectors (tokenizing the next windows on a thread pool while
+   the device works), and a sender thread turns finished windows into bulk requests (several in
+   flight at once). A bounded queue between them keeps memory flat. Every line ends up
+   acknowledged by the cluster or in the dead-letter file; after each window the cluster has
+   settled, the checkpoint records the input line up to which that holds, so a crash or Ctrl-C
+   costs at most the windows in flight.
+3. **publish** (`publish`): refresh, check `_count`, move the alias to the new index (one
+   atomic request) only when the counts check out, prune old indexes of the alias.
+
+Example:
+    >>> cluster = connect("http://localhost:9200")
+    >>> stats = ingest(cluster, "corpus.jsonl", "docs")
+    >>> stats.indexed, stats.rejected
+    (1398, 2)
 """
 
 import json
@@ -18,28 +27,52 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional, Tuple
+
+import numpy as np
 
 from . import checkpoint as checkpoints
-from .bulk import BulkLines, RetryPolicy, send_chunk
-from .corpus import DeadLetters, Document, Rejected, read_corpus
-from .errors import IndexStateError, InputError, ModelError, SpladeOSError
-from .index import init_index
-from .model import ModelLayout, model_identity
-from .progress import bar, note
-from .query import QueryEncoder
-
-if TYPE_CHECKING:  # the encoder module imports torch, which `search` never needs
-    from .encoder import SparseVector
+from .bulk import BulkLines, BulkOptions, chunk_actions, send_chunk
+from .corpus import CorpusFields, DeadLetters, Document, Rejected, read_corpus
+from .errors import IndexStateError, IngestInterrupted, InputError, ModelError
+from .files import atomic_write
+from .index import IndexSettings, SpladeIndex
+from .progress import bar, note, ticking
 
 _DONE = object()
 QUEUE_WINDOWS = 2  # encoded windows waiting for the sender
 
 
-class IngestInterrupted(SpladeOSError):
-    """Ctrl-C: the windows in flight were settled and the checkpoint written."""
+@dataclass
+class IngestOptions:
+    """How an ingest reads, encodes, sends and recovers.
+
+    Attributes:
+        fields: which JSON fields hold id, text and title.
+        index: shards, replicas, refresh interval and field of a new index.
+        bulk: documents and bytes per request, requests in flight, retry policy.
+        window: documents encoded together (sorted by length inside); the checkpoint's step.
+        device, dtype: for the encoder ("cuda", "cpu", "cuda:0,cuda:1", "all"; "auto" = bf16 on GPU).
+        dead_letter: where rejected lines go (default `<corpus stem>.rejected.jsonl` in the cwd).
+        checkpoint: the checkpoint file (default: in the cache, named after corpus and index).
+        resume: continue an interrupted ingest of the same input from its checkpoint.
+        keep: with an alias, keep only the newest `keep` indexes of it.
+        shard: (i, n) to take only the lines whose (line - 1) % n == i.
+    """
+
+    fields: CorpusFields = field(default_factory=CorpusFields)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    bulk: BulkOptions = field(default_factory=BulkOptions)
+    window: int = 1024
+    device: Optional[str] = None
+    dtype: str = "auto"
+    dead_letter: Optional[Path] = None
+    checkpoint: Optional[Path] = None
+    resume: bool = False
+    keep: Optional[int] = None
+    shard: Optional[Tuple[int, int]] = None
 
 
 @dataclass
@@ -61,24 +94,121 @@ class IngestStats:
         return self.indexed / self.seconds if self.seconds > 0 else 0.0
 
 
-def _count_lines(path: Path, limit_bytes: int = 2 << 30) -> Optional[int]:
-    # Cheap enough to give the progress bar a total; skipped for huge files.
-    if path.stat().st_size > limit_bytes:
-        return None
-    with open(path, "rb") as f:
-        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+@dataclass
+class IngestPlan:
+    """What `plan_ingest` decided: the target, the model, and where the run stands."""
+
+    corpus: Path
+    index: SpladeIndex  # the concrete index receiving the documents
+    model: object  # splade_os.model.Model
+    state: checkpoints.Checkpoint
+    checkpoint_path: Path
+    dead_letter_path: Path
+    alias: Optional[str] = None
+    resumed: bool = False
+
+
+def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: Optional[str] = None,
+           options: Optional[IngestOptions] = None, encoder=None, show_progress: bool = True) -> IngestStats:
+    """Encode a JSONL corpus and index it.
+
+    Args:
+        cluster: the `splade_os.cluster.Cluster`.
+        corpus: the JSONL file; one JSON object per line (BEIR's `_id`, `title`, `text` by default).
+        index: the target index, created (with its pipeline) when missing; None with `alias`.
+        model: a `splade_os.model.Model`; default: the index's own model when the index exists,
+            else the bundled default model.
+        alias: build a new concrete index `<alias>-<model version>-<time>` and move the alias to
+            it atomically once the ingest succeeded and the counts check out.
+        options: `IngestOptions` (defaults otherwise).
+        encoder: a ready `DocumentEncoder` to reuse (else one is built for the model).
+        show_progress: a progress bar and notes on stderr.
+
+    Returns:
+        `IngestStats`: indexed and rejected counts, wall time, the index's `_count` afterwards.
+
+    Raises:
+        IngestInterrupted: on Ctrl-C, after the windows in flight were settled.
+        ModelMismatchError: the index exists and was made for another model.
+    """
+    options = options or IngestOptions()
+    started = time.perf_counter()
+    plan = plan_ingest(cluster, corpus, index, model, alias, options, show_progress)
+    if plan.state.complete:
+        note(show_progress, f"{plan.checkpoint_path}: that ingest already completed")
+        return IngestStats(index=plan.index.name, indexed=plan.state.indexed, rejected=plan.state.rejected,
+                           count_after=plan.index.count(), checkpoint_path=plan.checkpoint_path)
+    if encoder is None:
+        from .encoder import make_encoder
+
+        note(show_progress, f"Loading the document encoder of {plan.model.name}...")
+        encoder = make_encoder(plan.model, device=options.device, dtype=options.dtype)
+    stats = run_pipeline(plan, encoder, options, show_progress)
+    publish(plan, stats, options.keep)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def plan_ingest(cluster, corpus, index: Optional[str], model, alias: Optional[str], options: IngestOptions,
+                show_progress: bool = True) -> IngestPlan:
+    """Decide the target index, the model and the starting point; create the index when missing."""
+    from .model import model_of_index, resolve_model
+
+    corpus = Path(corpus)
+    if not corpus.is_file():
+        raise InputError(f"{corpus}: no such file")
+    if bool(index) == bool(alias):
+        raise InputError("give exactly one of an index or an alias")
+    if options.keep is not None and (not alias or options.keep < 1):
+        raise InputError("keep: needs an alias and a number >= 1")
+    checkpoint_path = Path(options.checkpoint or checkpoints.default_path(corpus, index or alias))
+    if options.resume:
+        state = checkpoints.Checkpoint.load(checkpoint_path)
+        if not state.matches(corpus) or state.input != str(corpus.resolve()):
+            raise InputError(f"{corpus}: the input changed since checkpoint {checkpoint_path} was written")
+        index, alias = state.index, state.alias
+    target = SpladeIndex(cluster, index) if index else None
+    if model is None:
+        model = model_of_index(target, show_progress=show_progress) if target and target.exists() \
+            else resolve_model(None, cluster, show_progress)
+    identity = model.identity
+    if options.resume:
+        if state.fingerprint != identity.fingerprint:
+            raise ModelError(f"{checkpoint_path}: the interrupted run used another model; resume with the same --model")
+        dead_letter_path = Path(state.dead_letter)
+    else:
+        if alias:
+            if cluster.exists(f"/{alias}") and not cluster.exists(f"/_alias/{alias}"):
+                raise IndexStateError(f"{alias!r} is a concrete index, not an alias; choose another alias name")
+            target = SpladeIndex(cluster, f"{alias}-{identity.version}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+                                 .lower())
+        dead_letter_path = Path(options.dead_letter or f"{corpus.stem}.rejected.jsonl")
+        stat = corpus.stat()
+        state = checkpoints.Checkpoint(
+            input=str(corpus.resolve()), input_size=stat.st_size, input_mtime=stat.st_mtime, index=target.name,
+            fingerprint=identity.fingerprint, dead_letter=str(dead_letter_path), alias=alias)
+    if target.create(model, options.index):
+        note(show_progress, f"Created index {target.name!r} for model {identity.name} ({identity.version})")
+    else:
+        target.check_fingerprint(identity.fingerprint)
+    return IngestPlan(corpus, target, model, state, checkpoint_path, dead_letter_path, alias, options.resume)
 
 
 class _Sender(threading.Thread):
     """Sends encoded windows, settles every item, and advances the checkpoint window by window."""
 
-    def __init__(self, client, lines: BulkLines, fingerprint, dead, bulk_docs, bulk_workers, policy, progress, stats,
-                 state: checkpoints.Checkpoint, checkpoint_path: Path, show_progress: bool):
+    def __init__(self, plan: IngestPlan, dead: DeadLetters, bulk: BulkOptions, stats: IngestStats,
+                 show_progress: bool):
         super().__init__(daemon=True, name="splade-os-bulk")
-        self.client, self.lines, self.fingerprint = client, lines, fingerprint
-        self.dead, self.bulk_docs, self.policy = dead, bulk_docs, policy
-        self.progress, self.stats, self.state, self.checkpoint_path = progress, stats, state, checkpoint_path
-        self.pool = ThreadPoolExecutor(max_workers=bulk_workers, thread_name_prefix="splade-os-bulk")
+        self.plan, self.dead, self.stats = plan, dead, stats
+        cluster = plan.index.cluster
+        self.cluster = cluster
+        self.lines = BulkLines(plan.index.name, plan.index.field, plan.model.query_encoder.keys)
+        self.max_docs = bulk.docs
+        # Half the cluster's request limit leaves room for a chunk's last document.
+        self.max_bytes = max(1, min(bulk.max_bytes, cluster.max_content_length // 2))
+        self.policy = bulk.retry
+        self.pool = ThreadPoolExecutor(max_workers=bulk.workers, thread_name_prefix="splade-os-bulk")
         self.inbox: "queue.Queue" = queue.Queue(maxsize=QUEUE_WINDOWS)
         self.error: Optional[BaseException] = None
         self.on_retry = (lambda message: note(True, f"retrying: {message}")) if show_progress else None
@@ -95,186 +225,89 @@ class _Sender(threading.Thread):
         finally:
             self.pool.shutdown(wait=True)
 
-    def _settle(self, docs: List[Document], vectors: List["SparseVector"], last_line: int):
-        actions = [self.lines.document(d.id, {"title": d.title, "text": d.text, "splade_fingerprint": self.fingerprint}, v)
-                   for d, v in zip(docs, vectors)]
-        chunks = [actions[i : i + self.bulk_docs] for i in range(0, len(actions), self.bulk_docs)]
-        outcomes = self.pool.map(lambda chunk: send_chunk(self.client, chunk, self.policy, on_retry=self.on_retry),
-                                 chunks)
-        reasons = [reason for chunk in outcomes for reason in chunk]
-        for doc, reason in zip(docs, reasons):
-            if reason is None:
-                self.stats.indexed += 1
-            else:
-                self.dead.add(doc.line, reason, doc.raw)
-            self.progress.update(1)
-        self.state.line = last_line
-        self.state.indexed = self.stats.indexed
-        self.state.rejected = self.dead.count
-        self.state.save(self.checkpoint_path)
+    def _fields(self, doc: Document) -> dict:
+        if self.plan.index.pipeline:
+            # The index's pipeline checks this against the index's model, then removes it.
+            return {"title": doc.title, "text": doc.text, "splade_fingerprint": self.plan.model.identity.fingerprint}
+        # No pipeline on this cluster: the client stamps what the pipeline would have.
+        identity = self.plan.model.identity
+        return {"title": doc.title, "text": doc.text, "splade_model": {"name": identity.name, "version": identity.version},
+                "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def _settle(self, docs: List[Document], vectors: list, last_line: int):
+        actions = [self.lines.document(d.id, self._fields(d), v) for d, v in zip(docs, vectors)]
+        chunks = chunk_actions(actions, self.max_docs, self.max_bytes)
+        outcomes = self.pool.map(lambda chunk: send_chunk(self.cluster, [actions[i] for i in chunk], self.policy,
+                                                          on_retry=self.on_retry), chunks)
+        for chunk, reasons in zip(chunks, outcomes):
+            for i, reason in zip(chunk, reasons):
+                if reason is None:
+                    self.stats.indexed += 1
+                else:
+                    self.dead.add(docs[i].line, reason, docs[i].raw)
+        state = self.plan.state
+        state.line, state.indexed, state.rejected = last_line, self.stats.indexed, self.dead.count
+        state.save(self.plan.checkpoint_path)
 
 
-def _trim_dead_letters(path: Path, after_line: int) -> int:
-    """Drop dead letters past the checkpoint (they will be read again); returns how many remain."""
-    if not path.exists():
-        return 0
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("line", 0) <= after_line]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    return len(kept)
+def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progress, last_line: list):
+    """(documents, last line) windows of the corpus; rejected lines go to `dead` as they are read.
 
-
-def ingest(
-    client,
-    url: str,
-    path: Path,
-    index: Optional[str],
-    layout: ModelLayout,
-    source: Optional[str] = None,
-    field: str = "splade",
-    id_field: str = "_id",
-    text_field: str = "text",
-    title_field: str = "title",
-    dead_letter_path: Optional[Path] = None,
-    device: Optional[str] = None,
-    dtype: Optional[str] = "auto",
-    window: int = 1024,
-    bulk_docs: int = 500,
-    bulk_workers: int = 2,
-    shards: int = 1,
-    replicas: int = 0,
-    refresh_interval: str = "1s",
-    encoder=None,
-    show_progress: bool = True,
-    resume: bool = False,
-    checkpoint_path: Optional[Path] = None,
-    retry: Optional[RetryPolicy] = None,
-    alias: Optional[str] = None,
-    keep: Optional[int] = None,
-    shard: Optional[tuple] = None,
-) -> IngestStats:
-    """Encode a JSONL corpus and index it into a `rank_features` field.
-
-    Args:
-        client: an `opensearchpy.OpenSearch` client (see `connector.client.connect`).
-        url: the cluster URL, for messages.
-        path: the JSONL corpus; one JSON object per line.
-        index: target index, created (with its pipeline) when missing; None with `alias`.
-        layout: the model (`connector.model.resolve_model`).
-        source: how the model is named in the index's `_meta` (default: `layout.source`).
-        field: the `rank_features` field (default "splade").
-        id_field, text_field, title_field: JSON field names (BEIR's by default).
-        dead_letter_path: where rejected lines go (default `<input stem>.rejected.jsonl` in the cwd).
-        device, dtype: for the encoder: "cuda", "cpu", "cuda:0,cuda:1" or "all" (one worker per
-            GPU); the best device and bf16 on GPU by default.
-        shard: (i, n) to take only the input lines whose (line - 1) % n == i, so n hosts can
-            split one corpus without overlap.
-        window: documents encoded together (sorted by length inside the window); also the
-            checkpoint's granularity.
-        bulk_docs: documents per bulk request; bulk_workers: bulk requests in flight at once.
-        shards, replicas, refresh_interval: index settings when the index is created.
-        encoder: a ready `DocumentEncoder` to reuse (else one is built).
-        show_progress: draw a progress bar and notes on stderr.
-        resume: continue from the checkpoint of an interrupted run of the same input.
-        checkpoint_path: default: in the cache, named after the input and the index or alias.
-        retry: backoff and deadline for bulk retries (`connector.bulk.RetryPolicy`).
-        alias: build a new concrete index `<alias>-<model version>-<time>` and move the alias
-            to it atomically once the ingest succeeded and the counts check out.
-        keep: with `alias`, delete all but the newest `keep` indexes of the alias afterwards.
-
-    Returns:
-        IngestStats with indexed/rejected counts, wall time and the index `_count` afterwards.
-
-    Raises:
-        IngestInterrupted: on Ctrl-C, after the windows in flight were settled.
+    The last window also accounts for trailing rejected lines (it may hold no document).
     """
-    from .encoder import make_encoder
+    pending: List[Document] = []
+    for item in read_corpus(plan.corpus, options.fields, skip_lines=plan.state.line, shard=options.shard):
+        last_line[0] = item.line
+        if isinstance(item, Rejected):
+            dead.add(item.line, item.reason, item.raw)
+            progress.update(1)
+            continue
+        pending.append(item)
+        if len(pending) >= options.window:
+            yield (pending, item.line), [d.content for d in pending]
+            pending = []
+    yield (pending, last_line[0]), [d.content for d in pending]
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    if bool(index) == bool(alias):
-        raise ValueError("give exactly one of index or alias")
-    started = time.perf_counter()
-    queries = QueryEncoder(layout)
-    identity = model_identity(layout, queries.hash, source)
-    checkpoint_path = Path(checkpoint_path or checkpoints.default_path(path, index or alias))
-    dead_letter_path = Path(dead_letter_path or f"{path.stem}.rejected.jsonl")
-    stat = path.stat()
 
-    if resume:
-        state = checkpoints.Checkpoint.load(checkpoint_path)
-        if not state.matches(path) or state.input != str(path.resolve()):
-            raise InputError(f"{path}: the input changed since checkpoint {checkpoint_path} was written")
-        if state.fingerprint != identity.fingerprint:
-            raise ModelError(f"{checkpoint_path}: the interrupted run used another model; resume with the same --model")
-        index = state.index
-        dead_letter_path = Path(state.dead_letter)
-        if state.complete:
-            note(show_progress, f"{checkpoint_path}: that ingest already completed")
-            return IngestStats(index=index, indexed=state.indexed, rejected=state.rejected,
-                               count_after=client.count(index=index)["count"], checkpoint_path=checkpoint_path)
-    else:
-        if alias:
-            if client.indices.exists(index=alias) and not client.indices.exists_alias(name=alias):
-                raise IndexStateError(f"{alias!r} is a concrete index, not an alias; choose another alias name")
-            index = f"{alias}-{identity.version}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}".lower()
-        state = checkpoints.Checkpoint(
-            input=str(path.resolve()), input_size=stat.st_size, input_mtime=stat.st_mtime, index=index,
-            fingerprint=identity.fingerprint, dead_letter=str(dead_letter_path), alias=alias)
-    if init_index(client, url, index, identity, field, shards, replicas, refresh_interval):
-        note(show_progress, f"Created index {index!r} for model {identity.name} ({identity.version})")
-    if encoder is None:
-        encoder = make_encoder(layout, device=device, dtype=dtype)
-    if encoder.vocab_size != len(queries.keys):
-        raise ModelError(
-            f"{layout.root}: the document route has {encoder.vocab_size} outputs but the query vocabulary "
-            f"has {len(queries.keys)} tokens"
-        )
-    stats = IngestStats(index=index, indexed=state.indexed, checkpoint_path=checkpoint_path,
+def _usable(docs: List[Document], vectors: list, dead: DeadLetters):
+    """The documents with a usable vector; the others are dead-lettered (the checks a pipeline makes)."""
+    kept, usable = [], []
+    for doc, vector in zip(docs, vectors):
+        if len(vector.ids) == 0:
+            dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
+        elif not np.all(np.isfinite(vector.values)):
+            dead.add(doc.line, "the model gives this document non-finite feature values", doc.raw)
+        else:
+            kept.append(doc)
+            usable.append(vector)
+    return kept, usable
+
+
+def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progress: bool = True) -> IngestStats:
+    """Read, encode and send the corpus from the plan's starting line; see the module docstring."""
+    if encoder.vocab_size != len(plan.model.query_encoder.keys):
+        raise ModelError(f"{plan.model.root}: the document route has {encoder.vocab_size} outputs but the query "
+                         f"vocabulary has {len(plan.model.query_encoder.keys)} tokens")
+    state = plan.state
+    stats = IngestStats(index=plan.index.name, indexed=state.indexed, checkpoint_path=plan.checkpoint_path,
                         resumed_from_line=state.line)
-    if resume:
+    if plan.resumed:
         note(show_progress, f"Resuming after line {state.line} ({state.indexed} indexed, {state.rejected} rejected)")
-        _trim_dead_letters(dead_letter_path, state.line)
-    state.save(checkpoint_path)
-    total = _count_lines(path)
+        _trim_dead_letters(plan.dead_letter_path, state.line)
+    state.save(plan.checkpoint_path)
+    total = _count_lines(plan.corpus)
     progress = bar(show_progress, total=total, initial=state.line if total else 0, unit="doc",
-                   desc=f"ingest {path.name}")
-    with DeadLetters(dead_letter_path, str(path), append=resume) as dead, progress:
-        sender = _Sender(client, BulkLines(index, field, queries.keys), identity.fingerprint, dead, bulk_docs, bulk_workers,
-                         retry or RetryPolicy(), progress, stats, state, checkpoint_path, show_progress)
+                   desc=f"ingest {plan.corpus.name}")
+    with DeadLetters(plan.dead_letter_path, str(plan.corpus), append=plan.resumed) as dead, progress, \
+            ticking(progress):
+        sender = _Sender(plan, dead, options.bulk, stats, show_progress)
         sender.start()
         last_line = [state.line]
-
-        def windows():
-            # Rejected lines are recorded as they are read; documents travel in windows, each
-            # with the last input line it accounts for.
-            pending: List[Document] = []
-            for item in read_corpus(path, id_field, text_field, title_field, skip_lines=state.line, shard=shard):
-                last_line[0] = item.line
-                if isinstance(item, Rejected):
-                    dead.add(item.line, item.reason, item.raw)
-                    progress.update(1)
-                    continue
-                pending.append(item)
-                if len(pending) >= window:
-                    yield (pending, item.line), [d.content for d in pending]
-                    pending = []
-            # The last window also accounts for trailing rejected lines (it may hold no document).
-            yield (pending, last_line[0]), [d.content for d in pending]
-
         interrupted = False
         try:
-            for (docs, line), vectors in encoder.encode_stream(windows()):
-                kept, nonempty = [], []
-                for doc, vector in zip(docs, vectors):
-                    if len(vector.ids) == 0:
-                        dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
-                        progress.update(1)
-                    else:
-                        kept.append(doc)
-                        nonempty.append(vector)
-                _put(sender, (kept, nonempty, line))
+            for (docs, line), vectors in encoder.encode_stream(_windows(plan, options, dead, progress, last_line),
+                                                               on_batch=progress.update):
+                _put(sender, (*_usable(docs, vectors, dead), line))
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -284,54 +317,78 @@ def ingest(
             raise sender.error
         if interrupted:
             raise IngestInterrupted(
-                f"interrupted: everything up to line {state.line} of {path} is settled "
+                f"interrupted: everything up to line {state.line} of {plan.corpus} is settled "
                 f"({state.indexed} indexed, {state.rejected} rejected); continue with --resume")
         stats.rejected = dead.count
-    stats.dead_letter_path = dead_letter_path if stats.rejected else None
-    client.indices.refresh(index=index)
-    stats.count_after = client.count(index=index)["count"]
-    if alias:
-        if stats.count_after != stats.indexed:
-            raise IndexStateError(
-                f"index {index!r} holds {stats.count_after} documents but {stats.indexed} were acknowledged; "
-                f"alias {alias!r} left where it was")
-        _switch_alias(client, alias, index)
-        stats.alias_switched = True
-        if keep:
-            _prune(client, alias, keep)
-    state.complete = True
-    state.save(checkpoint_path)
-    stats.seconds = time.perf_counter() - started
+    stats.dead_letter_path = plan.dead_letter_path if stats.rejected else None
     return stats
 
 
-def _alias_indexes(client, alias: str) -> List[str]:
-    """The concrete indexes made for `alias`, oldest first."""
-    found = client.indices.get(index=f"{alias}-*", expand_wildcards="open", ignore_unavailable=True)
+def publish(plan: IngestPlan, stats: IngestStats, keep: Optional[int] = None) -> None:
+    """Refresh and count; with an alias, switch it to the new index when the counts check out, then prune."""
+    index = plan.index
+    index.refresh()
+    stats.count_after = index.count()
+    if plan.alias:
+        if stats.count_after != stats.indexed:
+            raise IndexStateError(
+                f"index {index.name!r} holds {stats.count_after} documents but {stats.indexed} were acknowledged; "
+                f"alias {plan.alias!r} left where it was")
+        switch_alias(index.cluster, plan.alias, index.name)
+        stats.alias_switched = True
+        if keep:
+            prune_alias(index.cluster, plan.alias, keep)
+    plan.state.complete = True
+    plan.state.save(plan.checkpoint_path)
+
+
+def _count_lines(path: Path, limit_bytes: int = 2 << 30) -> Optional[int]:
+    # Cheap enough to give the progress bar a total; skipped for huge files.
+    if path.stat().st_size > limit_bytes:
+        return None
+    with open(path, "rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+
+
+def _trim_dead_letters(path: Path, after_line: int) -> int:
+    """Drop dead letters past the checkpoint (they will be read again); returns how many remain."""
+    if not path.exists():
+        return 0
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("line", 0) <= after_line]
+    atomic_write(path, "".join(line + "\n" for line in kept))
+    return len(kept)
+
+
+def alias_targets(cluster, alias: str) -> List[str]:
+    """The indexes `alias` points to now (none when it does not exist)."""
+    if not cluster.exists(f"/_alias/{alias}"):
+        return []
+    return list(cluster.request("GET", f"/_alias/{alias}", action=f"reading alias {alias!r}"))
+
+
+def alias_indexes(cluster, alias: str) -> List[str]:
+    """The concrete indexes splade-os made for `alias`, oldest first."""
+    found = cluster.request("GET", f"/{alias}-*", params={"expand_wildcards": "open", "ignore_unavailable": "true"},
+                            action=f"listing the indexes of alias {alias!r}")
     made = [(int(body["settings"]["index"]["creation_date"]), name) for name, body in found.items()
             if body.get("mappings", {}).get("_meta", {}).get("splade_os")]
     return [name for _, name in sorted(made)]
 
 
-def _switch_alias(client, alias: str, index: str) -> None:
-    # One request: readers see the old index or the new one, never none.
-    actions = [{"remove": {"index": name, "alias": alias}} for name in _current_targets(client, alias)]
+def switch_alias(cluster, alias: str, index: str) -> None:
+    """Point `alias` at `index` alone, in one request: readers see the old index or the new one, never none."""
+    actions = [{"remove": {"index": name, "alias": alias}} for name in alias_targets(cluster, alias)]
     actions.append({"add": {"index": index, "alias": alias}})
-    client.indices.update_aliases(body={"actions": actions})
+    cluster.request("POST", "/_aliases", {"actions": actions}, action=f"moving alias {alias!r} to {index!r}")
 
 
-def _current_targets(client, alias: str) -> List[str]:
-    if not client.indices.exists_alias(name=alias):
-        return []
-    return list(client.indices.get_alias(name=alias).keys())
-
-
-def _prune(client, alias: str, keep: int) -> None:
+def prune_alias(cluster, alias: str, keep: int) -> None:
     """Delete all but the newest `keep` indexes of the alias (never one the alias points to)."""
-    live = set(_current_targets(client, alias))
-    for name in _alias_indexes(client, alias)[:-keep]:
+    live = set(alias_targets(cluster, alias))
+    for name in alias_indexes(cluster, alias)[:-keep]:
         if name not in live:
-            client.indices.delete(index=name)
+            cluster.request("DELETE", f"/{name}", action=f"deleting old index {name!r}")
 
 
 def _put(sender: _Sender, work) -> None:

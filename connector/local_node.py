@@ -40,7 +40,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from connector.errors import NodeError
+from .cache import cache_dir
+from .errors import NodeError
 
 DEFAULT_VERSION = "3.5.0"
 
@@ -60,14 +61,6 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def _progress(show: bool, message: str) -> None:
     if show:
         print(f"[opensearch-node] {message}", file=sys.stderr, flush=True)
-
-
-def cache_dir() -> Path:
-    """Return the splade-os cache dir ($SPLADE_OS_CACHE or ~/.cache/splade-os), creating it."""
-    configured = os.environ.get("SPLADE_OS_CACHE")
-    path = Path(configured).expanduser() if configured else Path.home() / ".cache" / "splade-os"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # ---------------------------------------------------------------------------------------

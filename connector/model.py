@@ -1,194 +1,111 @@
-"""Finding the parts of a saved inference-free SPLADE model.
+"""Which model? The one module that turns a model name into a `Model`, for every source.
 
-A sentence-transformers `SparseEncoder` of this kind is a `Router` with two routes:
-`query` -> one `SparseStaticEmbedding` (tokenizer + one weight per vocabulary entry), and
-`document` -> a masked-LM transformer followed by `SpladePooling`. This module reads that
-layout from the files (`modules.json`, `router_config.json`, the module folders) without
-importing torch, so the query side can start fast. Nothing here unpickles anything.
+- None or "default": the bundled default model (built into the cache on first use);
+- an existing folder (or a path starting with ".", "/" or "~"): used as it is;
+- "cluster:NAME[@VERSION]", or "NAME@VERSION": a model stored in the cluster's registry
+  (`splade-os push`), pulled into the cache; this needs a cluster and is never guessed from a
+  bare name, so resolving a name sends no request unless it says so;
+- anything else: a model hub id, downloaded with huggingface_hub (needs the hub).
+
+An index's own model is found from its `_meta`: `SpladeIndex.query_encoder()` reads only the query
+side (by hash, from the cluster), `model_of_index` the whole model (for encoding).
 """
 
-import hashlib
-import json
+import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from .errors import ModelError
+from .identity import ModelIdentity, document_fingerprint
+from .layout import ModelLayout, read_layout
 
-QUERY_MODULE_TYPES = ("SparseStaticEmbedding", "IDF")
-DOCUMENT_MODULE_TYPES = ("Transformer", "MLMTransformer")
-POOLING_MODULE_TYPES = ("SpladePooling",)
+DEFAULT = "default"
+_REGISTRY_REF = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}@[0-9]+$")
 
 
 @dataclass
-class ModelLayout:
-    """Where the query table, the tokenizer and the document route of a model live."""
+class Model:
+    """A resolved inference-free SPLADE model: its files, and how it is named.
 
-    root: Path
+    Attributes:
+        layout: where its query table, tokenizer and document route are.
+        name: a short name ("splade-os-default", the registry name, the folder name).
+        source: how to find it again: "default", a folder path, a hub id, "cluster:NAME@VERSION".
+        version: the registry version; None: the index records a version derived from the fingerprint.
+    """
+
+    layout: ModelLayout
     name: str
-    query_dir: Path
-    document_dir: Path
-    pooling_strategy: str = "max"
-    activation_function: str = "relu"
-    source: str = ""  # how the model is named: "default", a folder path, a hub id, "cluster:NAME@VERSION"
-    version: Optional[str] = None  # the registry version; None: derived from the fingerprint
+    source: str
+    version: Optional[str] = None
 
     @property
-    def tokenizer_file(self) -> Path:
-        return _first_existing(self.query_dir / "tokenizer.json", self.root / "tokenizer.json")
+    def root(self) -> Path:
+        return self.layout.root
 
-    @property
-    def document_tokenizer_file(self) -> Path:
-        return _first_existing(self.document_dir / "tokenizer.json", self.root / "tokenizer.json")
+    @functools.cached_property
+    def query_encoder(self):
+        """The model's `QueryEncoder` (tokenizer + static table), built once."""
+        from .query import QueryEncoder
 
+        return QueryEncoder.from_layout(self.layout, self.name)
 
-def _first_existing(*paths: Path) -> Path:
-    for path in paths:
-        if path.exists():
-            return path
-    return paths[0]
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ModelError(f"{path.parent}: missing {path.name} ({what})") from None
-    except ValueError as e:
-        raise ModelError(f"{path}: not valid JSON ({e})") from None
+    @functools.cached_property
+    def identity(self) -> ModelIdentity:
+        """Name, version, source, query hash and document fingerprint, as an index records them."""
+        query_hash = self.query_encoder.hash
+        fingerprint = document_fingerprint(self.layout, query_hash)
+        return ModelIdentity(self.name, self.version or fingerprint[:12], self.source, query_hash, fingerprint)
 
 
-def _class_name(type_path: str) -> str:
-    return type_path.rsplit(".", 1)[-1]
+def is_registry_ref(spec: str) -> bool:
+    """Whether `spec` names a registry model ("cluster:NAME[@VERSION]" or "NAME@VERSION")."""
+    return spec.startswith("cluster:") or bool(_REGISTRY_REF.match(spec))
 
 
-def _module_dir(router_dir: Path, module_id: str) -> Path:
-    # Some hub repos keep the masked-LM and its tokenizer at the repo root instead of in
-    # the module's own subfolder.
-    folder = router_dir / module_id
-    return folder if folder.is_dir() else router_dir
+def resolve_model(spec: Optional[str] = None, cluster=None, show_progress: bool = True) -> Model:
+    """Turn what a user passed as `--model` into a `Model` (see the module docstring for the forms).
 
-
-def read_layout(root: Path, name: Optional[str] = None) -> ModelLayout:
-    """Read the Router layout of a saved model folder.
+    Args:
+        spec: the model's name, folder, hub id or registry reference; None means the default.
+        cluster: the `Cluster` whose registry holds "cluster:" models.
+        show_progress: notes and bars on stderr while building, pulling or downloading.
 
     Raises:
-        ModelError: the folder is missing, or is not an inference-free SPLADE model.
+        ModelError: the folder is not a model, the registry has no such model, or no cluster was given.
+        MissingExtraError: the default model is not built yet and the `encode` extra is missing.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise ModelError(f"{root}: no such model folder")
-    modules = _read_json(root / "modules.json", "the list of sentence-transformers modules")
-    routers = [m for m in modules if _class_name(m.get("type", "")) == "Router"]
-    if not routers:
-        raise ModelError(
-            f"{root}: not an inference-free SPLADE model (modules.json has no Router with a query route)"
-        )
-    router_dir = root / routers[0].get("path", "")
-    config = _read_json(router_dir / "router_config.json", "the Router's routes")
-    types = config.get("types", {})
-    structure = config.get("structure", {})
-
-    query_ids = [m for m in structure.get("query", []) if _class_name(types.get(m, "")) in QUERY_MODULE_TYPES]
-    if len(structure.get("query", [])) != 1 or not query_ids:
-        raise ModelError(
-            f"{root}: not an inference-free SPLADE model (the query route must be one SparseStaticEmbedding, "
-            f"found {structure.get('query')})"
-        )
-    document = structure.get("document", [])
-    doc_ids = [m for m in document if _class_name(types.get(m, "")) in DOCUMENT_MODULE_TYPES]
-    pool_ids = [m for m in document if _class_name(types.get(m, "")) in POOLING_MODULE_TYPES]
-    if not doc_ids or not pool_ids:
-        raise ModelError(
-            f"{root}: the document route must be a masked-LM transformer and SpladePooling, found {document}"
-        )
-    pooling = {}
-    pool_config = _module_dir(router_dir, pool_ids[0]) / "config.json"
-    if pool_config.exists():
-        pooling = _read_json(pool_config, "SpladePooling settings")
-    layout = ModelLayout(
-        root=root,
-        name=name or root.name,
-        query_dir=_module_dir(router_dir, query_ids[0]),
-        document_dir=_module_dir(router_dir, doc_ids[0]),
-        pooling_strategy=pooling.get("pooling_strategy", "max"),
-        activation_function=pooling.get("activation_function", "relu"),
-        source=str(root.resolve()),
-    )
-    if layout.pooling_strategy not in ("max", "sum"):
-        raise ModelError(f"{pool_config}: pooling_strategy must be 'max' or 'sum', got {layout.pooling_strategy!r}")
-    if layout.activation_function not in ("relu", "log1p_relu"):
-        raise ModelError(
-            f"{pool_config}: activation_function must be 'relu' or 'log1p_relu', got {layout.activation_function!r}"
-        )
-    if not layout.tokenizer_file.exists():
-        raise ModelError(f"{layout.query_dir}: missing tokenizer.json (the query tokenizer)")
-    return layout
-
-
-def max_length_of(folder: Path) -> Optional[int]:
-    """The truncation length sentence-transformers uses for a module folder, or None (no limit).
-
-    That is the tokenizer's `model_max_length`, capped at the transformer's position embeddings.
-    """
-    limit = None
-    tok_config = folder / "tokenizer_config.json"
-    if tok_config.exists():
-        value = _read_json(tok_config, "tokenizer settings").get("model_max_length")
-        if isinstance(value, int) and value < 10**9:
-            limit = value
-    model_config = folder / "config.json"
-    if model_config.exists():
-        positions = _read_json(model_config, "model settings").get("max_position_embeddings")
-        if isinstance(positions, int):
-            limit = positions if limit is None else min(limit, positions)
-    return limit
-
-
-def resolve_model(name_or_path: Optional[str], show_progress: bool = True, client=None, url: str = "") -> ModelLayout:
-    """Turn what a user passed as `--model` into a readable model folder.
-
-    - None or "default": the bundled default model (built into the cache on first use);
-    - an existing folder: used as it is;
-    - "cluster:NAME[@VERSION]", or a bare NAME[@VERSION] that the cluster's registry holds
-      (needs `client`): pulled from the registry into the cache;
-    - anything else: a model hub id, downloaded with huggingface_hub (needs the hub).
-    """
-    if name_or_path in (None, "", "default"):
+    if spec in (None, "", DEFAULT):
         from .model_builder import ensure_default_model
 
-        layout = read_layout(ensure_default_model(show_progress=show_progress), name="splade-os-default")
-        layout.source = "default"
-        return layout
-    path = Path(name_or_path).expanduser()
-    if path.exists() or name_or_path.startswith((".", "/", "~")):
-        return read_layout(path)
-    ref = name_or_path[len("cluster:"):] if name_or_path.startswith("cluster:") else None
-    if ref is None and client is not None and "/" not in name_or_path:
-        from .registry import parse_ref, versions
-
-        try:
-            name, _ = parse_ref(name_or_path)
-            if versions(client, url, name):
-                ref = name_or_path
-        except ModelError:
-            ref = None
-    if ref is not None:
-        if client is None:
-            raise ModelError(f"{name_or_path}: a registry model needs a cluster (--url)")
+        return Model(read_layout(ensure_default_model(show_progress=show_progress)), "splade-os-default", DEFAULT)
+    path = Path(spec).expanduser()
+    if path.exists() or spec.startswith((".", "/", "~")):
+        return Model(read_layout(path), path.resolve().name, str(path.resolve()))
+    if is_registry_ref(spec):
         from .registry import metadata, parse_ref, pull
 
-        name, version = parse_ref(ref)
-        meta = metadata(client, url, name, version)
-        folder = pull(client, url, f"{name}@{meta['version']}", show_progress=show_progress)
-        layout = read_layout(folder, name=name)
-        layout.source = f"cluster:{name}@{meta['version']}"
-        layout.version = str(meta["version"])
-        return layout
-    layout = read_layout(_download_from_hub(name_or_path), name=name_or_path)
-    layout.source = name_or_path
-    return layout
+        if cluster is None:
+            raise ModelError(f"{spec}: a registry model needs a cluster (--url)")
+        name, version = parse_ref(spec[len("cluster:"):] if spec.startswith("cluster:") else spec)
+        meta = metadata(cluster, name, version)
+        ref = f"{name}@{meta['version']}"
+        folder = pull(cluster, ref, show_progress=show_progress)
+        return Model(read_layout(folder), name, f"cluster:{ref}", str(meta["version"]))
+    return Model(read_layout(_download_from_hub(spec)), spec, spec)
+
+
+def model_of_index(index, spec: Optional[str] = None, show_progress: bool = True) -> Model:
+    """The whole model (document route included) to encode for `index`: `spec`, else the index's own.
+
+    Raises:
+        ModelMismatchError: `spec` is another model than the index's.
+    """
+    model = resolve_model(spec if spec is not None else index.model["source"], index.cluster, show_progress)
+    index.check_fingerprint(model.identity.fingerprint)
+    return model
 
 
 def _download_from_hub(model_id: str) -> Path:
@@ -203,42 +120,3 @@ def _download_from_hub(model_id: str) -> Path:
             f"{model_id}: not a local folder and could not be fetched from the model hub "
             f"({type(e).__name__}); pass a local model folder with --model"
         ) from None
-
-
-@dataclass
-class ModelIdentity:
-    """What an index records about the model that encoded its documents."""
-
-    name: str
-    version: str
-    source: str
-    hash: str  # vocabulary + query table: what queries depend on
-    fingerprint: str  # hash + document route weights and pooling: what documents depend on
-
-
-def model_identity(layout: ModelLayout, query_hash: str, source: Optional[str] = None,
-                   version: Optional[str] = None) -> ModelIdentity:
-    """The identity of a model: its query hash and a fingerprint of everything documents depend on."""
-    digest = hashlib.sha256(query_hash.encode("ascii"))
-    for path in sorted(layout.document_dir.glob("*.safetensors")) + [layout.document_dir / "config.json"]:
-        if path.exists():
-            digest.update(path.name.encode("utf-8"))
-            digest.update(file_sha256(path).encode("ascii"))
-    digest.update(f"{layout.pooling_strategy}/{layout.activation_function}/{max_length_of(layout.document_dir)}".encode())
-    fingerprint = digest.hexdigest()
-    return ModelIdentity(
-        name=layout.name,
-        version=version or layout.version or fingerprint[:12],
-        source=source or layout.source,
-        hash=query_hash,
-        fingerprint=fingerprint,
-    )
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

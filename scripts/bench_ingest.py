@@ -40,11 +40,11 @@ import torch  # noqa: E402
 import transformers  # noqa: E402,F401
 
 from benchlib import cluster, distilbert_shaped_model, machine, table, working_dir  # noqa: E402
-from connector.client import connect  # noqa: E402
-from connector.encoder import DocumentEncoder  # noqa: E402
-from connector.ingest import ingest  # noqa: E402
-from connector.keys import escape_key  # noqa: E402
-from connector.model import read_layout, resolve_model  # noqa: E402
+from splade_os.client import connect  # noqa: E402
+from splade_os.encoder import DocumentEncoder  # noqa: E402
+from splade_os.ingest import ingest  # noqa: E402
+from splade_os.keys import escape_key  # noqa: E402
+from splade_os.model import read_layout, resolve_model  # noqa: E402
 
 OURS = "connector ingest()"
 PLAIN = "plain loop (ST encode_document + helpers.bulk)"
@@ -121,7 +121,7 @@ def serialization_cost(records, vectors, keys, index: str, repeat: int = 5) -> d
     so on a fast GPU it bounds the ingest rate of a single process."""
     from opensearchpy.serializer import JSONSerializer
 
-    from connector.bulk import BulkLines
+    from splade_os.bulk import BulkLines
 
     serializer = JSONSerializer()
     lines = BulkLines(index, "splade", keys)

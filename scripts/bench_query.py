@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from benchlib import bench_model, cluster, machine, table, working_dir  # noqa: E402
-from connector.query import QueryEncoder, query_body  # noqa: E402
+from splade_os.query import QueryEncoder, query_body  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "connector" / "data" / "cranfield"
@@ -130,9 +130,9 @@ STAGES = textwrap.dedent("""
     t = [time.perf_counter()]
     import connector.cli  # the CLI's own imports, and those its search command makes on the way
     import opensearchpy, tokenizers, safetensors.numpy, connector.model_builder
-    from connector.client import connect
-    from connector.index import max_clause_count
-    from connector.search import query_encoder_for, search
+    from splade_os.client import connect
+    from splade_os.index import max_clause_count
+    from splade_os.search import query_encoder_for, search
     t.append(time.perf_counter())
     url, index, text = sys.argv[1:4]
     client = connect(url)
@@ -152,7 +152,7 @@ STAGES = textwrap.dedent("""
 # The CLI itself, run in-process by a fresh interpreter, reporting the heavy modules it imported.
 CLI_MODULES = textwrap.dedent("""
     import json, sys
-    from connector.cli import cli
+    from splade_os.cli import cli
     try:
         cli.main(args=sys.argv[1:], standalone_mode=False)
     finally:
@@ -204,8 +204,8 @@ def main():
     python = sys.executable
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp, cluster(args.url) as url:
-        from connector.client import connect
-        from connector.ingest import ingest
+        from splade_os.client import connect
+        from splade_os.ingest import ingest
 
         client = connect(url, timeout=120)
         index = f"bench-query-{time.strftime('%Y%m%d%H%M%S')}"
@@ -217,7 +217,7 @@ def main():
                 ingest(client, url, subset, index, layout, show_progress=False)
             cold = {
                 "splade-os search (new process)": wall(
-                    [python, "-m", "connector", "-q", "search", SAMPLE_QUERY, "--index", index, "--url", url],
+                    [python, "-m", "splade_os", "-q", "search", SAMPLE_QUERY, "--index", index, "--url", url],
                     args.runs, env),
                 "import connector.cli": wall([python, "-c", "import connector.cli"], args.runs, env),
                 "python -c pass": wall([python, "-c", "pass"], args.runs, env),

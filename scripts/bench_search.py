@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from benchlib import bench_model, cluster, machine, table, working_dir  # noqa: E402
-from connector.client import connect  # noqa: E402
-from connector.index import max_clause_count  # noqa: E402
-from connector.query import QueryEncoder  # noqa: E402
+from splade_os.client import connect  # noqa: E402
+from splade_os.index import max_clause_count  # noqa: E402
+from splade_os.query import QueryEncoder  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield"
 SOURCE = ["title", "text"]
@@ -184,7 +184,7 @@ def main():
         ingest_seconds = None
         try:
             if not args.index:
-                from connector.ingest import ingest
+                from splade_os.ingest import ingest
 
                 corpus = args.corpus.resolve()  # before the ingest changes the current folder
                 if args.docs:

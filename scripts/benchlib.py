@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from connector.local_node import LocalNode, cache_dir
-from connector.model_builder import build_model, ensure_default_model
+from splade_os.local_node import LocalNode, cache_dir
+from splade_os.model_builder import build_model, ensure_default_model
 
 
 def distilbert_shaped_model(folder: Optional[Path] = None, seed: int = 0) -> Path:
@@ -118,7 +118,7 @@ def working_dir(path):
 def bench_model(name: str):
     """The layout of `--model`: "default", a hub id, or a folder (taken by its absolute path,
     since the benchmarks ingest from inside a temp folder)."""
-    from connector.model import resolve_model
+    from splade_os.model import resolve_model
 
     model = str(Path(name).resolve()) if Path(name).is_dir() else name
     return resolve_model(model, show_progress=False)

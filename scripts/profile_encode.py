@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from benchlib import distilbert_shaped_model, passages  # noqa: E402
-from connector.encoder import DocumentEncoder  # noqa: E402
-from connector.model import read_layout, resolve_model  # noqa: E402
+from splade_os.encoder import DocumentEncoder  # noqa: E402
+from splade_os.model import read_layout, resolve_model  # noqa: E402
 
 
 def main():

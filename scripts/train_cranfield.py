@@ -20,14 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchlib import machine, table  # noqa: E402
-from connector import evaluate  # noqa: E402
-from connector.client import connect  # noqa: E402
-from connector.ingest import ingest  # noqa: E402
-from connector.local_node import LocalNode  # noqa: E402
-from connector.model import read_layout, resolve_model  # noqa: E402
-from connector.model_builder import SAMPLE_DIR  # noqa: E402
-from connector.query import QueryEncoder  # noqa: E402
-from connector.train import TrainArgs, beir_pairs, starting_model, train  # noqa: E402
+from splade_os import evaluate  # noqa: E402
+from splade_os.client import connect  # noqa: E402
+from splade_os.ingest import ingest  # noqa: E402
+from splade_os.local_node import LocalNode  # noqa: E402
+from splade_os.model import read_layout, resolve_model  # noqa: E402
+from splade_os.model_builder import SAMPLE_DIR  # noqa: E402
+from splade_os.query import QueryEncoder  # noqa: E402
+from splade_os.train import TrainArgs, beir_pairs, starting_model, train  # noqa: E402
 
 
 def bm25_run(client, index, queries, k=100):

@@ -1,8 +1,12 @@
-"""Shared fixtures: a real OpenSearch, the default model, and the bundled sample corpus.
+"""Shared fixtures: a real search cluster, the default model, and the bundled sample corpus.
 
 OpenSearch comes from, in order: $OPENSEARCH_URL; Testcontainers' OpenSearchContainer when a
 Docker engine answers; else the local launcher (a node from the Maven Central distribution).
-The backend in use is printed at the start of the run.
+The backend in use is printed at the end of the run.
+
+Markers: a test that uses a cluster fixture is marked `node` automatically; tests that encode
+much, train or install are marked `slow` in their modules. The fast loop is
+`pytest -m "not node and not slow"`.
 """
 
 import os
@@ -11,19 +15,41 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from connector.model_builder import SAMPLE_DIR
+from splade_os.model_builder import SAMPLE_DIR
 
 OPENSEARCH_IMAGE = "opensearchproject/opensearch:3.5.0"
-BACKEND = []  # which OpenSearch the run used, printed in the terminal summary
+BACKEND = []  # which cluster the run used, printed in the terminal summary
+NODE_FIXTURES = {"opensearch_url", "cluster"}
 
 # Shared 2-core machines are slow at times: no per-example deadline, no "too slow" failures.
 settings.register_profile("splade-os", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("splade-os")
 
 
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if NODE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.node)
+    # GPU tests run where a CUDA device is (scripts/gpu_check.sh); elsewhere they are deselected, said once.
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu and not _cuda():
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+        BACKEND.append(f"{len(gpu)} gpu test(s) deselected: no CUDA device here")
+
+
 def pytest_terminal_summary(terminalreporter):
     for line in BACKEND:
-        terminalreporter.write_line(f"[splade-os tests] OpenSearch backend: {line}")
+        terminalreporter.write_line(f"[splade-os tests] cluster backend: {line}")
 
 
 def _docker_answers() -> bool:
@@ -52,24 +78,23 @@ def opensearch_url():
             say(f"Testcontainers {OPENSEARCH_IMAGE}")
             yield f"http://{host}:{port}"
         return
-    from connector.local_node import LocalNode
+    from splade_os.local_node import LocalNode
 
     with LocalNode(show_progress=False) as node:
-        node.start()
-        say(f"local node from the Maven Central distribution at {node.url}")
+        say(f"local OpenSearch node from the Maven Central distribution at {node.url}")
         yield node.url
 
 
 @pytest.fixture(scope="session")
-def client(opensearch_url):
-    from connector.client import connect
+def cluster(opensearch_url):
+    from splade_os.cluster import connect
 
     return connect(opensearch_url)
 
 
 @pytest.fixture(scope="session")
-def default_layout():
-    from connector.model import resolve_model
+def default_model():
+    from splade_os.model import resolve_model
 
     return resolve_model("default", show_progress=False)
 

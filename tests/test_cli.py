@@ -6,9 +6,12 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from connector.cli import cli
+import pytest
+
+from splade_os.cli import cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+CLI_SMALL_NDCG = 0.0441  # nDCG@10 of the 40-document index over Cranfield's 225 queries
 
 
 def _commands(group, prefix=""):
@@ -34,7 +37,7 @@ def run(*args, env=None):
 def test_unreachable_cluster_is_one_line_error():
     result = run("-q", "search", "lift", "--index", "x", "--url", "http://127.0.0.1:9")
     assert result.exit_code == 1
-    assert re.fullmatch(r"Error: http://127\.0\.0\.1:9: cannot reach OpenSearch .*\n", result.output)
+    assert re.fullmatch(r"Error: http://127\.0\.0\.1:9: cannot reach the cluster .*\n", result.output)
     assert "Traceback" not in result.output
 
 
@@ -62,7 +65,7 @@ def test_missing_corpus(tmp_path):
     assert result.exit_code == 1 and result.output == f"Error: {tmp_path / 'none.jsonl'}: no such file\n"
 
 
-def test_query_prints_dsl(default_layout):
+def test_query_prints_dsl(default_model):
     result = run("-q", "query", "Lift of a wing...", "--size", "3")
     assert result.exit_code == 0
     body = json.loads(result.output)
@@ -71,6 +74,7 @@ def test_query_prints_dsl(default_layout):
     assert "splade.lift" in fields and "splade.%2E" in fields
 
 
+@pytest.mark.slow
 def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
     corpus = tmp_path / "small.jsonl"
     lines = open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:40]
@@ -103,9 +107,9 @@ def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
 
     from safetensors.numpy import load_file, save_file
 
-    from connector.model import resolve_model
+    from splade_os.model import resolve_model
 
-    shutil.copytree(resolve_model("default").root, other)
+    shutil.copytree(resolve_model("default", show_progress=False).root, other)
     table_file = other / "query_0_SparseStaticEmbedding" / "model.safetensors"
     save_file({"weight": load_file(str(table_file))["weight"] * 2}, str(table_file))
     for command in ("query", "search"):
@@ -119,14 +123,15 @@ def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
                  "--results-dir", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     record = json.loads(result.output)
-    assert record["queries"] == 225 and 0 <= record["metrics"]["ndcg@10"] <= 1
+    # 40 documents of 1400 judged: most queries find nothing relevant (pinned, deterministic).
+    assert record["queries"] == 225 and record["metrics"]["ndcg@10"] == pytest.approx(CLI_SMALL_NDCG, abs=0.002)
     assert json.loads(next((tmp_path / "runs").glob("cli-small-*.json")).read_text())["metrics"] == record["metrics"]
     result = run("-q", "eval", "--index", "cli-small", "--url", opensearch_url)
     assert result.exit_code == 1 and "give --beir, or both --queries and --qrels" in result.output
 
 
 def test_credentials_file_is_read_and_never_printed(tmp_path):
-    from connector.client import read_credentials
+    from splade_os.cluster import read_credentials
 
     plain, as_json = tmp_path / "plain", tmp_path / "creds.json"
     plain.write_text("alice:pa:ss\n")

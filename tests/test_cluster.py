@@ -1,16 +1,16 @@
-"""Integration tests against a real OpenSearch node: ingest, search, pipeline checks, refusals."""
+"""Integration tests against a real node: ingest, search, pipeline checks, refusals."""
 
 import json
 
 import numpy as np
 import pytest
 
-from connector.encoder import DocumentEncoder
-from connector.errors import ModelMismatchError
-from connector.ingest import ingest
-from connector.model import model_identity, read_layout
-from connector.query import QueryEncoder
-from connector.search import query_encoder_for, search
+from splade_os.encoder import DocumentEncoder
+from splade_os.errors import ClusterError, ModelMismatchError
+from splade_os.ingest import IngestOptions, ingest
+from splade_os.model import resolve_model
+
+pytestmark = pytest.mark.slow
 
 
 class RecordingEncoder:
@@ -21,28 +21,32 @@ class RecordingEncoder:
         self.vocab_size = encoder.vocab_size
         self.vectors = {}
 
-    def encode_stream(self, windows):
+    def encode_stream(self, windows, on_batch=None):
         windows = list(windows)
-        for (payload, vectors), (_, texts) in zip(self.encoder.encode_stream(windows), windows):
+        for (payload, vectors), (_, texts) in zip(self.encoder.encode_stream(windows, on_batch), windows):
             for text, vector in zip(texts, vectors):
                 self.vectors[text] = vector
             yield payload, vectors
 
 
 @pytest.fixture(scope="module")
-def cranfield(client, opensearch_url, default_layout, sample_dir, tmp_path_factory):
-    """The bundled Cranfield corpus ingested once; returns (index, doc vectors by id, stats)."""
-    recorder = RecordingEncoder(DocumentEncoder(default_layout, device="cpu"))
+def cranfield(cluster, default_model, sample_dir, tmp_path_factory):
+    """The bundled Cranfield corpus ingested once; returns (index, doc vectors by id, stats, dead letters)."""
+    recorder = RecordingEncoder(DocumentEncoder(default_model, device="cpu"))
     dead = tmp_path_factory.mktemp("dead") / "cranfield.rejected.jsonl"
-    stats = ingest(client, opensearch_url, sample_dir / "corpus.jsonl", "cranfield", default_layout,
-                   dead_letter_path=dead, encoder=recorder, show_progress=False)
+    stats = ingest(cluster, sample_dir / "corpus.jsonl", "cranfield", default_model,
+                   options=IngestOptions(dead_letter=dead), encoder=recorder, show_progress=False)
     by_id = {}
     for line in open(sample_dir / "corpus.jsonl", encoding="utf-8"):
         record = json.loads(line)
         content = f"{record['title']} {record['text']}" if record["title"] else record["text"]
         if content in recorder.vectors:
             by_id[record["_id"]] = recorder.vectors[content]
-    return "cranfield", by_id, stats, dead
+    return cluster.index("cranfield"), by_id, stats, dead
+
+
+def _get(index, doc_id):
+    return index.cluster.request("GET", f"/{index.name}/_doc/{doc_id}")["_source"]
 
 
 def test_ingest_counts(cranfield):
@@ -54,9 +58,9 @@ def test_ingest_counts(cranfield):
     assert all("empty text field" in r["reason"] for r in reasons)
 
 
-def test_top10_matches_exact_dot_product(client, opensearch_url, cranfield, default_layout, sample_dir):
+def test_top10_matches_exact_dot_product(cranfield, default_model, sample_dir):
     index, vectors, _, _ = cranfield
-    encoder = QueryEncoder(default_layout)
+    encoder = default_model.query_encoder
     ids = sorted(vectors)
     matrix = np.zeros((len(ids), len(encoder.keys)), dtype=np.float32)
     for row, doc_id in enumerate(ids):
@@ -69,38 +73,34 @@ def test_top10_matches_exact_dot_product(client, opensearch_url, cranfield, defa
             q[token_id] = weight
         scores = matrix @ q
         exact = {ids[i] for i in np.argsort(-scores, kind="stable")[:10]}
-        hits = search(client, opensearch_url, index, text, encoder, k=10)
+        hits = index.search(text, k=10)
         assert len(hits) == 10
         overlaps.append(len(exact & {h.id for h in hits}) / 10)
-        # Scores agree up to the 9-bit storage of rank_features values.
+        # Scores agree up to the 9-bit storage of feature values.
         top = hits[0]
         assert top.score == pytest.approx(float(scores[ids.index(top.id)]), rel=0.02)
     assert np.mean(overlaps) >= 0.9, overlaps
 
 
-def test_documents_are_stamped_with_the_model(client, cranfield, default_layout):
+def test_documents_are_stamped_with_the_model(cranfield):
     index = cranfield[0]
-    source = client.get(index=index, id="1")["_source"]
+    source = _get(index, "1")
     assert source["splade_model"]["name"] == "splade-os-default"
     assert "splade_fingerprint" not in source and "ingested_at" in source
     assert "%2E" in source["splade"]  # the "." token, escaped
 
 
-def test_query_found_only_through_a_dot_token(client, opensearch_url, default_layout, tmp_path):
-    index = "dots"
+def test_query_found_only_through_a_dot_token(cluster, default_model, tmp_path):
     corpus = tmp_path / "dots.jsonl"
     corpus.write_text(json.dumps({"_id": "d1", "text": "..."}) + "\n" + json.dumps({"_id": "d2", "text": "wing"}) + "\n")
-    stats = ingest(client, opensearch_url, corpus, index, default_layout, show_progress=False,
-                   dead_letter_path=tmp_path / "dead.jsonl")
+    stats = ingest(cluster, corpus, "dots", default_model, show_progress=False,
+                   options=IngestOptions(dead_letter=tmp_path / "dead.jsonl"))
     assert stats.indexed == 2
-    encoder = QueryEncoder(default_layout)
-    weights = encoder.encode("...")
-    assert list(weights) == ["%2E"]
-    hits = search(client, opensearch_url, index, "...", encoder)
-    assert [h.id for h in hits] == ["d1"]
+    assert list(default_model.query_encoder.encode("...")) == ["%2E"]
+    assert [h.id for h in cluster.index("dots").search("...")] == ["d1"]
 
 
-def test_bad_lines_go_to_dead_letters_and_the_rest_is_indexed(client, opensearch_url, default_layout, tmp_path):
+def test_bad_lines_go_to_dead_letters_and_the_rest_is_indexed(cluster, default_model, tmp_path):
     lines = [
         b'{"_id": "ok1", "text": "supersonic flow over a wedge"}',
         b'{"_id": "ok2", "title": "drag", "text": "drag of a cone"}',
@@ -114,7 +114,8 @@ def test_bad_lines_go_to_dead_letters_and_the_rest_is_indexed(client, opensearch
     corpus = tmp_path / "mixed.jsonl"
     corpus.write_bytes(b"\n".join(lines) + b"\n")
     dead = tmp_path / "mixed.rejected.jsonl"
-    stats = ingest(client, opensearch_url, corpus, "mixed", default_layout, show_progress=False, dead_letter_path=dead)
+    options = IngestOptions(dead_letter=dead)
+    stats = ingest(cluster, corpus, "mixed", default_model, options=options, show_progress=False)
     assert (stats.indexed, stats.rejected, stats.count_after) == (3, 5, 3)
     records = {r["line"]: r for r in map(json.loads, open(dead))}
     assert sorted(records) == [3, 4, 5, 6, 7]
@@ -124,15 +125,13 @@ def test_bad_lines_go_to_dead_letters_and_the_rest_is_indexed(client, opensearch
     assert "empty text field" in records[6]["reason"]
     assert "duplicate id 'ok1'" in records[7]["reason"]
     # Re-running never duplicates: ids (given or derived from content) are stable.
-    again = ingest(client, opensearch_url, corpus, "mixed", default_layout, show_progress=False, dead_letter_path=dead)
+    again = ingest(cluster, corpus, "mixed", default_model, options=options, show_progress=False)
     assert again.count_after == 3
 
 
-def test_pipeline_rejects_foreign_and_malformed_documents(client, cranfield):
-    from opensearchpy import exceptions as os_exc
-
+def test_pipeline_rejects_foreign_and_malformed_documents(cranfield):
     index = cranfield[0]
-    good = client.get(index=index, id="1")["_source"]
+    good = _get(index, "1")
     cases = {
         "another model": {"text": "x", "splade": good["splade"], "splade_fingerprint": "0" * 64},
         "no fingerprint": {"text": "x", "splade": good["splade"]},
@@ -140,39 +139,38 @@ def test_pipeline_rejects_foreign_and_malformed_documents(client, cranfield):
         "zero value": {"text": "x", "splade": {"wing": 0.0}, "splade_fingerprint": "0"},
     }
     for name, doc in cases.items():
-        with pytest.raises(os_exc.TransportError) as caught:
-            client.index(index=index, id=f"foreign-{name}", body=doc)
-        assert "splade-os" in str(caught.value.info), name
+        with pytest.raises(ClusterError, match="splade-os"):
+            index.cluster.request("PUT", f"/{index.name}/_doc/foreign-{name.replace(' ', '-')}", doc)
 
 
-def test_other_model_is_refused(client, opensearch_url, cranfield, default_layout, tmp_path):
+def test_other_model_is_refused(cluster, cranfield, default_model, tmp_path):
     import shutil
 
     from safetensors.numpy import load_file, save_file
 
+    index = cranfield[0]
     folder = tmp_path / "other-model"
-    shutil.copytree(default_layout.root, folder)
+    shutil.copytree(default_model.root, folder)
     table_path = folder / "query_0_SparseStaticEmbedding" / "model.safetensors"
     table = load_file(str(table_path))
     table["weight"] = table["weight"] * 2
     save_file(table, str(table_path))
     with pytest.raises(ModelMismatchError, match="was ingested with model"):
-        query_encoder_for(client, opensearch_url, cranfield[0], str(folder))
+        index.query_encoder(str(folder))
     # Ingesting with it into the same index is refused before anything is sent.
-    other = read_layout(folder)
     corpus = tmp_path / "one.jsonl"
     corpus.write_text('{"_id": "x1", "text": "wing"}\n')
     with pytest.raises(ModelMismatchError):
-        ingest(client, opensearch_url, corpus, cranfield[0], other, show_progress=False)
-    assert not client.exists(index=cranfield[0], id="x1")
-    # Searching with no --model uses the index's own model.
-    encoder, meta = query_encoder_for(client, opensearch_url, cranfield[0])
-    assert encoder.hash == meta["model"]["hash"] == QueryEncoder(default_layout).hash
+        ingest(cluster, corpus, index.name, resolve_model(str(folder)), show_progress=False)
+    assert not cluster.exists(f"/{index.name}/_doc/x1")
+    # Searching with no model uses the index's own query side, stored in the cluster by hash.
+    encoder = index.query_encoder()
+    assert encoder.hash == index.model["hash"] == default_model.query_encoder.hash
 
 
-def test_identity_recorded_in_meta(client, opensearch_url, cranfield, default_layout):
-    meta = client.indices.get_mapping(index=cranfield[0])[cranfield[0]]["mappings"]["_meta"]["splade_os"]
-    identity = model_identity(default_layout, QueryEncoder(default_layout).hash, "default")
-    assert meta["model"] == {"name": identity.name, "version": identity.version, "source": "default",
-                             "hash": identity.hash, "fingerprint": identity.fingerprint}
-    assert meta["field"] == "splade"
+def test_identity_recorded_in_meta(cranfield, default_model):
+    index = cranfield[0]
+    meta = index.cluster.request("GET", f"/{index.name}/_mapping")[index.name]["mappings"]["_meta"]["splade_os"]
+    assert meta["model"] == default_model.identity.as_meta()
+    assert meta["model"]["source"] == "default"
+    assert meta["field"] == "splade" and meta["pipeline"] == "splade-os-cranfield" and meta["schema"] == 2

@@ -5,7 +5,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.corpus import DeadLetters, Document, Rejected, parse_line, read_corpus, stable_id
+from splade_os.corpus import DeadLetters, Document, Rejected, parse_line, read_corpus, stable_id
 
 
 @given(st.binary(max_size=300))

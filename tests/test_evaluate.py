@@ -4,19 +4,11 @@ import json
 
 import pytest
 
-from connector.errors import InputError
-from connector.evaluate import (
-    EvalResult,
-    evaluate_exact,
-    evaluate_index,
-    exact_doc_vectors,
-    load_beir,
-    load_qrels,
-    load_queries,
-    retrieval_metrics,
-)
-from connector.ingest import ingest
-from connector.query import QueryEncoder
+from splade_os.errors import InputError
+from splade_os.beir import load_beir, load_qrels, load_queries
+from splade_os.evaluate import EvalResult, evaluate_exact, evaluate_index, exact_doc_vectors, retrieval_metrics
+from splade_os.ingest import IngestOptions, ingest
+from fakes import FakeCluster, splade_mapping
 
 SUBSET_DOCS = 300
 INDEX = "eval-subset"
@@ -79,41 +71,32 @@ def test_graded_ndcg_differs_from_binary_only_when_grades_differ():
     assert m_graded["ndcg@10_graded"] < m_graded["ndcg@10"] - 0.05
 
 
-class FakeClient:
-    """Records search bodies; answers with canned hits (no hit for unknown queries)."""
-
-    class cluster:
-        @staticmethod
-        def get_settings(**kwargs):
-            return {"defaults": {"indices.query.bool.max_clause_count": "7"}}
-
-    def __init__(self, hits):
-        self.hits = hits
-        self.bodies = []
-
-    def search(self, index, body):
-        self.bodies.append(body)
-        key = body["query"]["bool"]["should"][0]["rank_feature"]["field"] if "bool" in body["query"] else None
-        return {"hits": {"hits": [{"_id": d, "_score": s} for d, s in self.hits.get(key, [])]}}
-
-
-def test_evaluate_index_requests_and_queries_without_hits(default_layout):
-    encoder = QueryEncoder(default_layout)
+def test_evaluate_index_requests_and_queries_without_hits(default_model):
+    encoder = default_model.query_encoder
     queries = {"1": "wing", "2": "supersonic", "3": "unjudged"}
     qrels = {"1": {"a": 1}, "2": {"b": 1}}
-    client = FakeClient({"splade.wing": [("a", 3.0), ("c", 1.0)]})
-    result = evaluate_index(client, "http://user:secret@localhost:9200", "idx", queries, qrels, encoder, k=20)
+    canned = {"splade.wing": [("a", 3.0), ("c", 1.0)]}
+
+    def answer(method, path, body):
+        if path.endswith("/_mapping"):
+            return splade_mapping("idx")
+        key = body["query"]["bool"]["should"][0]["rank_feature"]["field"] if "bool" in body["query"] else None
+        return {"hits": {"hits": [{"_id": d, "_score": s} for d, s in canned.get(key, [])]}}
+
+    cluster = FakeCluster(answer, max_clause_count=7)
+    result = evaluate_index(cluster.index("idx"), queries, qrels, encoder, k=20)
     assert isinstance(result, EvalResult) and result.exact_metrics is None
     # A query that finds nothing still counts (as 0), one without judgments does not.
     assert result.queries == 2 and result.run == {"1": {"a": 3.0, "c": 1.0}, "2": {}}
     assert result.metrics["ndcg@10"] == pytest.approx(0.5) and result.metrics["mrr@10"] == pytest.approx(0.5)
     assert result.metrics["ndcg@10_graded"] == pytest.approx(0.5)
-    body = client.bodies[-1]
-    assert body["_source"] is False and body["size"] == 20
-    assert result.settings["max_clauses"] == 7 and "secret" not in result.settings["url"]
+    searches = [body for method, path, body in cluster.calls if path == "/idx/_search"]
+    assert len(searches) == 3  # one warm-up, then one per judged query
+    assert searches[-1]["_source"] is False and searches[-1]["size"] == 20
+    assert result.settings["max_clauses"] == 7 and result.settings["engine"] == "opensearch"
     assert set(result.latency) == {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "qps"}
-    with pytest.raises(ValueError):
-        evaluate_index(client, "u", "idx", queries, qrels, encoder, k=5)
+    with pytest.raises(InputError, match="at least 10"):
+        evaluate_index(cluster.index("idx"), queries, qrels, encoder, k=5)
 
 
 # --- against sentence-transformers, on a real node ---------------------------------------------
@@ -138,7 +121,7 @@ def subset(sample_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def st_reference(subset, default_layout):
+def st_reference(subset, default_model):
     """sentence-transformers' own SparseInformationRetrievalEvaluator on the subset."""
     from sentence_transformers import SparseEncoder
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
@@ -149,28 +132,27 @@ def st_reference(subset, default_layout):
         record = json.loads(line)
         corpus[record["_id"]] = f"{record['title']} {record['text']}" if record["title"] else record["text"]
     relevant = {q: {d for d, g in docs.items() if g > 0} for q, docs in qrels.items()}
-    model = SparseEncoder(str(default_layout.root), device="cpu")
+    model = SparseEncoder(str(default_model.root), device="cpu")
     evaluator = SparseInformationRetrievalEvaluator(queries, corpus, relevant, write_csv=False, batch_size=64)
     results = evaluator(model)
     return {"ndcg@10": results[evaluator.primary_metric], "all": results, "queries": len(evaluator.queries_ids)}
 
 
 @pytest.fixture(scope="module")
-def subset_index(client, opensearch_url, default_layout, subset, tmp_path_factory):
-    client.indices.delete(index=INDEX, ignore_unavailable=True)
-    stats = ingest(client, opensearch_url, subset / "corpus.jsonl", INDEX, default_layout, show_progress=False,
-                   dead_letter_path=tmp_path_factory.mktemp("dead") / "subset.rejected.jsonl")
+def subset_index(cluster, default_model, subset, tmp_path_factory):
+    options = IngestOptions(dead_letter=tmp_path_factory.mktemp("dead") / "subset.rejected.jsonl")
+    stats = ingest(cluster, subset / "corpus.jsonl", INDEX, default_model, options=options, show_progress=False)
     assert stats.indexed == SUBSET_DOCS and stats.rejected == 0
-    yield INDEX
-    client.indices.delete(index=INDEX, ignore_unavailable=True)
+    yield cluster.index(INDEX)
+    cluster.request("DELETE", f"/{INDEX}")
 
 
-def test_index_and_exact_reproduce_sentence_transformers(client, opensearch_url, default_layout, subset,
-                                                         subset_index, st_reference):
+@pytest.mark.slow
+def test_index_and_exact_reproduce_sentence_transformers(default_model, subset, subset_index, st_reference):
     queries, qrels, corpus_path = load_beir(subset)
-    encoder = QueryEncoder(default_layout)
-    result = evaluate_index(client, opensearch_url, subset_index, queries, qrels, encoder, k=100)
-    vectors = exact_doc_vectors(corpus_path, default_layout, device="cpu")
+    encoder = default_model.query_encoder
+    result = evaluate_index(subset_index, queries, qrels, encoder, k=100)
+    vectors = exact_doc_vectors(corpus_path, default_model, device="cpu")
     exact = evaluate_exact(vectors, queries, qrels, encoder, k=100)
     st = st_reference["all"]
     print(f"\nNDCG@10 over {result.queries} queries: index {result.metrics['ndcg@10']:.4f}, "

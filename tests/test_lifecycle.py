@@ -8,12 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
-from connector.errors import ModelError, RegistryError
-from connector.ingest import ingest
-from connector.model import resolve_model
-from connector.registry import CHUNK_INDEX, REGISTRY_INDEX, pull, push, query_side
-from connector.search import query_encoder_for, search
-from connector.train import TrainArgs, beir_pairs, starting_model, static_table_parameter, train
+from splade_os.errors import ModelError, RegistryError
+from splade_os.ingest import IngestOptions, ingest
+from splade_os.model import resolve_model
+from splade_os.registry import CHUNK_INDEX, QUERY_SIDE_INDEX, REGISTRY_INDEX, pull, push, query_side
+from splade_os.train import TrainArgs, beir_pairs, starting_model, static_table_parameter, train
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -51,73 +52,82 @@ def test_beir_pairs_without_training_queries_use_titles(sample_dir):
     assert rows[0]["query"] and rows[0]["positive"] != rows[0]["query"]
 
 
-def test_push_pull_ingest_search(client, opensearch_url, trained, tmp_path, sample_dir):
+def test_push_pull_ingest_search(cluster, trained, tmp_path, sample_dir):
     model_dir = trained[0].model_dir
-    first = push(client, opensearch_url, model_dir, "cran-test", show_progress=False)
-    second = push(client, opensearch_url, model_dir, "cran-test", show_progress=False)
+    first = push(cluster, model_dir, "cran-test", show_progress=False)
+    second = push(cluster, model_dir, "cran-test", show_progress=False)
     assert (first["version"], second["version"]) == (1, 2)
     with pytest.raises(RegistryError, match="never overwritten"):
-        push(client, opensearch_url, model_dir, "cran-test", version=2, show_progress=False)
+        push(cluster, model_dir, "cran-test", version=2, show_progress=False)
 
-    pulled = pull(client, opensearch_url, "cran-test@1", dest=tmp_path / "pulled", show_progress=False)
+    pulled = pull(cluster, "cran-test@1", dest=tmp_path / "pulled", show_progress=False)
     names = sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file())
     assert names == sorted(p.relative_to(pulled).as_posix() for p in pulled.rglob("*") if p.is_file())
     for name in names:
         assert filecmp.cmp(model_dir / name, pulled / name, shallow=False), name
 
-    # Apps in any language can read the query side from the registry document.
-    meta = client.get(index=REGISTRY_INDEX, id="cran-test@2")["_source"]
-    table = np.frombuffer(base64.b64decode(meta["query_side"]["query_table"]), dtype="<f4")
-    layout = resolve_model("cran-test@2", show_progress=False, client=client, url=opensearch_url)
-    assert layout.source == "cluster:cran-test@2"
-    from connector.query import QueryEncoder
-
-    assert np.array_equal(table, QueryEncoder(layout).table)
+    # Apps in any language can read the query side from the cluster: the registry entry names it.
+    meta = cluster.request("GET", f"/{REGISTRY_INDEX}/_doc/cran-test@2")["_source"]
+    side = cluster.request("GET", f"/{meta['query_side']['index']}/_doc/{meta['query_side']['id']}")["_source"]
+    assert meta["query_side"]["index"] == QUERY_SIDE_INDEX and side["hash"] == meta["hash"]
+    table = np.frombuffer(base64.b64decode(side["query_table"]), dtype="<f4")
+    model = resolve_model("cran-test@2", cluster, show_progress=False)
+    assert model.source == "cluster:cran-test@2" and model.version == "2"
+    assert np.array_equal(table, model.query_encoder.table)
 
     corpus = tmp_path / "small.jsonl"
     corpus.write_text("".join(open(sample_dir / "corpus.jsonl").readlines()[:30]))
-    stats = ingest(client, opensearch_url, corpus, "lifecycle", layout, show_progress=False,
-                   dead_letter_path=tmp_path / "dead.jsonl")
+    stats = ingest(cluster, corpus, "lifecycle", model, options=IngestOptions(dead_letter=tmp_path / "dead.jsonl"),
+                   show_progress=False)
     assert stats.indexed == 30
-    # Search with no model: the query side comes from the registry, found through the index _meta.
-    encoder, index_meta = query_encoder_for(client, opensearch_url, "lifecycle")
-    assert index_meta["model"]["source"] == "cluster:cran-test@2" and index_meta["model"]["version"] == "2"
-    assert encoder.layout.query_dir == query_side(client, opensearch_url, "cran-test@2")
-    hits = search(client, opensearch_url, "lifecycle", "boundary layer", encoder, k=3)
+    # Search with no model: the query side comes from the cluster, found through the index _meta.
+    index = cluster.index("lifecycle")
+    assert index.model["source"] == "cluster:cran-test@2" and index.model["version"] == "2"
+    encoder = index.query_encoder()
+    assert encoder.hash == model.query_encoder.hash and query_side(cluster, encoder.hash) is not None
+    hits = index.search("boundary layer", k=3)
     assert len(hits) == 3
 
     # Evaluate the index: Cranfield's judgments restricted to the 30 documents ingested.
-    from connector.evaluate import evaluate_index, load_beir
+    from splade_os.beir import load_beir
 
     queries, qrels, _ = load_beir(sample_dir)
     ids = {json.loads(line)["_id"] for line in open(corpus)}
     qrels = {q: {d: g for d, g in docs.items() if d in ids} for q, docs in qrels.items()}
     qrels = {q: docs for q, docs in qrels.items() if docs}
-    result = evaluate_index(client, opensearch_url, "lifecycle", queries, qrels, encoder, k=10)
+    result = index.evaluate(queries, qrels, k=10)
+    # The exact in-memory reference of the same model on the same 30 documents: the index loses
+    # only the 9-bit storage of the values.
+    from splade_os.evaluate import evaluate_exact, exact_doc_vectors
+
+    exact = evaluate_exact(exact_doc_vectors(corpus, model, device="cpu"), queries, qrels, encoder, k=10)
     assert result.queries == len(qrels) > 5
-    assert 0 < result.metrics["ndcg@10"] <= 1 and result.latency["p50_ms"] > 0
+    assert result.metrics["ndcg@10"] == pytest.approx(exact["ndcg@10"], abs=0.01)
+    assert result.metrics["ndcg@10"] > 0.3 and result.latency["p50_ms"] > 0
 
 
-def test_corrupted_or_missing_chunk_is_an_error(client, opensearch_url, trained, tmp_path):
-    push(client, opensearch_url, trained[0].model_dir, "cran-broken", show_progress=False)
-    chunk_id = "cran-broken@1/document_0_Transformer/model.safetensors#0"
-    source = client.get(index=CHUNK_INDEX, id=chunk_id)["_source"]
+def test_corrupted_or_missing_chunk_is_an_error(cluster, trained, tmp_path):
+    from urllib.parse import quote
+
+    push(cluster, trained[0].model_dir, "cran-broken", show_progress=False)
+    path = f"/{CHUNK_INDEX}/_doc/" + quote("cran-broken@1/document_0_Transformer/model.safetensors#0", safe="")
+    source = cluster.request("GET", path)["_source"]
     data = bytearray(base64.b64decode(source["data"]))
     data[100] ^= 0xFF
     source["data"] = base64.b64encode(bytes(data)).decode()
-    client.index(index=CHUNK_INDEX, id=chunk_id, body=source, refresh=True)
+    cluster.request("PUT", path, source, params={"refresh": "true"})
     with pytest.raises(RegistryError, match="corrupted"):
-        pull(client, opensearch_url, "cran-broken@1", dest=tmp_path / "a", show_progress=False)
-    client.delete(index=CHUNK_INDEX, id=chunk_id, refresh=True)
+        pull(cluster, "cran-broken@1", dest=tmp_path / "a", show_progress=False)
+    cluster.request("DELETE", path, params={"refresh": "true"})
     with pytest.raises(RegistryError, match="missing"):
-        pull(client, opensearch_url, "cran-broken@1", dest=tmp_path / "b", show_progress=False)
+        pull(cluster, "cran-broken@1", dest=tmp_path / "b", show_progress=False)
     with pytest.raises(RegistryError, match="not in the registry"):
-        pull(client, opensearch_url, "cran-broken@7", dest=tmp_path / "c", show_progress=False)
+        pull(cluster, "cran-broken@7", dest=tmp_path / "c", show_progress=False)
 
 
-def test_only_safe_files_are_pushed(client, opensearch_url, default_layout, tmp_path):
+def test_only_safe_files_are_pushed(cluster, default_model, tmp_path):
     folder = tmp_path / "m"
-    shutil.copytree(default_layout.root, folder)
+    shutil.copytree(default_model.root, folder)
     (folder / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ModelError, match="only safetensors, JSON and text files"):
-        push(client, opensearch_url, folder, "unsafe", show_progress=False)
+        push(cluster, folder, "unsafe", show_progress=False)

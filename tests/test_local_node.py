@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from connector.local_node import LocalNode
+from splade_os.local_node import LocalNode
 
 # Never send loopback requests through a proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

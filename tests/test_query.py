@@ -9,19 +9,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.query import ClauseCapWarning, QueryEncoder, query_body
+from splade_os.query import ClauseCapWarning, QueryEncoder, query_body
 
 
 @pytest.fixture(scope="module")
-def encoder(default_layout):
-    return QueryEncoder(default_layout)
+def encoder(default_model):
+    return default_model.query_encoder
 
 
 @pytest.fixture(scope="module")
-def st_model(default_layout):
+def st_model(default_model):
     from sentence_transformers import SparseEncoder
 
-    return SparseEncoder(str(default_layout.root), device="cpu")
+    return SparseEncoder(str(default_model.root), device="cpu")
 
 
 def _reference(st_model, texts):
@@ -69,11 +69,11 @@ def test_query_without_known_tokens_matches_nothing():
     assert query_body({}, [])["query"] == {"match_none": {}}
 
 
-def test_query_side_does_not_import_torch(default_layout):
+def test_query_side_does_not_import_torch(default_model):
     code = (
-        "import sys; from connector import QueryEncoder; "
-        f"e = QueryEncoder.load({str(default_layout.root)!r}); e.to_dsl('lift'); "
-        "import connector.cli, connector.search; "
+        "import sys; from splade_os import QueryEncoder; "
+        f"e = QueryEncoder.load({str(default_model.root)!r}); e.to_dsl('lift'); "
+        "import splade_os.cli, splade_os.search; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

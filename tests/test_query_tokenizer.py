@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from connector.query_tokenizer import QueryTokenizer
+from splade_os.query_tokenizer import QueryTokenizer
 
 # Printable ASCII with whitespace, punctuation runs, digits and mixed case: the fast path's alphabet.
 ascii_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("\t\n\r"), max_size=300)
@@ -16,8 +16,8 @@ special = st.sampled_from(["[MASK]", "[cls]", "[SEP]", "café", "中文", "\x00"
 mixed_text = st.lists(ascii_text | special, max_size=6).map(" ".join)
 
 
-def _tokenizer(layout, max_length=None, **normalizer):
-    config = json.loads(layout.tokenizer_file.read_text(encoding="utf-8"))
+def _tokenizer(model, max_length=None, **normalizer):
+    config = json.loads(model.layout.tokenizer_file.read_text(encoding="utf-8"))
     config["normalizer"].update(normalizer)
     tokenizer = Tokenizer.from_str(json.dumps(config))
     tokenizer.no_padding()
@@ -29,18 +29,18 @@ def _tokenizer(layout, max_length=None, **normalizer):
 
 
 @pytest.fixture(scope="module")
-def bert(default_layout):
-    return _tokenizer(default_layout)
+def bert(default_model):
+    return _tokenizer(default_model)
 
 
 @pytest.fixture(scope="module")
-def cased(default_layout):
-    return _tokenizer(default_layout, lowercase=False)
+def cased(default_model):
+    return _tokenizer(default_model, lowercase=False)
 
 
 @pytest.fixture(scope="module")
-def truncating(default_layout):
-    return {n: _tokenizer(default_layout, max_length=n) for n in (1, 2, 5, 12)}
+def truncating(default_model):
+    return {n: _tokenizer(default_model, max_length=n) for n in (1, 2, 5, 12)}
 
 
 _made = {}
@@ -93,8 +93,8 @@ def test_long_words_become_unknown(bert):
     _check(bert, "a" * 150 + " wing " + "b" * 99)
 
 
-def test_other_tokenizers_use_the_library(default_layout):
-    config = json.loads(default_layout.tokenizer_file.read_text(encoding="utf-8"))
+def test_other_tokenizers_use_the_library(default_model):
+    config = json.loads(default_model.layout.tokenizer_file.read_text(encoding="utf-8"))
     config["pre_tokenizer"] = {"type": "Whitespace"}
     tokenizer = Tokenizer.from_str(json.dumps(config))
     fast = _check(tokenizer, "what is lift? (x-y)")
@@ -102,7 +102,7 @@ def test_other_tokenizers_use_the_library(default_layout):
 
 
 def test_text_that_is_not_unicode_is_a_clear_error(bert):
-    from connector.errors import InputError
+    from splade_os.errors import InputError
 
     with pytest.raises(InputError, match=r"unpaired surrogate \(\\udcff at character 5\)"):
         QueryTokenizer(bert).ids("wing \udcff lift")  # what argv bytes that are not UTF-8 become

@@ -16,24 +16,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.bulk import RetryPolicy
-from connector.checkpoint import Checkpoint
-from connector.client import connect
-from connector.corpus import Rejected, parse_line
-from connector.encoder import DocumentEncoder
-from connector.errors import ClusterError
-from connector.ingest import ingest
-from connector.local_node import LocalNode
-from connector.query import QueryEncoder
-from connector.search import search
+from splade_os.bulk import BulkOptions, RetryPolicy
+from splade_os.checkpoint import Checkpoint
+from splade_os.cluster import connect
+from splade_os.corpus import Rejected, parse_line
+from splade_os.encoder import DocumentEncoder
+from splade_os.errors import ClusterError
+from splade_os.ingest import IngestOptions, ingest
+from splade_os.local_node import LocalNode
 from faults import FaultProxy, self_signed_certificate
 
+pytestmark = pytest.mark.slow
 FAST_RETRY = RetryPolicy(initial=0.2, maximum=2.0, deadline=120)
 
 
+def options(tmp_path, window=1024, bulk_docs=500, **kwargs) -> IngestOptions:
+    """Ingest options with the checkpoint and dead letters in `tmp_path` and quick retries."""
+    return IngestOptions(window=window, bulk=BulkOptions(docs=bulk_docs, retry=FAST_RETRY),
+                         checkpoint=kwargs.pop("checkpoint", tmp_path / "ckpt.json"),
+                         dead_letter=kwargs.pop("dead_letter", tmp_path / "dead.jsonl"), **kwargs)
+
+
 @pytest.fixture(scope="module")
-def encoder(default_layout):
-    return DocumentEncoder(default_layout, device="cpu")
+def encoder(default_model):
+    return DocumentEncoder(default_model, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +50,18 @@ def corpus(sample_dir, tmp_path_factory):
     return path
 
 
-def _ids(client, index):
-    client.indices.refresh(index=index)
-    hits = client.search(index=index, body={"size": 10000, "_source": False, "query": {"match_all": {}}})
+def _ids(cluster, index):
+    cluster.index(index).refresh()
+    hits = cluster.request("POST", f"/{index}/_search", {"size": 10000, "_source": False, "query": {"match_all": {}}})
     return [h["_id"] for h in hits["hits"]["hits"]]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_kill_and_resume(client, opensearch_url, default_layout, encoder, corpus, tmp_path, stop):
+def test_kill_and_resume(cluster, opensearch_url, default_model, encoder, corpus, tmp_path, stop):
     checkpoint, dead = tmp_path / "ckpt.json", tmp_path / "dead.jsonl"
     window = 10
     index = f"crash-{stop.name.lower()}"
-    command = [sys.executable, "-m", "connector", "-q", "ingest", str(corpus), "--index", index, "--url",
+    command = [sys.executable, "-m", "splade_os", "-q", "ingest", str(corpus), "--index", index, "--url",
                opensearch_url, "--window", str(window), "--bulk-docs", "5", "--checkpoint", str(checkpoint),
                "--dead-letter", str(dead), "--device", "cpu"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -71,8 +77,8 @@ def test_kill_and_resume(client, opensearch_url, default_layout, encoder, corpus
         _, stderr = process.communicate(timeout=120)
     state = Checkpoint.load(checkpoint)
     assert not state.complete and 60 <= state.line < 200
-    client.indices.refresh(index=index)
-    acknowledged_before = client.count(index=index)["count"]
+    cluster.index(index).refresh()
+    acknowledged_before = cluster.index(index).count()
     # Documents past the checkpoint that the cluster had already taken: the in-flight ones.
     in_flight = acknowledged_before - state.indexed
     capacity = window * (encoder.prefetch + 2 + 2)  # being encoded + prefetched + queued + being sent
@@ -83,29 +89,28 @@ def test_kill_and_resume(client, opensearch_url, default_layout, encoder, corpus
         assert in_flight == 0
 
     before = encoder.documents
-    stats = ingest(client, opensearch_url, corpus, index, default_layout, encoder=encoder, resume=True,
-                   checkpoint_path=checkpoint, show_progress=False, window=window, retry=FAST_RETRY)
+    stats = ingest(cluster, corpus, index, default_model, encoder=encoder, show_progress=False,
+                   options=options(tmp_path, window=window, checkpoint=checkpoint, resume=True))
     assert encoder.documents - before == 200 - state.line  # nothing before the checkpoint encoded again
-    ids = _ids(client, index)
+    ids = _ids(cluster, index)
     assert len(ids) == len(set(ids)) == 200 == stats.count_after == stats.indexed
     assert Checkpoint.load(checkpoint).complete
 
 
-def test_node_stopped_mid_ingest(default_layout, encoder, corpus, tmp_path):
+def test_node_stopped_mid_ingest(default_model, encoder, corpus, tmp_path):
     # Outside pytest's private temp folder: as root the node runs as an unprivileged user.
     data = Path(tempfile.mkdtemp(prefix="splade-os-restart-"))
     node = LocalNode(show_progress=False, data_dir=data).start()
     port = node.port
     try:
-        client = connect(node.url)
+        restarting = connect(node.url)
         checkpoint = tmp_path / "ckpt.json"
         result = {}
 
         def run():
             try:
-                result["stats"] = ingest(client, node.url, corpus, "restart", default_layout, encoder=encoder,
-                                         window=10, bulk_docs=5, checkpoint_path=checkpoint, show_progress=False,
-                                         dead_letter_path=tmp_path / "dead.jsonl", retry=FAST_RETRY)
+                result["stats"] = ingest(restarting, corpus, "restart", default_model, encoder=encoder,
+                                         options=options(tmp_path, window=10, bulk_docs=5), show_progress=False)
             except BaseException as e:
                 result["error"] = e
 
@@ -129,18 +134,17 @@ def test_node_stopped_mid_ingest(default_layout, encoder, corpus, tmp_path):
         shutil.rmtree(data, ignore_errors=True)
 
 
-def test_429s_and_dropped_connections(client, opensearch_url, default_layout, encoder, corpus, tmp_path):
+def test_429s_and_dropped_connections(cluster, opensearch_url, default_model, encoder, corpus, tmp_path):
     def fault(n, path):
         return {0: "429", 1: "drop", 2: "items-429"}.get(n % 4)
 
     with FaultProxy(opensearch_url, fault) as proxy:
         flaky = connect(proxy.url)
-        stats = ingest(flaky, proxy.url, corpus, "flaky", default_layout, encoder=encoder, window=20, bulk_docs=10,
-                       checkpoint_path=tmp_path / "ckpt.json", dead_letter_path=tmp_path / "dead.jsonl",
-                       show_progress=False, retry=FAST_RETRY)
+        stats = ingest(flaky, corpus, "flaky", default_model, encoder=encoder,
+                       options=options(tmp_path, window=20, bulk_docs=10), show_progress=False)
     assert proxy.counts["429"] > 0 and proxy.counts["drop"] > 0 and proxy.counts["items-429"] > 0
     assert stats.indexed == 200 and stats.rejected == 0
-    ids = _ids(client, "flaky")
+    ids = _ids(cluster, "flaky")
     assert len(ids) == len(set(ids)) == 200
 
 
@@ -161,8 +165,7 @@ good_texts = st.one_of(
 
 @settings(max_examples=8, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), good_texts, bad_lines), min_size=1, max_size=12))
-def test_fuzzed_input_is_indexed_or_dead_lettered(client, opensearch_url, default_layout, encoder, tmp_path_factory,
-                                                  rows):
+def test_fuzzed_input_is_indexed_or_dead_lettered(cluster, default_model, encoder, tmp_path_factory, rows):
     folder = tmp_path_factory.mktemp("fuzz")
     lines, good = [], {}
     for number, (is_good, text, junk) in enumerate(rows, 1):
@@ -174,33 +177,35 @@ def test_fuzzed_input_is_indexed_or_dead_lettered(client, opensearch_url, defaul
     corpus = folder / "fuzz.jsonl"
     corpus.write_bytes(b"\n".join(lines) + b"\n")
     index = f"fuzz-{folder.name.lower()}"
-    stats = ingest(client, opensearch_url, corpus, index, default_layout, encoder=encoder,
-                   checkpoint_path=folder / "ckpt.json", dead_letter_path=folder / "dead.jsonl", show_progress=False)
+    stats = ingest(cluster, corpus, index, default_model, encoder=encoder, options=options(folder),
+                   show_progress=False)
     dead = {json.loads(line)["line"]: json.loads(line) for line in open(folder / "dead.jsonl")} \
         if (folder / "dead.jsonl").exists() else {}
-    indexed = set(_ids(client, index))
+    indexed = set(_ids(cluster, index))
     for number in range(1, len(rows) + 1):
         if number in good:
             assert good[number] in indexed or "no non-zero feature" in dead[number]["reason"], number
         else:
             assert number in dead and dead[number]["reason"], (number, lines[number - 1][:80])
     assert stats.indexed + stats.rejected == len(rows)
-    client.indices.delete(index=index)
+    cluster.request("DELETE", f"/{index}")
 
 
-def test_alias_switch_only_after_success(client, opensearch_url, default_layout, encoder, corpus, tmp_path):
-    first = ingest(client, opensearch_url, corpus, None, default_layout, alias="live", encoder=encoder,
-                   checkpoint_path=tmp_path / "a.json", show_progress=False)
-    assert first.alias_switched and list(client.indices.get_alias(name="live")) == [first.index]
-    queries = QueryEncoder(default_layout)
+def test_alias_switch_only_after_success(cluster, default_model, encoder, corpus, tmp_path):
+    from splade_os.ingest import alias_targets
+
+    first = ingest(cluster, corpus, None, default_model, alias="live", encoder=encoder,
+                   options=options(tmp_path, checkpoint=tmp_path / "a.json"), show_progress=False)
+    assert first.alias_switched and alias_targets(cluster, "live") == [first.index]
+    live = cluster.index("live")
 
     class Failing:
         """Encodes two windows, then fails: an ingest that breaks halfway."""
 
         vocab_size = encoder.vocab_size
 
-        def encode_stream(self, windows):
-            for n, item in enumerate(encoder.encode_stream(windows)):
+        def encode_stream(self, windows, on_batch=None):
+            for n, item in enumerate(encoder.encode_stream(windows, on_batch)):
                 if n == 2:
                     raise RuntimeError("disk on fire")
                 yield item
@@ -211,7 +216,7 @@ def test_alias_switch_only_after_success(client, opensearch_url, default_layout,
     def keep_searching():
         while not stop.is_set():
             try:
-                assert search(client, opensearch_url, "live", "boundary layer", queries, k=3)
+                assert live.search("boundary layer", k=3)
                 searches[0] += 1
             except Exception as e:  # any failure of a query during the run is a test failure
                 failures.append(e)
@@ -222,29 +227,29 @@ def test_alias_switch_only_after_success(client, opensearch_url, default_layout,
     try:
         with pytest.raises(RuntimeError, match="disk on fire"):
             time.sleep(1.1)  # a new index name (names carry the second)
-            ingest(client, opensearch_url, corpus, None, default_layout, alias="live", encoder=Failing(),
-                   window=20, checkpoint_path=tmp_path / "b.json", show_progress=False)
-        assert list(client.indices.get_alias(name="live")) == [first.index]
+            ingest(cluster, corpus, None, default_model, alias="live", encoder=Failing(),
+                   options=options(tmp_path, window=20, checkpoint=tmp_path / "b.json"), show_progress=False)
+        assert alias_targets(cluster, "live") == [first.index]
         time.sleep(1.1)
-        second = ingest(client, opensearch_url, corpus, None, default_layout, alias="live", encoder=encoder,
-                        keep=1, checkpoint_path=tmp_path / "c.json", show_progress=False)
+        second = ingest(cluster, corpus, None, default_model, alias="live", encoder=encoder,
+                        options=options(tmp_path, keep=1, checkpoint=tmp_path / "c.json"), show_progress=False)
     finally:
         stop.set()
         thread.join()
     assert not failures and searches[0] > 0
-    assert list(client.indices.get_alias(name="live")) == [second.index]
-    assert not client.indices.exists(index=first.index)  # pruned by keep=1, with the failed run's index
-    assert client.count(index="live")["count"] == 200
+    assert alias_targets(cluster, "live") == [second.index]
+    assert not cluster.exists(f"/{first.index}")  # pruned by keep=1, with the failed run's index
+    assert live.count() == 200
 
 
-def test_tls_and_basic_auth(opensearch_url, default_layout, encoder, corpus, tmp_path):
+def test_tls_and_basic_auth(opensearch_url, default_model, encoder, corpus, tmp_path):
     cert, key = self_signed_certificate(tmp_path)
     with FaultProxy(opensearch_url, tls=(cert, key), basic_auth="alice:s3cr3t-pw") as proxy:
-        client = connect(proxy.url, user="alice", password="s3cr3t-pw", ca_certs=cert)
-        stats = ingest(client, proxy.url, corpus, "tls", default_layout, encoder=encoder, show_progress=False,
-                       checkpoint_path=tmp_path / "ckpt.json")
+        secured = connect(proxy.url, user="alice", password="s3cr3t-pw", ca_certs=cert)
+        stats = ingest(secured, corpus, "tls", default_model, encoder=encoder, options=options(tmp_path),
+                       show_progress=False)
         assert stats.indexed == 200
-        assert search(client, proxy.url, "tls", "boundary layer", QueryEncoder(default_layout))
+        assert secured.index("tls").search("boundary layer")
         with pytest.raises(ClusterError, match="TLS verification failed") as error:
             connect(proxy.url, user="alice", password="s3cr3t-pw")
         assert "s3cr3t-pw" not in str(error.value)

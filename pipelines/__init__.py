@@ -1,0 +1,1 @@
+"""The ingest pipeline templates (data files); shipped inside the splade_os package as splade_os.pipelines."""
