@@ -147,6 +147,18 @@ def _shard(value: Optional[str]):
     return int(part), int(total)
 
 
+def _ray_options(address: Optional[str], workers: Optional[int], shard: Optional[str]):
+    if address is None:
+        if workers is not None:
+            raise click.BadParameter("needs --ray", param_hint="--ray-workers")
+        return None
+    if shard is not None:
+        raise click.BadParameter("--ray splits the corpus itself; drop --shard", param_hint="--shard")
+    from .ray_ingest import RayOptions
+
+    return RayOptions(address=address or None, workers=workers)
+
+
 @cli.command()
 @click.argument("corpus", type=click.Path(dir_okay=False, path_type=Path))
 @index_option(required=False, help_text="Index name (or use --alias).")
@@ -164,6 +176,11 @@ def _shard(value: Optional[str]):
 @click.option("--bulk-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Most megabytes per bulk request (also at most half the cluster's http.max_content_length).")
 @click.option("--shard", default=None, help="i/N: take only lines with (line-1) % N == i, so N hosts split one corpus.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Encode and send on a Ray cluster (auto, HOST:6379, ray://HOST:10001; no address: RAY_ADDRESS or "
+                   "a local Ray): one encoder actor per GPU, each sending its own bulk requests (needs splade-os[ray]).")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=None,
+              help="With --ray: encoder actors (default: one per GPU of the Ray cluster, else 1).")
 @cluster_options
 @model_option("Model folder, hub id, or NAME@VERSION from the cluster's registry (default: the index's, else the bundled one).")
 @click.option("--device", default=None,
@@ -183,9 +200,9 @@ def _shard(value: Optional[str]):
 @click.option("--field", default="splade", show_default=True, help="The sparse field, when the index is created.")
 @handle_errors
 def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_workers, bulk_docs, bulk_mb, shard,
-           cluster, model, device, dtype, id_field, text_field, title_field, dead_letter, window, shards, replicas,
-           refresh_interval, field):
-    """Encode a JSONL corpus and index it.
+           ray_address, ray_workers, cluster, model, device, dtype, id_field, text_field, title_field, dead_letter,
+           window, shards, replicas, refresh_interval, field):
+    """Encode a JSONL corpus (or, with --ray, a Parquet file) and index it.
 
     Example: splade-os ingest corpus.jsonl --index docs
     """
@@ -205,7 +222,7 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
         index=IndexSettings(shards, replicas, refresh_interval, field),
         bulk=BulkOptions(bulk_docs, int(bulk_mb * 1024 * 1024), bulk_workers, RetryPolicy(deadline=retry_deadline)),
         window=window, device=device, dtype=dtype, dead_letter=dead_letter, checkpoint=checkpoint, resume=resume,
-        keep=keep, shard=_shard(shard))
+        keep=keep, shard=_shard(shard), ray=_ray_options(ray_address, ray_workers, shard))
     target = cluster.connect()
     chosen = resolve_model(model, target, show_progress=not _quiet()) if model else None
     stats = run_ingest(target, corpus, index, chosen, alias=alias, options=options, show_progress=not _quiet())
@@ -225,14 +242,27 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
 @model_option("Model folder, hub id or NAME@VERSION (default: the model recorded in the index).")
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of hits.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+@click.option("--two-phase", is_flag=True,
+              help="For large indexes: a first pass with the query's highest-weight tokens, then a rescore of its "
+                   "top hits with the full query.")
+@click.option("--first-tokens", type=click.IntRange(min=1), default=None,
+              help="With --two-phase: tokens in the first pass (default: measured, see docs/scale.md).")
+@click.option("--rescore-window", type=click.IntRange(min=1), default=None,
+              help="With --two-phase: first-pass hits rescored with the full query (default: measured).")
 @handle_errors
-def search(text, index, cluster, model, k, as_json):
+def search(text, index, cluster, model, k, as_json, two_phase, first_tokens, rescore_window):
     """Search an index with the inference-free query side.
 
     Example: splade-os search "what is lift?" --index docs -k 5
     """
+    from .query import TwoPhase
+
+    if (first_tokens or rescore_window) and not two_phase:
+        raise click.BadParameter("needs --two-phase", param_hint="--first-tokens / --rescore-window")
+    phases = TwoPhase(first_tokens or TwoPhase.tokens, rescore_window or TwoPhase.window) if two_phase else None
     target = cluster.connect().index(index)
-    hits = target.search(text, k=k, encoder=target.query_encoder(model, show_progress=not _quiet()))
+    hits = target.search(text, k=k, encoder=target.query_encoder(model, show_progress=not _quiet()),
+                         two_phase=phases)
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return

@@ -200,6 +200,15 @@ class Cluster:
     def __repr__(self) -> str:
         return f"Cluster({self.url!r}, engine={self.engine.name!r})"
 
+    def __reduce__(self):
+        # Another process (a Ray worker) gets its own client: it connects again with the same
+        # arguments, credentials included; an engine client itself cannot be pickled.
+        arguments = getattr(self, "_connect_arguments", None)
+        if arguments is None:
+            raise TypeError(f"{self!r} was not made by splade_os.cluster.connect, so it cannot be sent to "
+                            "another process")
+        return _reconnect, (arguments,)
+
     # -- requests ---------------------------------------------------------------------------
 
     def request(self, method: str, path: str, body: Any = None, params: Optional[dict] = None,
@@ -316,6 +325,10 @@ class Cluster:
         return bool(answer.get("nodes"))
 
 
+def _reconnect(arguments: dict) -> "Cluster":
+    return connect(**arguments)
+
+
 def connect(
     url: str,
     *,
@@ -349,6 +362,15 @@ def connect(
         ClusterError: unreachable, TLS failure, refused credentials, or not the engine given.
         InputError: a malformed URL or credentials file.
     """
+    arguments = dict(url=url, engine=engine, user=user, password=password, ca_certs=ca_certs, insecure=insecure,
+                     timeout=timeout, credentials_file=credentials_file, aws_region=aws_region, aws_service=aws_service)
+    cluster = _connect(**arguments)
+    cluster._connect_arguments = arguments
+    return cluster
+
+
+def _connect(url: str, *, engine, user, password, ca_certs, insecure, timeout, credentials_file, aws_region,
+             aws_service) -> Cluster:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"{redact_url(url)}: not an http(s) URL of a cluster")

@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -60,6 +60,8 @@ class IngestOptions:
         resume: continue an interrupted ingest of the same input from its checkpoint.
         keep: with an alias, keep only the newest `keep` indexes of it.
         shard: (i, n) to take only the lines whose (line - 1) % n == i.
+        ray: a `splade_os.ray_ingest.RayOptions` to encode and send on a Ray cluster (an actor pool
+            of encoders, each with its own cluster client) instead of in this process.
     """
 
     fields: CorpusFields = field(default_factory=CorpusFields)
@@ -73,6 +75,7 @@ class IngestOptions:
     resume: bool = False
     keep: Optional[int] = None
     shard: Optional[Tuple[int, int]] = None
+    ray: Optional["RayOptions"] = None  # noqa: F821 (splade_os.ray_ingest, imported when used)
 
 
 @dataclass
@@ -138,12 +141,21 @@ def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: O
         note(show_progress, f"{plan.checkpoint_path}: that ingest already completed")
         return IngestStats(index=plan.index.name, indexed=plan.state.indexed, rejected=plan.state.rejected,
                            count_after=plan.index.count(), checkpoint_path=plan.checkpoint_path)
-    if encoder is None:
-        from .encoder import make_encoder
+    if plan.resumed:
+        from .ray_ingest import check_resume_mode
 
-        note(show_progress, f"Loading the document encoder of {plan.model.name}...")
-        encoder = make_encoder(plan.model, device=options.device, dtype=options.dtype)
-    stats = run_pipeline(plan, encoder, options, show_progress)
+        check_resume_mode(plan.checkpoint_path, on_ray=options.ray is not None)
+    if options.ray is not None:
+        from .ray_ingest import run_on_ray
+
+        stats = run_on_ray(plan, options, show_progress)
+    else:
+        if encoder is None:
+            from .encoder import make_encoder
+
+            note(show_progress, f"Loading the document encoder of {plan.model.name}...")
+            encoder = make_encoder(plan.model, device=options.device, dtype=options.dtype)
+        stats = run_pipeline(plan, encoder, options, show_progress)
     publish(plan, stats, options.keep)
     stats.seconds = time.perf_counter() - started
     return stats
@@ -225,29 +237,43 @@ class _Sender(threading.Thread):
         finally:
             self.pool.shutdown(wait=True)
 
-    def _fields(self, doc: Document) -> dict:
-        if self.plan.index.pipeline:
-            # The index's pipeline checks this against the index's model, then removes it.
-            return {"title": doc.title, "text": doc.text, "splade_fingerprint": self.plan.model.identity.fingerprint}
-        # No pipeline on this cluster: the client stamps what the pipeline would have.
-        identity = self.plan.model.identity
-        return {"title": doc.title, "text": doc.text, "splade_model": {"name": identity.name, "version": identity.version},
-                "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
     def _settle(self, docs: List[Document], vectors: list, last_line: int):
-        actions = [self.lines.document(d.id, self._fields(d), v) for d, v in zip(docs, vectors)]
-        chunks = chunk_actions(actions, self.max_docs, self.max_bytes)
-        outcomes = self.pool.map(lambda chunk: send_chunk(self.cluster, [actions[i] for i in chunk], self.policy,
-                                                          on_retry=self.on_retry), chunks)
-        for chunk, reasons in zip(chunks, outcomes):
-            for i, reason in zip(chunk, reasons):
-                if reason is None:
-                    self.stats.indexed += 1
-                else:
-                    self.dead.add(docs[i].line, reason, docs[i].raw)
+        fields = document_fields(self.plan.index.pipeline, self.plan.model.identity)
+        actions = [self.lines.document(d.id, fields(d), v) for d, v in zip(docs, vectors)]
+        reasons = send_documents(self.cluster, actions, self.max_docs, self.max_bytes, self.policy, self.pool,
+                                 self.on_retry)
+        for doc, reason in zip(docs, reasons):
+            if reason is None:
+                self.stats.indexed += 1
+            else:
+                self.dead.add(doc.line, reason, doc.raw)
         state = self.plan.state
         state.line, state.indexed, state.rejected = last_line, self.stats.indexed, self.dead.count
         state.save(self.plan.checkpoint_path)
+
+
+def document_fields(pipeline: Optional[str], identity) -> Callable[[Document], dict]:
+    """What a document's `_source` holds besides its features, for an index with or without a pipeline."""
+    if pipeline:
+        # The index's pipeline checks this against the index's model, then removes it.
+        return lambda doc: {"title": doc.title, "text": doc.text, "splade_fingerprint": identity.fingerprint}
+    # No pipeline on this cluster: the client stamps what the pipeline would have.
+    model = {"name": identity.name, "version": identity.version}
+    return lambda doc: {"title": doc.title, "text": doc.text, "splade_model": model,
+                        "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def send_documents(cluster, actions: List[bytes], max_docs: int, max_bytes: int, policy, pool,
+                   on_retry: Optional[Callable[[str], None]] = None) -> List[Optional[str]]:
+    """Send documents' bulk actions in chunks over `pool`; in input order, None (acknowledged) or the reason."""
+    chunks = chunk_actions(actions, max_docs, max_bytes)
+    outcomes = pool.map(lambda chunk: send_chunk(cluster, [actions[i] for i in chunk], policy, on_retry=on_retry),
+                        chunks)
+    reasons: List[Optional[str]] = [None] * len(actions)
+    for chunk, chunk_reasons in zip(chunks, outcomes):
+        for i, reason in zip(chunk, chunk_reasons):
+            reasons[i] = reason
+    return reasons
 
 
 def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progress, last_line: list):
@@ -269,7 +295,7 @@ def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progre
     yield (pending, last_line[0]), [d.content for d in pending]
 
 
-def _usable(docs: List[Document], vectors: list, dead: DeadLetters):
+def usable(docs: List[Document], vectors: list, dead: DeadLetters):
     """The documents with a usable vector; the others are dead-lettered (the checks a pipeline makes)."""
     kept, usable = [], []
     for doc, vector in zip(docs, vectors):
@@ -307,7 +333,7 @@ def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progres
         try:
             for (docs, line), vectors in encoder.encode_stream(_windows(plan, options, dead, progress, last_line),
                                                                on_batch=progress.update):
-                _put(sender, (*_usable(docs, vectors, dead), line))
+                _put(sender, (*usable(docs, vectors, dead), line))
         except KeyboardInterrupt:
             interrupted = True
         finally:

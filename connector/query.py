@@ -14,13 +14,14 @@ query does not need.
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .engine import ELASTICSEARCH, OPENSEARCH, engine_named
-from .errors import ModelError
+from .errors import InputError, ModelError
 from .identity import vocabulary_hash
 from .keys import escape_key
 from .layout import ModelLayout, max_length_of, read_layout
@@ -28,6 +29,29 @@ from .query_tokenizer import QueryTokenizer
 
 DEFAULT_FIELD = "splade"
 DEFAULT_MAX_CLAUSES = 1024  # indices.query.bool.max_clause_count's default
+
+
+@dataclass(frozen=True)
+class TwoPhase:
+    """Two-phase search: a first pass with the query's `tokens` highest-weight tokens, then a
+    `rescore` of its top `window` hits that adds the rest of the query.
+
+    The rescore runs with `query_weight` and `rescore_query_weight` 1, so a hit inside the
+    window gets first pass + rest = exactly the full query's score (the score is a sum over
+    tokens); only which documents reach the window can differ from the full query. The
+    defaults were chosen on a 1M-document index (docs/scale.md, benchmarks/bench_scale.py).
+
+    Attributes:
+        tokens: query tokens (highest weights) in the first pass.
+        window: hits of the first pass rescored with the full query (at least the hits asked for).
+    """
+
+    tokens: int = 8
+    window: int = 200
+
+    def __post_init__(self):
+        if self.tokens < 1 or self.window < 1:
+            raise InputError(f"two-phase search needs tokens >= 1 and window >= 1, not {self.tokens} and {self.window}")
 
 
 class ClauseCapWarning(UserWarning):
@@ -154,7 +178,7 @@ class QueryEncoder:
         return {keys[i]: w for i, w in self.weights(text).items()}
 
     def to_dsl(self, text: str, field: str = DEFAULT_FIELD, size: int = 10, max_clauses: int = DEFAULT_MAX_CLAUSES,
-               source=None, engine=OPENSEARCH) -> dict:
+               source=None, engine=OPENSEARCH, two_phase: Optional[TwoPhase] = None) -> dict:
         """The search body for a query (see `query_body`).
 
         Args:
@@ -166,8 +190,10 @@ class QueryEncoder:
             source: `_source` fields to return: all when None, none when False (an empty
                 list means all to the engines).
             engine: "opensearch" or "elasticsearch" (or a `splade_os.engine.Engine`).
+            two_phase: a `TwoPhase` for a first pass on the highest-weight tokens and a rescore
+                with the rest (for large indexes); None: the full query in one pass.
         """
-        return query_body(self.weights(text), self.keys, field, size, max_clauses, source, engine)
+        return query_body(self.weights(text), self.keys, field, size, max_clauses, source, engine, two_phase)
 
 
 def _read_tokenizer(path: Path):
@@ -215,15 +241,31 @@ def feature_query(terms: Sequence[Tuple[str, float]], field: str = DEFAULT_FIELD
                                 for key, w in terms]}}
 
 
+def rescore_clause(rest: Sequence[Tuple[str, float]], window: int, field: str = DEFAULT_FIELD,
+                   engine=OPENSEARCH) -> dict:
+    """A `rescore` adding the `rest` of a query's terms to the first pass's score over its top `window` hits.
+
+    Both weights are 1 and the score mode "total": a rescored hit's score is first + rest.
+    """
+    return {"window_size": window, "query": {"rescore_query": feature_query(rest, field, engine),
+                                             "query_weight": 1.0, "rescore_query_weight": 1.0,
+                                             "score_mode": "total"}}
+
+
 def query_body(weights: Dict[int, float], keys: Sequence[str], field: str = DEFAULT_FIELD, size: int = 10,
-               max_clauses: int = DEFAULT_MAX_CLAUSES, source=None, engine=OPENSEARCH) -> dict:
+               max_clauses: int = DEFAULT_MAX_CLAUSES, source=None, engine=OPENSEARCH,
+               two_phase: Optional[TwoPhase] = None) -> dict:
     """Build the search body from {token id: weight}; see `QueryEncoder.to_dsl`."""
+    terms = weighted_terms(weights, keys, max_clauses)
+    first = terms[: two_phase.tokens] if two_phase else terms
     body = {
         "size": size,
-        "query": feature_query(weighted_terms(weights, keys, max_clauses), field, engine),
+        "query": feature_query(first, field, engine),
         # Exact hit counts would stop Lucene from skipping blocks by their maximum impact.
         "track_total_hits": False,
     }
+    if len(first) < len(terms):
+        body["rescore"] = rescore_clause(terms[len(first):], max(two_phase.window, size), field, engine)
     if source is not None:
         body["_source"] = source
     return body
