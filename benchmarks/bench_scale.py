@@ -160,8 +160,8 @@ def synthetic_text(first: dict, second: dict) -> dict:
     return {"title": first["title"], "text": text, "text_for_encoder": f"{first['title']} {text}".strip()}
 
 
-def documents(real: RealMaps, n: int, seed: int = 0):
-    """(id, title, text, vector) of the first n synthetic documents of the seeded sequence."""
+def documents(real: RealMaps, n: int, seed: int = 0, vectors: bool = True):
+    """(id, title, text, vector or None) of the first n synthetic documents of the seeded sequence."""
     rng = np.random.default_rng(seed)
     pairs = rng.integers(0, len(real), size=(n, 2))
     same = pairs[:, 0] == pairs[:, 1]
@@ -169,7 +169,7 @@ def documents(real: RealMaps, n: int, seed: int = 0):
     scratch = np.zeros(int(real.ids.max()) + 1, dtype=np.float32)
     for j, (a, b) in enumerate(pairs.tolist()):
         fields = synthetic_text(real.passages[a], real.passages[b])
-        yield f"s{j}", fields["title"], fields["text"], merge(real.vector(a), real.vector(b), scratch)
+        yield f"s{j}", fields["title"], fields["text"], merge(real.vector(a), real.vector(b), scratch) if vectors else None
 
 
 # -- bulk -----------------------------------------------------------------------------------------
@@ -320,7 +320,11 @@ def measure_size(cluster, model, real: RealMaps, texts: List[str], n: int, args)
         if cluster.exists(f"/{existing}"):
             cluster.request("DELETE", f"/{existing}")
     index = SpladeIndex(cluster, name)
+    if not args.pipeline:
+        # As on a cluster without ingest processors: the client stamps what the pipeline would.
+        cluster.__dict__["has_ingest_checks"] = False
     index.create(model, IndexSettings())
+    cluster.__dict__.pop("has_ingest_checks", None)
     identity = model.identity
     lines = BulkLines(name, index.field, model.query_encoder.keys)
 
@@ -329,7 +333,7 @@ def measure_size(cluster, model, real: RealMaps, texts: List[str], n: int, args)
             return {"title": title, "text": text, "splade_fingerprint": identity.fingerprint}
         return {"title": title, "text": text, "splade_model": {"name": identity.name, "version": identity.version}}
 
-    result = {"docs": n}
+    result = {"docs": n, "pipeline": bool(index.pipeline)}
     print(f"[{n}] bulk SPLADE index", file=sys.stderr)
     result["bulk_splade"] = bulk(cluster, name, (lines.document(i, fields(t, x), v)
                                                  for i, t, x, v in documents(real, n)))
@@ -339,7 +343,7 @@ def measure_size(cluster, model, real: RealMaps, texts: List[str], n: int, args)
                                              "title": {"type": "text"}, "text": {"type": "text"}}}})
     print(f"[{n}] bulk text-only index", file=sys.stderr)
     result["bulk_text_only"] = bulk(cluster, plain, (index_action(plain, i, {"title": t, "text": x})
-                                                     for i, t, x, _ in documents(real, n)))
+                                                     for i, t, x, _ in documents(real, n, vectors=False)))
     result["settle_text_only_s"] = settle(cluster, plain)
     result["size_splade_index"], result["size_text_only_index"] = sizes(cluster, name), sizes(cluster, plain)
     cluster.request("DELETE", f"/{plain}")
@@ -349,6 +353,9 @@ def measure_size(cluster, model, real: RealMaps, texts: List[str], n: int, args)
     print(f"[{n}] sizes: SPLADE index {full['store_bytes'] / 2**20:.0f} MiB, text-only "
           f"{text_only['store_bytes'] / 2**20:.0f} MiB", file=sys.stderr)
 
+    if args.bulk_only:
+        cluster.request("DELETE", f"/{name}")
+        return result
     encoder = index.query_encoder()
     full_bodies = [index.body(t, K, encoder, source=False) for t in texts]
     result["mean_query_tokens"] = statistics.fmean(len(encoder.weights(t)) for t in texts)
@@ -450,6 +457,9 @@ def main(argv=None) -> None:
     go.add_argument("--window", type=int, default=200, help="two-phase rescore window for the timed comparison")
     go.add_argument("--grid-from", type=int, default=100_000, help="run the two-phase grid at sizes from this one")
     go.add_argument("--keep", action="store_true", help="keep the SPLADE indexes (disk!)")
+    go.add_argument("--no-pipeline", dest="pipeline", action="store_false",
+                    help="create the SPLADE index without its ingest pipeline (client-stamped fields)")
+    go.add_argument("--bulk-only", action="store_true", help="measure bulk and sizes only")
     go.add_argument("--out", type=Path)
     go.add_argument("--table", action="store_true", help="print the table of an existing --out file and stop")
     args = parser.parse_args(argv)
