@@ -190,3 +190,50 @@ def test_killed_worker_is_retried_and_resume_skips_finished_blocks(local_ray, cl
     assert resumed.indexed == resumed.count_after == 240 and resumed.rejected == 0
     assert {p.name: p.stat().st_mtime_ns for p in ledger.blocks_dir.glob("*.npz") if p.name in kept} == kept
     assert {p.name for p in ledger.blocks_dir.glob("*.npz")} == set(kept) | {"3.npz", "7.npz"}
+
+
+# -- options and refusals (no Ray started) ------------------------------------------------------------
+
+def test_cli_ray_options_are_checked(tmp_path):
+    from click.testing import CliRunner
+
+    from splade_os.cli import cli
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "a"}\n')
+    runner = CliRunner()
+    result = runner.invoke(cli, ["-q", "ingest", str(corpus), "--index", "x", "--ray-workers", "2"])
+    assert result.exit_code == 2 and "--ray-workers" in result.output and "needs --ray" in result.output
+    result = runner.invoke(cli, ["-q", "ingest", str(corpus), "--index", "x", "--ray", "--shard", "0/2"])
+    assert result.exit_code == 2 and "drop --shard" in result.output
+
+
+def test_missing_ray_extra_is_one_line(monkeypatch, tmp_path):
+    from splade_os import extras
+    from splade_os.errors import MissingExtraError
+    from splade_os.ray_ingest import run_on_ray
+
+    monkeypatch.setitem(extras.EXTRAS, "ray", ("splade_os_no_such_module",))
+    with pytest.raises(MissingExtraError, match=r"pip install 'splade-os\[ray\]'"):
+        run_on_ray(None, IngestOptions(ray=RayOptions()), show_progress=False)
+
+
+def test_resume_refuses_the_other_mode(tmp_path):
+    from splade_os.errors import InputError
+    from splade_os.ray_ingest import check_resume_mode
+
+    checkpoint = tmp_path / "ckpt.json"
+    with pytest.raises(InputError, match="did not run on Ray; resume it without --ray"):
+        Ledger(checkpoint).load(checkpoint)
+    Ledger(checkpoint).create(_write(tmp_path / "c.jsonl", b'{"text": "a"}\n' * 5), block_lines=2, workers=1)
+    with pytest.raises(InputError, match="ran on Ray; resume it with --ray"):
+        check_resume_mode(checkpoint, on_ray=False)
+    check_resume_mode(checkpoint, on_ray=True)
+    ledger = Ledger(checkpoint)
+    ledger.load(checkpoint)
+    assert [(b.first_line, b.lines) for b in ledger.blocks] == [(1, 2), (3, 2), (5, 1)]
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

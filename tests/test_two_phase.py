@@ -1,5 +1,7 @@
 """Two-phase search: a first pass on the highest-weight tokens, a rescore with the rest."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -81,4 +83,24 @@ def test_rescored_scores_are_the_full_query_scores(cluster, default_model):
         body = {"size": 1, "query": {"bool": {"must": index.body(query, k=1)["query"],
                                               "filter": {"ids": {"values": [doc_id]}}}}}
         assert score == pytest.approx(index.request_search(body)["hits"]["hits"][0]["_score"], rel=1e-5)
+    # The command line sends the same two-phase body.
+    from click.testing import CliRunner
+
+    from splade_os.cli import cli
+
+    result = CliRunner().invoke(cli, ["-q", "search", query, "--index", "two-phase", "--url", cluster.url, "--json",
+                                      "--two-phase", "--first-tokens", "2", "--rescore-window", "10"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert [h["id"] for h in printed] == [i for i, _ in narrow]
+    assert [h["score"] for h in printed] == pytest.approx([s for _, s in narrow])
     cluster.request("DELETE", "/two-phase")
+
+
+def test_cli_two_phase_options_need_the_flag():
+    from click.testing import CliRunner
+
+    from splade_os.cli import cli
+
+    result = CliRunner().invoke(cli, ["-q", "search", "lift", "--index", "x", "--first-tokens", "3"])
+    assert result.exit_code == 2 and "needs --two-phase" in result.output
