@@ -288,23 +288,27 @@ def search_bench(cluster, index, texts: List[str], bodies: Dict[str, List[dict]]
 
 
 def two_phase_grid(cluster, index, splade_index, encoder, texts, full_hits) -> List[dict]:
+    """Every (tokens, window) of the grid for every query, interleaved query by query (rotating the order)."""
     from splade_os.query import TwoPhase
 
+    configs = [TwoPhase(tokens, window) for tokens in GRID_TOKENS for window in GRID_WINDOWS]
+    client = {c: [] for c in configs}
+    took = {c: [] for c in configs}
+    agree = {c: [] for c in configs}
+    for i, text in enumerate(texts):
+        shift = i % len(configs)
+        for config in configs[shift:] + configs[:shift]:
+            ms, took_ms, ids = timed(cluster, index, splade_index.body(text, K, encoder, source=False,
+                                                                       two_phase=config))
+            client[config].append(ms)
+            took[config].append(took_ms)
+            agree[config].append(agreement(ids, full_hits[i]))
     rows = []
-    for tokens in GRID_TOKENS:
-        for window in GRID_WINDOWS:
-            config = TwoPhase(tokens, window)
-            client, took, agree = [], [], []
-            for i, text in enumerate(texts):
-                ms, took_ms, ids = timed(cluster, index, splade_index.body(text, K, encoder, source=False,
-                                                                           two_phase=config))
-                client.append(ms)
-                took.append(took_ms)
-                agree.append(agreement(ids, full_hits[i]))
-            rows.append({"tokens": tokens, "window": window, "top10_agreement": statistics.fmean(agree),
-                         "min_agreement": min(agree), **summary(client, took)})
-            print(f"    two-phase tokens={tokens:<3} window={window:<5} agreement {rows[-1]['top10_agreement']:.3f} "
-                  f"p50 {rows[-1]['client_p50_ms']:.1f} ms p99 {rows[-1]['client_p99_ms']:.1f} ms", file=sys.stderr)
+    for c in configs:
+        rows.append({"tokens": c.tokens, "window": c.window, "top10_agreement": statistics.fmean(agree[c]),
+                     "min_agreement": min(agree[c]), **summary(client[c], took[c])})
+        print(f"    two-phase tokens={c.tokens:<3} window={c.window:<5} agreement {rows[-1]['top10_agreement']:.3f} "
+              f"p50 {rows[-1]['client_p50_ms']:.1f} ms p99 {rows[-1]['client_p99_ms']:.1f} ms", file=sys.stderr)
     return rows
 
 
@@ -313,9 +317,10 @@ def two_phase_grid(cluster, index, splade_index, encoder, texts, full_hits) -> L
 def measure_size(cluster, model, real: RealMaps, texts: List[str], n: int, args) -> dict:
     from splade_os.bulk import BulkLines, index_action
     from splade_os.index import IndexSettings, SpladeIndex
-    from splade_os.query import TwoPhase
 
     name, plain = f"scale-{n}", f"scale-text-{n}"
+    if args.search_only:  # an index kept by an earlier run (--keep): measure its searches again
+        return search_size(cluster, SpladeIndex(cluster, name), texts, n, {"docs": n, "search_only": True}, args)
     for existing in (name, plain):
         if cluster.exists(f"/{existing}"):
             cluster.request("DELETE", f"/{existing}")
@@ -356,6 +361,14 @@ def measure_size(cluster, model, real: RealMaps, texts: List[str], n: int, args)
     if args.bulk_only:
         cluster.request("DELETE", f"/{name}")
         return result
+    return search_size(cluster, index, texts, n, result, args)
+
+
+def search_size(cluster, index, texts: List[str], n: int, result: dict, args) -> dict:
+    """The two-phase grid and the interleaved SPLADE / BM25 / two-phase timing on one index."""
+    from splade_os.query import TwoPhase
+
+    name = index.name
     encoder = index.query_encoder()
     full_bodies = [index.body(t, K, encoder, source=False) for t in texts]
     result["mean_query_tokens"] = statistics.fmean(len(encoder.weights(t)) for t in texts)
@@ -460,6 +473,8 @@ def main(argv=None) -> None:
     go.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                     help="create the SPLADE index without its ingest pipeline (client-stamped fields)")
     go.add_argument("--bulk-only", action="store_true", help="measure bulk and sizes only")
+    go.add_argument("--search-only", action="store_true",
+                    help="measure the searches again on indexes an earlier run kept (--keep)")
     go.add_argument("--out", type=Path)
     go.add_argument("--table", action="store_true", help="print the table of an existing --out file and stop")
     args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from .errors import IndexStateError, IngestInterrupted, InputError, ModelError
 from .files import atomic_write
 from .index import IndexSettings, SpladeIndex
 from .progress import bar, note, ticking
+
+if TYPE_CHECKING:
+    from .ray_ingest import RayOptions
 
 _DONE = object()
 QUEUE_WINDOWS = 2  # encoded windows waiting for the sender
@@ -75,7 +78,7 @@ class IngestOptions:
     resume: bool = False
     keep: Optional[int] = None
     shard: Optional[Tuple[int, int]] = None
-    ray: Optional["RayOptions"] = None  # noqa: F821 (splade_os.ray_ingest, imported when used)
+    ray: Optional["RayOptions"] = None
 
 
 @dataclass

@@ -92,6 +92,9 @@ class Block:
     lines: int
 
 
+BLOCK_KEYS = ("number", "start", "stop", "first_line", "lines")
+
+
 # -- blocks -------------------------------------------------------------------------------------
 
 def corpus_format(path: Path) -> str:
@@ -306,11 +309,11 @@ class BlockWorker:
         self.windows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="splade-os-window")
 
     def __call__(self, batch: dict) -> dict:
-        results = [self.run_block(Block(*(int(batch[key][i]) for key in ("number", "start", "stop", "first_line",
-                                                                          "lines"))))
+        """Ray Data's call: a batch of block descriptions in, one row of results per block out."""
+        results = [self.run_block(Block(**{key: int(batch[key][i]) for key in BLOCK_KEYS}))
                    for i in range(len(batch["number"]))]
-        return {key: np.array([r[key] for r in results], dtype=object if key in ("digests", "lines_", "acked", "dead")
-                              else np.int64) for key in results[0]} if results else {}
+        return {key: np.array([r[key] for r in results], dtype=np.int64 if key in ("number", "indexed") else object)
+                for key in results[0]}
 
     def run_block(self, block: Block) -> dict:
         """Encode and send one block; its documents' digests, lines and acknowledgements, and its dead letters."""
@@ -347,7 +350,7 @@ class BlockWorker:
             settle(*in_flight.popleft())
         return {"number": block.number, "indexed": int(acked.sum()),
                 "digests": np.array([id_digest(d.id) for d in docs], dtype=np.uint64).tobytes(),
-                "lines_": np.array([d.line for d in docs], dtype=np.int64).tobytes(), "acked": acked.tobytes(),
+                "doc_lines": np.array([d.line for d in docs], dtype=np.int64).tobytes(), "acked": acked.tobytes(),
                 "dead": "".join(json.dumps(r) + "\n" for r in dead.records)}
 
 
@@ -444,7 +447,7 @@ def _run_blocks(ray, ledger: Ledger, job: Job, workers: int, gpus: float, cpus: 
         try:
             for row in dataset.iter_rows():
                 number = int(row["number"])
-                ledger.record(number, {"digests": row["digests"], "lines": row["lines_"], "acked": row["acked"],
+                ledger.record(number, {"digests": row["digests"], "lines": row["doc_lines"], "acked": row["acked"],
                                        "dead": row["dead"]})
                 progress.update(lines[number])
         except KeyboardInterrupt:
