@@ -287,11 +287,12 @@ def search_bench(cluster, index, texts: List[str], bodies: Dict[str, List[dict]]
     return {n: summary(client[n], took[n]) for n in names}, hits
 
 
-def two_phase_grid(cluster, index, splade_index, encoder, texts, full_hits) -> List[dict]:
+def two_phase_grid(cluster, index, splade_index, encoder, texts, full_hits, tokens_grid=GRID_TOKENS,
+                   windows_grid=GRID_WINDOWS) -> List[dict]:
     """Every (tokens, window) of the grid for every query, interleaved query by query (rotating the order)."""
     from splade_os.query import TwoPhase
 
-    configs = [TwoPhase(tokens, window) for tokens in GRID_TOKENS for window in GRID_WINDOWS]
+    configs = [TwoPhase(tokens, window) for tokens in tokens_grid for window in windows_grid]
     client = {c: [] for c in configs}
     took = {c: [] for c in configs}
     agree = {c: [] for c in configs}
@@ -376,7 +377,8 @@ def search_size(cluster, index, texts: List[str], n: int, result: dict, args) ->
     full_hits = [timed(cluster, name, body)[2] for body in full_bodies]
     if n >= args.grid_from:
         print(f"[{n}] two-phase grid", file=sys.stderr)
-        result["two_phase_grid"] = two_phase_grid(cluster, name, index, encoder, texts, full_hits)
+        result["two_phase_grid"] = two_phase_grid(cluster, name, index, encoder, texts, full_hits, args.grid_tokens,
+                                                  args.grid_windows)
     chosen = TwoPhase(args.tokens, args.window)
     bodies = {"splade": full_bodies, "bm25": [bm25_body(t) for t in texts],
               "splade_two_phase": [index.body(t, K, encoder, source=False, two_phase=chosen) for t in texts]}
@@ -453,6 +455,16 @@ def table(record: dict) -> str:
             f"| {s['splade_two_phase']['client_p50_ms']:.1f} / {s['splade_two_phase']['client_p99_ms']:.1f} "
             f"| {s['splade']['queries_per_s']:.0f} / {s['bm25']['queries_per_s']:.0f} "
             f"| {s['splade_two_phase']['queries_per_s']:.0f} | {r['two_phase']['top10_agreement']:.3f} |")
+    for r in record["sizes"]:
+        if "two_phase_grid" not in r:
+            continue
+        rows += ["", f"Two-phase grid at {r['docs']:,} documents (client p50 / p99 ms, `took` p50 / p99 ms, "
+                 "top-10 agreement with the full query):", "",
+                 "| first-pass tokens | window | p50 / p99 ms | took p50 / p99 ms | agreement | worst query |",
+                 "|---|---|---|---|---|---|"]
+        rows += [f"| {g['tokens']} | {g['window']} | {g['client_p50_ms']:.1f} / {g['client_p99_ms']:.1f} "
+                 f"| {g['took_p50_ms']:.0f} / {g['took_p99_ms']:.0f} | {g['top10_agreement']:.3f} "
+                 f"| {g['min_agreement']:.1f} |" for g in r["two_phase_grid"]]
     return "\n".join(rows)
 
 
@@ -469,6 +481,8 @@ def main(argv=None) -> None:
     go.add_argument("--tokens", type=int, default=8, help="two-phase first-pass tokens for the timed comparison")
     go.add_argument("--window", type=int, default=200, help="two-phase rescore window for the timed comparison")
     go.add_argument("--grid-from", type=int, default=100_000, help="run the two-phase grid at sizes from this one")
+    go.add_argument("--grid-tokens", type=int, nargs="+", default=list(GRID_TOKENS))
+    go.add_argument("--grid-windows", type=int, nargs="+", default=list(GRID_WINDOWS))
     go.add_argument("--keep", action="store_true", help="keep the SPLADE indexes (disk!)")
     go.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                     help="create the SPLADE index without its ingest pipeline (client-stamped fields)")

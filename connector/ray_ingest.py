@@ -363,7 +363,6 @@ def _connect_ray(ray, address: Optional[str]) -> bool:
     import logging
 
     ray.init(address=address or None, logging_level=logging.WARNING, log_to_driver=False)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     return True
 
 
@@ -435,9 +434,13 @@ def _run_blocks(ray, ledger: Ledger, job: Job, workers: int, gpus: float, cpus: 
     if not todo:
         progress.close()
         return
+    import logging
+
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
+    context.enable_progress_bars = False  # the bar above is the one that counts lines
+    # Ray Data's own loggers are set up when ray.data is imported: quiet its notes, keep its warnings.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     resources = {"num_gpus": gpus} if gpus else {"num_cpus": cpus}
     dataset = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
         BlockWorker, fn_constructor_kwargs={"job": job}, batch_size=1, concurrency=min(workers, len(todo)),
