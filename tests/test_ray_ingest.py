@@ -237,3 +237,49 @@ def test_resume_refuses_the_other_mode(tmp_path):
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_settling_duplicates_across_blocks(tmp_path):
+    """First occurrences win; a later copy the cluster took while the first failed is deleted again."""
+    from types import SimpleNamespace
+
+    from fakes import FakeCluster
+    from splade_os.checkpoint import Checkpoint
+    from splade_os.corpus import CorpusFields
+    from splade_os.ray_ingest import id_digest, settle_ledger
+
+    rows = [{"_id": "a", "text": "first a"}, {"_id": "b", "text": "first b"}, {"_id": "a", "text": "second a"},
+            {"_id": "b", "text": "second b"}, {"_id": "c", "text": "c"}]
+    corpus = _write(tmp_path / "dups.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    checkpoint = tmp_path / "ckpt.json"
+    ledger = Ledger(checkpoint)
+    ledger.create(corpus, block_lines=2, workers=1)
+
+    def block(lines, acked, dead=()):
+        ids = [rows[line - 1]["_id"] for line in lines]
+        return {"digests": np.array([id_digest(i) for i in ids], np.uint64).tobytes(),
+                "lines": np.array(lines, np.int64).tobytes(), "acked": np.array(acked, np.bool_).tobytes(),
+                "dead": "".join(json.dumps({"line": n, "reason": r, "raw_base64": ""}) + "\n" for n, r in dead)}
+
+    # Line 1 ("a") was refused by the cluster but its copy on line 3 was taken; "b"'s copy on
+    # line 4 lost to line 2 (HTTP 409).
+    ledger.record(0, block([1, 2], [False, True], [(1, "mapping error")]))
+    ledger.record(1, block([3, 4], [True, False], [(4, "version conflict (HTTP 409)")]))
+    ledger.record(2, block([5], [True]))
+    sent = []
+
+    def handler(method, path, body):
+        sent.append(body)
+        return {"items": [{"delete": {"status": 200}}]}
+
+    state = Checkpoint(str(corpus), 0, 0, "docs", "f", str(tmp_path / "dead.jsonl"))
+    plan = SimpleNamespace(corpus=corpus, index=FakeCluster(handler).index("docs"), state=state,
+                           checkpoint_path=checkpoint, dead_letter_path=tmp_path / "dead.jsonl")
+    stats = settle_ledger(plan, ledger, CorpusFields())
+    assert (stats.indexed, stats.rejected) == (2, 3)
+    dead = [json.loads(line) for line in open(tmp_path / "dead.jsonl")]
+    assert [(d["line"], d["reason"]) for d in dead] == [(1, "mapping error"), (3, "duplicate id 'a'"),
+                                                        (4, "duplicate id 'b'")]
+    assert dead[1]["raw"] == json.dumps(rows[2])
+    assert sent == [b'{"delete":{"_index":"docs","_id":"a"}}\n']
+    assert (state.line, state.indexed, state.rejected) == (5, 2, 3)
