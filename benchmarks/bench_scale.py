@@ -382,11 +382,19 @@ def search_size(cluster, index, texts: List[str], n: int, result: dict, args) ->
     chosen = TwoPhase(args.tokens, args.window)
     bodies = {"splade": full_bodies, "bm25": [bm25_body(t) for t in texts],
               "splade_two_phase": [index.body(t, K, encoder, source=False, two_phase=chosen) for t in texts]}
+    others = [TwoPhase(*map(int, spec.split(":"))) for spec in args.also]
+    for other in others:  # more two-phase settings, interleaved with the rest
+        bodies[f"splade_two_phase_{other.tokens}_{other.window}"] = [
+            index.body(t, K, encoder, source=False, two_phase=other) for t in texts]
     print(f"[{n}] search", file=sys.stderr)
     result["search"], hits = search_bench(cluster, name, texts, bodies, args.passes)
     result["two_phase"] = {"tokens": chosen.tokens, "window": chosen.window,
                            "top10_agreement": statistics.fmean(agreement(a, b) for a, b in
                                                                zip(hits["splade_two_phase"], hits["splade"]))}
+    for other in others:
+        key = f"splade_two_phase_{other.tokens}_{other.window}"
+        result["search"][key]["top10_agreement"] = statistics.fmean(
+            agreement(a, b) for a, b in zip(hits[key], hits["splade"]))
     s = result["search"]
     print(f"[{n}] p50 ms: SPLADE {s['splade']['client_p50_ms']:.1f}, BM25 {s['bm25']['client_p50_ms']:.1f}, "
           f"two-phase {s['splade_two_phase']['client_p50_ms']:.1f} (agreement "
@@ -478,8 +486,10 @@ def main(argv=None) -> None:
     go.add_argument("--url", help="a cluster to use instead of a fresh local node")
     go.add_argument("--heap", default="2g")
     go.add_argument("--passes", type=int, default=3)
-    go.add_argument("--tokens", type=int, default=8, help="two-phase first-pass tokens for the timed comparison")
+    go.add_argument("--tokens", type=int, default=12, help="two-phase first-pass tokens for the timed comparison")
     go.add_argument("--window", type=int, default=200, help="two-phase rescore window for the timed comparison")
+    go.add_argument("--also", nargs="*", default=[], metavar="TOKENS:WINDOW",
+                    help="more two-phase settings timed in the same interleaved comparison")
     go.add_argument("--grid-from", type=int, default=100_000, help="run the two-phase grid at sizes from this one")
     go.add_argument("--grid-tokens", type=int, nargs="+", default=list(GRID_TOKENS))
     go.add_argument("--grid-windows", type=int, nargs="+", default=list(GRID_WINDOWS))

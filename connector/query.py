@@ -39,14 +39,15 @@ class TwoPhase:
     The rescore runs with `query_weight` and `rescore_query_weight` 1, so a hit inside the
     window gets first pass + rest = exactly the full query's score (the score is a sum over
     tokens); only which documents reach the window can differ from the full query. The
-    defaults were chosen on a 1M-document index (docs/scale.md, benchmarks/bench_scale.py).
+    defaults were chosen on a 1M-document index (docs/scale.md, benchmarks/bench_scale.py):
+    top-10 agreement 0.987 with the full query, p50 1.37x and p99 1.44x faster.
 
     Attributes:
         tokens: query tokens (highest weights) in the first pass.
         window: hits of the first pass rescored with the full query (at least the hits asked for).
     """
 
-    tokens: int = 8
+    tokens: int = 12
     window: int = 200
 
     def __post_init__(self):
