@@ -453,6 +453,8 @@ def table(record: dict) -> str:
             "| two-phase top-10 agreement |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in record["sizes"]:
+        if "size_splade_index" not in r:  # a --search-only run
+            continue
         s = r["search"]
         rows.append(
             f"| {r['docs']:,} | {r['size_splade_index']['store_bytes'] / 2**20:,.0f} MiB "

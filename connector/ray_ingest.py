@@ -416,7 +416,7 @@ def run_on_ray(plan, options, show_progress: bool = True):
                   plan.index.name, plan.index.field, plan.index.pipeline, plan.model.source,
                   plan.model.identity.fingerprint, options.device, options.dtype, options.window, options.bulk,
                   ledger.plan["version_base"], cpus)
-        note(show_progress, f"Ray: {workers} {'GPU' if gpus else 'CPU'} worker(s), {len(ledger.blocks)} blocks")
+        note(show_progress, f"Ray: {workers} {'GPU' if gpus else 'CPU'} worker(s), {len(ledger.blocks)} block(s)")
         _run_blocks(ray, ledger, job, workers, gpus, cpus, show_progress)
     finally:
         if started_ray:
@@ -443,8 +443,8 @@ def _run_blocks(ray, ledger: Ledger, job: Job, workers: int, gpus: float, cpus: 
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     resources = {"num_gpus": gpus} if gpus else {"num_cpus": cpus}
     dataset = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
-        BlockWorker, fn_constructor_kwargs={"job": job}, batch_size=1, concurrency=min(workers, len(todo)),
-        **resources)
+        BlockWorker, fn_constructor_kwargs={"job": job}, batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))), **resources)
     lines = {b["number"]: b["lines"] for b in todo}
     with progress:
         try:
