@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 
@@ -38,8 +38,10 @@ from .bulk import BulkLines, BulkOptions, chunk_actions, send_chunk
 from .corpus import CorpusFields, DeadLetters, Document, Rejected, read_corpus
 from .errors import IndexStateError, IngestInterrupted, InputError, ModelError
 from .files import atomic_write
-from .index import IndexSettings, SpladeIndex
 from .progress import bar, note, ticking
+
+if TYPE_CHECKING:  # the index module offers `SpladeIndex.ingest`, which calls into this one
+    from .index import IndexSettings, SpladeIndex
 
 _DONE = object()
 QUEUE_WINDOWS = 2  # encoded windows waiting for the sender
@@ -51,7 +53,8 @@ class IngestOptions:
 
     Attributes:
         fields: which JSON fields hold id, text and title.
-        index: shards, replicas, refresh interval and field of a new index.
+        index: shards, replicas, refresh interval and field of a new index
+            (`splade_os.index.IndexSettings`; its defaults when None).
         bulk: documents and bytes per request, requests in flight, retry policy.
         window: documents encoded together (sorted by length inside); the checkpoint's step.
         device, dtype: for the encoder ("cuda", "cpu", "cuda:0,cuda:1", "all"; "auto" = bf16 on GPU).
@@ -63,7 +66,7 @@ class IngestOptions:
     """
 
     fields: CorpusFields = field(default_factory=CorpusFields)
-    index: IndexSettings = field(default_factory=IndexSettings)
+    index: Optional["IndexSettings"] = None
     bulk: BulkOptions = field(default_factory=BulkOptions)
     window: int = 1024
     device: Optional[str] = None
@@ -99,7 +102,7 @@ class IngestPlan:
     """What `plan_ingest` decided: the target, the model, and where the run stands."""
 
     corpus: Path
-    index: SpladeIndex  # the concrete index receiving the documents
+    index: "SpladeIndex"  # the concrete index receiving the documents
     model: object  # splade_os.model.Model
     state: checkpoints.Checkpoint
     checkpoint_path: Path
@@ -167,7 +170,7 @@ def plan_ingest(cluster, corpus, index: Optional[str], model, alias: Optional[st
         if not state.matches(corpus) or state.input != str(corpus.resolve()):
             raise InputError(f"{corpus}: the input changed since checkpoint {checkpoint_path} was written")
         index, alias = state.index, state.alias
-    target = SpladeIndex(cluster, index) if index else None
+    target = cluster.index(index) if index else None
     if model is None:
         model = model_of_index(target, show_progress=show_progress) if target and target.exists() \
             else resolve_model(None, cluster, show_progress)
@@ -180,8 +183,8 @@ def plan_ingest(cluster, corpus, index: Optional[str], model, alias: Optional[st
         if alias:
             if cluster.exists(f"/{alias}") and not cluster.exists(f"/_alias/{alias}"):
                 raise IndexStateError(f"{alias!r} is a concrete index, not an alias; choose another alias name")
-            target = SpladeIndex(cluster, f"{alias}-{identity.version}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
-                                 .lower())
+            target = cluster.index(f"{alias}-{identity.version}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+                                   .lower())
         dead_letter_path = Path(options.dead_letter or f"{corpus.stem}.rejected.jsonl")
         stat = corpus.stat()
         state = checkpoints.Checkpoint(
