@@ -45,6 +45,7 @@ from benchlib import bench_model, cluster, drop, machine, table, working_dir  # 
 from splade_os.engine import ELASTICSEARCH  # noqa: E402
 from splade_os.errors import ClusterError  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
+from splade_os.query import bm25_body  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield"
 SOURCE = ["title", "text"]
@@ -83,8 +84,7 @@ def bodies_for(queries, index, k: int):
     """The bodies of each variant: SPLADE as `SpladeIndex.body` builds it (the index's field,
     engine and clause cap), BM25 over the same text fields."""
     splade = [index.body(q, k, source=SOURCE) for q in queries]
-    bm25 = [{"size": k, "track_total_hits": False, "_source": SOURCE,
-             "query": {"multi_match": {"query": q, "fields": ["title", "text"]}}} for q in queries]
+    bm25 = [bm25_body(q, k, source=SOURCE) for q in queries]
     bodies = {}
     for name, batch in ((SPLADE_ES if index.cluster.engine is ELASTICSEARCH else SPLADE, splade), (BM25, bm25)):
         bodies[name + WITH] = batch
