@@ -7,8 +7,11 @@ each engine by the library's `ingest()` with those vectors replayed, so the inge
 engine's own share with the client's: bulk requests, OpenSearch's ingest pipeline or the
 client-side checks, indexing, the final refresh. (`--end-to-end`: each engine's ingest encodes
 the corpus itself, as `splade-os ingest` does.) The engines take turns (the first engine changes
-from one collection to the next). The indexes are then force-merged to one segment and reused
-for everything below:
+from one collection to the next). OpenSearch runs the index's ingest pipeline (the model checks
+in painless); the minimal Elasticsearch has no ingest processors, so there the client makes the
+same checks: one more OpenSearch ingest without the pipeline (`has_ingest_checks` off, into an
+index used for nothing else) shows what the pipeline costs. The indexes are then force-merged to
+one segment and reused for everything below:
 
 - quality (`SpladeIndex.evaluate`, k=100): nDCG@10, MRR@10, recall@10, MAP@100 and graded
   nDCG@10 of SPLADE on each engine (both store 9 significant bits: expected equal within 0.002)
@@ -22,7 +25,8 @@ for everything below:
   query itself, not the fetch of stored fields), bodies built before the clock; after a warm-up
   pass, `--passes` passes in which each query is sent once per variant, the variants (of both
   engines) interleaved query by query in a rotating order; client-side p50/p99 (request to
-  parsed response) and the engine's `took`.
+  parsed response) and the engine's `took`. One more variant per engine, an empty search
+  (`match_none`, size 0), is the floor of a request on that engine and its client.
 
 Without `--os-url` a throw-away OpenSearch node is started on loopback (`benchlib.cluster`). It
 inherits this process's nice value: under `nice -n 10` on a busy machine it would run at a lower
@@ -112,6 +116,24 @@ def ingest_into(target, corpus: Path, name: str, model, encoder, tmp: Path, reus
             "rejected": stats.rejected, "count_after": stats.count_after, **store_of(target, name)}
 
 
+@contextlib.contextmanager
+def without_pipeline(target):
+    """`target` as a cluster without ingest processors: new indexes get no pipeline, the client checks."""
+    saved = target.__dict__.get("has_ingest_checks")
+    target.__dict__["has_ingest_checks"] = False
+    try:
+        yield target
+    finally:
+        target.__dict__.pop("has_ingest_checks")
+        if saved is not None:
+            target.__dict__["has_ingest_checks"] = saved
+
+
+def floor_body(text: str, k: int) -> dict:
+    """An empty search: what a request costs on an engine and its client, with no query work."""
+    return {"size": 0, "query": {"match_none": {}}, "track_total_hits": False}
+
+
 def term_bool_body(index, encoder):
     """A bool of boosted `term` clauses on the sparse field: Elasticsearch's other exact feature query."""
     def body(text: str, k: int) -> dict:
@@ -199,11 +221,19 @@ def run_collection(name: str, folder: Path, clusters: list, model, encoder, args
     for target in clusters[turn % 2:] + clusters[: turn % 2]:  # the engines take turns going first
         ingests[target.engine.name] = ingest_into(target, corpus, index_name, model, replay or encoder, tmp,
                                                   args.reuse, documents)
+    if args.pipeline_cost and not args.reuse:
+        with without_pipeline(clusters[0]) as target:
+            ingests["opensearch, no ingest pipeline (client-side checks)"] = ingest_into(
+                target, corpus, index_name + "-client-checks", model, replay or encoder, tmp, False, documents)
+            drop(target, index_name + "-client-checks")
     indexes, variants = {}, {}
     for target in clusters:
         for variant, body in variants_for(target.index(index_name), model.query_encoder, args.pruning).items():
             indexes[variant], variants[variant] = target.index(index_name), body
     scores = quality(indexes, variants, queries, qrels, model.query_encoder)
+    for target in clusters:  # the floor: timed, not evaluated
+        variant = f"{target.engine.label} empty search (match_none, size 0)"
+        indexes[variant], variants[variant] = target.index(index_name), floor_body
     timings = latency(indexes, variants, [queries[q] for q in queries], args.passes)
     os_splade, es_splade = (next(v for v in scores if v.startswith(e.label + " SPLADE"))
                             for e in (OPENSEARCH, ELASTICSEARCH))
@@ -213,6 +243,14 @@ def run_collection(name: str, folder: Path, clusters: list, model, encoder, args
                 "seconds": encode_seconds, "docs_per_s": documents / encode_seconds},
             "ingest": ingests, "quality": scores, "latency": timings,
             "splade_ndcg10_es_minus_os": gap, "splade_ndcg10_within_expected": abs(gap) <= EXPECTED_GAP}
+
+
+def client_version(engine) -> str:
+    from importlib.metadata import version
+
+    if engine is OPENSEARCH:
+        return f"opensearch-py {version('opensearch-py')}"
+    return f"elasticsearch {version('elasticsearch')}, elastic-transport {version('elastic-transport')}"
 
 
 def pruning_arg(text: str) -> Pruning:
@@ -228,9 +266,9 @@ def print_collection(name: str, r: dict) -> None:
                   "seconds": f"{i['seconds']:.1f}" if "seconds" in i else "", "docs": i["count_after"],
                   "store MiB": f"{i['store_bytes'] / 2**20:.2f}"} for e, i in r["ingest"].items()],
                 ["engine", "docs/s", "seconds", "docs", "store MiB"]))
-    rows = [{"variant": v, **{m: f"{s[m]:.4f}" for m in METRICS}, "p50 ms": f"{r['latency'][v]['client_p50_ms']:.2f}",
-             "p99 ms": f"{r['latency'][v]['client_p99_ms']:.2f}", "took p50": f"{r['latency'][v]['took_p50_ms']:.0f}"}
-            for v, s in r["quality"].items()]
+    rows = [{"variant": v, **{m: f"{r['quality'][v][m]:.4f}" for m in METRICS if v in r["quality"]},
+             "p50 ms": f"{t['client_p50_ms']:.2f}", "p99 ms": f"{t['client_p99_ms']:.2f}",
+             "took p50": f"{t['took_p50_ms']:.0f}"} for v, t in r["latency"].items()]
     print(table(rows, ["variant", *METRICS, "p50 ms", "p99 ms", "took p50"]))
     print(f"SPLADE nDCG@10 Elasticsearch - OpenSearch: {r['splade_ndcg10_es_minus_os']:+.4f} "
           f"({'within' if r['splade_ndcg10_within_expected'] else 'OUTSIDE'} {EXPECTED_GAP})")
@@ -250,6 +288,8 @@ def main():
                         metavar="FREQ:WEIGHT", help="Elasticsearch Pruning thresholds to try (default 5:0.4 2:0.4 5:0.8)")
     parser.add_argument("--device", default=None, help="the encoder's device (default: the best available)")
     parser.add_argument("--end-to-end", action="store_true", help="each engine's ingest encodes the corpus itself")
+    parser.add_argument("--no-pipeline-cost", dest="pipeline_cost", action="store_false",
+                        help="skip the OpenSearch ingest without the pipeline")
     parser.add_argument("--reuse", action="store_true", help="reuse bench-engines-* indexes that hold the corpus")
     parser.add_argument("--keep", action="store_true", help="keep the indexes afterwards")
     parser.add_argument("--out", type=Path)
@@ -269,7 +309,8 @@ def main():
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
         clusters = [stack.enter_context(cluster(args.os_url, timeout=600, engine="opensearch")),
                     stack.enter_context(cluster(args.es_url, timeout=600, engine="elasticsearch"))]
-        engines = {c.engine.name: {"version": c.version, "node": "given URL" if url else "throw-away local node"}
+        engines = {c.engine.name: {"version": c.version, "node": "given URL" if url else "throw-away local node",
+                                   "client": client_version(c.engine)}
                    for c, url in zip(clusters, (args.os_url, args.es_url))}
         try:
             for turn, (name, folder) in enumerate(folders.items()):

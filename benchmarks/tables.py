@@ -113,9 +113,9 @@ def engines(d) -> str:
                                for e, i in c["ingest"].items()],
                               ["engine", "ingest docs/s", "seconds", "documents", "index MiB (1 segment)"]))
         rows = []
-        for variant, q in c["quality"].items():
-            t = c["latency"][variant]
-            rows.append({"variant": variant, **{m: f"{q[m]:.4f}" for m in metrics},
+        for variant, t in c["latency"].items():
+            q = c["quality"].get(variant, {})
+            rows.append({"variant": variant, **{m: f"{q[m]:.4f}" for m in metrics if m in q},
                          "p50 ms": num(t["client_p50_ms"], 2), "p99 ms": num(t["client_p99_ms"], 2),
                          "took p50 ms": num(t["took_p50_ms"])})
         parts.append(markdown(rows, ["variant", *metrics, "p50 ms", "p99 ms", "took p50 ms"]))
