@@ -16,8 +16,8 @@ one segment and reused for everything below:
 - quality (`SpladeIndex.evaluate`, k=100): nDCG@10, MRR@10, recall@10, MAP@100 and graded
   nDCG@10 of SPLADE on each engine (both store 9 significant bits: expected equal within 0.002)
   and of BM25 (`multi_match` over title and text, `splade_os.query.bm25_body`) on each engine;
-- on Elasticsearch also: (a) a bool of boosted `term` clauses on the same field against the
-  `sparse_vector` query that `feature_query` sends (both the exact dot product), the
+- on Elasticsearch also: (a) the bool of boosted `term` clauses that `feature_query` sends against
+  the `sparse_vector` query with `prune: false` on the same field (both the exact dot product), the
   `sparse_vector` query with Elasticsearch's default pruning and no rescore (what a body without
   `"prune": false` gets from 8.19), and (b) `Pruning(...)` (a pruned first pass + a rescore of
   the pruned tokens over the top 100) at a few thresholds (`--pruning FREQ:WEIGHT ...`);
@@ -59,7 +59,7 @@ from splade_os.beir import load_beir  # noqa: E402
 from splade_os.corpus import Document, read_corpus  # noqa: E402
 from splade_os.engine import ELASTICSEARCH, OPENSEARCH  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
-from splade_os.query import Pruning, bm25_body, weighted_terms  # noqa: E402
+from splade_os.query import Pruning, bm25_body, sparse_vector_query, weighted_terms  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 COLLECTIONS = {"cranfield": REPO / "connector" / "data" / "cranfield", "vaswani": None}  # vaswani: under --data
@@ -134,34 +134,27 @@ def floor_body(text: str, k: int) -> dict:
     return {"size": 0, "query": {"match_none": {}}, "track_total_hits": False}
 
 
-def term_bool_body(index, encoder):
-    """A bool of boosted `term` clauses on the sparse field: Elasticsearch's other exact feature query."""
+def sparse_vector_body(index, encoder, engine_default: bool = False):
+    """Elasticsearch's `sparse_vector` query on the sparse field: exact (`prune: false`), or as the
+    engine runs it when the body does not say (8.19 prunes by default, no rescore)."""
     def body(text: str, k: int) -> dict:
         terms = weighted_terms(encoder.weights(text), encoder.keys, index.cluster.max_clause_count)
-        query = {"bool": {"should": [{"term": {index.field: {"value": key, "boost": w}}} for key, w in terms]}} \
-            if terms else {"match_none": {}}
+        query = sparse_vector_query(terms, index.field) if terms else {"match_none": {}}
+        if engine_default and terms:
+            query["sparse_vector"].pop("prune")
         return {"size": k, "query": query, "track_total_hits": False}
-    return body
-
-
-def engine_default_pruning_body(index, encoder):
-    """The `sparse_vector` query without `"prune": false`: Elasticsearch 8.19 prunes it by default, no rescore."""
-    def body(text: str, k: int) -> dict:
-        out = index.body(text, k, encoder)
-        out["query"].get("sparse_vector", {}).pop("prune", None)
-        return out
     return body
 
 
 def variants_for(index, encoder, prunings) -> dict:
     """{variant name: body(text, k)} for one engine's index."""
     label = index.cluster.engine.label
-    splade = "SPLADE (rank_feature bool)" if index.cluster.engine is OPENSEARCH else "SPLADE (sparse_vector)"
+    splade = "SPLADE (rank_feature bool)" if index.cluster.engine is OPENSEARCH else "SPLADE (bool of term clauses)"
     out = {f"{label} {splade}": lambda text, k: index.body(text, k, encoder),
            f"{label} BM25 (multi_match title+text)": lambda text, k: bm25_body(text, k)}
     if index.cluster.engine is ELASTICSEARCH:
-        out[f"{label} SPLADE (bool of term clauses)"] = term_bool_body(index, encoder)
-        out[f"{label} sparse_vector, engine's default pruning, no rescore"] = engine_default_pruning_body(index, encoder)
+        out[f"{label} SPLADE (sparse_vector, prune false)"] = sparse_vector_body(index, encoder)
+        out[f"{label} sparse_vector, engine's default pruning, no rescore"] = sparse_vector_body(index, encoder, True)
         for p in prunings:
             out[f"{label} Pruning({p.tokens_freq_ratio_threshold:g}, {p.tokens_weight_threshold:g}) + rescore"] = (
                 lambda text, k, p=p: index.body(text, k, encoder, pruning=p))
