@@ -19,9 +19,9 @@ When the cluster keeps refusing for `deadline` seconds without acknowledging any
 `BulkDeadlineError` stops the ingest. Stable `_id`s make a re-sent document overwrite itself,
 never duplicate.
 
-`BulkLines` writes each document's two NDJSON lines as bytes, with orjson: building a dict of
-~250 features and `json.dumps` of it cost ~400 us per document, all of it holding the GIL, which
-would cap a GPU ingest at ~2,500 documents/s whatever the GPU does.
+`BulkLines` writes each document's two NDJSON lines as bytes, with orjson: building a dict of a
+few hundred features and `json.dumps` of it holds the GIL long enough to cap a GPU ingest whatever
+the GPU does (measured in benchmarks/bench_ingest.py).
 """
 
 import operator

@@ -138,6 +138,12 @@ def cli(debug, quiet):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _pruning(prune: bool):
+    from .query import Pruning
+
+    return Pruning() if prune else None
+
+
 def _shard(value: Optional[str]):
     if value is None:
         return None
@@ -242,6 +248,8 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
 @model_option("Model folder, hub id or NAME@VERSION (default: the model recorded in the index).")
 @click.option("-k", "--top-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of hits.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+@click.option("--prune", is_flag=True,
+              help="Elasticsearch: prune frequent, light query tokens in a first pass, rescore the top hits exactly.")
 @click.option("--two-phase", is_flag=True,
               help="For large indexes: a first pass with the query's highest-weight tokens, then a rescore of its "
                    "top hits with the full query.")
@@ -250,7 +258,7 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
 @click.option("--rescore-window", type=click.IntRange(min=1), default=None,
               help="With --two-phase: first-pass hits rescored with the full query (default: measured).")
 @handle_errors
-def search(text, index, cluster, model, k, as_json, two_phase, first_tokens, rescore_window):
+def search(text, index, cluster, model, k, as_json, prune, two_phase, first_tokens, rescore_window):
     """Search an index with the inference-free query side.
 
     Example: splade-os search "what is lift?" --index docs -k 5
@@ -262,7 +270,7 @@ def search(text, index, cluster, model, k, as_json, two_phase, first_tokens, res
     phases = TwoPhase(first_tokens or TwoPhase.tokens, rescore_window or TwoPhase.window) if two_phase else None
     target = cluster.connect().index(index)
     hits = target.search(text, k=k, encoder=target.query_encoder(model, show_progress=not _quiet()),
-                         two_phase=phases)
+                         pruning=_pruning(prune), two_phase=phases)
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
@@ -284,8 +292,9 @@ def search(text, index, cluster, model, k, as_json, two_phase, first_tokens, res
 @click.option("--max-clauses", default=None, type=click.IntRange(min=1),
               help="The cluster's indices.query.bool.max_clause_count (default 1024, or the cluster's with --index); "
                    "the highest weights are kept.")
+@click.option("--prune", is_flag=True, help="Elasticsearch: the pruned body (first pass + exact rescore).")
 @handle_errors
-def query(text, model, index, cluster, field, size, max_clauses):
+def query(text, model, index, cluster, field, size, max_clauses, prune):
     """Print the search body for a query, for apps to send (no cluster needed without --index).
 
     Example: splade-os query "what is lift?" --engine elasticsearch > body.json
@@ -300,7 +309,7 @@ def query(text, model, index, cluster, field, size, max_clauses):
     else:
         encoder = resolve_model(model, show_progress=not _quiet()).query_encoder
         engine, cap = cluster.engine or "opensearch", max_clauses or DEFAULT_MAX_CLAUSES
-    body = encoder.to_dsl(text, field=field, size=size, max_clauses=cap, engine=engine)
+    body = encoder.to_dsl(text, field=field, size=size, max_clauses=cap, engine=engine, pruning=_pruning(prune))
     click.echo(json.dumps(body, ensure_ascii=False, indent=2))
 
 
@@ -403,10 +412,11 @@ def train(output, data, query_column, positive_column, negative_column, beir, be
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("splade-os-eval"),
               show_default=True, help="Each run writes <index>-<time>.json here.")
+@click.option("--prune", is_flag=True, help="Elasticsearch: evaluate the pruned query (first pass + exact rescore).")
 @model_option("Model (default: the one recorded in the index).")
 @cluster_options
 @handle_errors
-def eval_command(index, beir, split, queries, qrels, corpus, exact, k, as_json, results_dir, model, cluster):
+def eval_command(index, beir, split, queries, qrels, corpus, exact, k, as_json, results_dir, prune, model, cluster):
     """Evaluate an index on a test collection (the model card's metrics, graded nDCG, latency).
 
     Example: splade-os eval --index docs --beir data/cranfield --exact
@@ -426,7 +436,8 @@ def eval_command(index, beir, split, queries, qrels, corpus, exact, k, as_json, 
         raise click.ClickException("--exact needs the corpus: --corpus or --beir")
     target = cluster.connect().index(index)
     encoder = target.query_encoder(model, show_progress=not _quiet())
-    result = target.evaluate(query_texts, judgments, k=k, encoder=encoder, show_progress=not _quiet())
+    result = target.evaluate(query_texts, judgments, k=k, encoder=encoder, show_progress=not _quiet(),
+                             pruning=_pruning(prune))
     if exact:
         full = model_of_index(target, model, show_progress=not _quiet())
         vectors = evaluate.exact_doc_vectors(corpus_path, full, show_progress=not _quiet())

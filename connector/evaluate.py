@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -176,6 +176,8 @@ def evaluate_index(
     encoder: QueryEncoder,
     k: int = 100,
     show_progress: bool = False,
+    pruning=None,
+    body: Optional[Callable[[str, int], dict]] = None,
 ) -> EvalResult:
     """Run every judged query against the index and compute the model-card metrics.
 
@@ -191,6 +193,9 @@ def evaluate_index(
         k: hits retrieved per query. MAP@100 needs k >= 100 to match sentence-transformers,
             which ranks 100 documents; smaller k only truncates that one metric.
         show_progress: draw a progress bar on stderr.
+        pruning: Elasticsearch's query pruning (`splade_os.query.Pruning`); None: the exact query.
+        body: build another search body from (text, k) instead of the SPLADE query, e.g.
+            `splade_os.query.bm25_body` for the BM25 baseline on the same index.
 
     Returns:
         EvalResult, with `exact_metrics` None (see `evaluate_exact`).
@@ -204,7 +209,8 @@ def evaluate_index(
     query_ids = _judged(queries, qrels, k)
     # Only ids and scores are needed. `_source: []` would return the whole source (an empty
     # include list means "everything"), so the source is switched off explicitly.
-    bodies = {qid: index.body(queries[qid], k, encoder, source=False) for qid in query_ids}
+    build = body or (lambda text, size: index.body(text, size, encoder, pruning=pruning))
+    bodies = {qid: {**build(queries[qid], k), "_source": False} for qid in query_ids}
     index.request_search(bodies[query_ids[0]])  # warm-up, not timed
     run: Dict[str, Dict[str, float]] = {}
     seconds: List[float] = []
@@ -225,6 +231,8 @@ def evaluate_index(
         "k": k,
         "field": index.field,
         "max_clauses": index.cluster.max_clause_count,
+        "pruning": vars(pruning) if pruning is not None else None,
+        "query": "splade" if body is None else getattr(body, "__name__", "custom"),
         "model": encoder.name,
         "model_hash": encoder.hash,
         "queries_given": len(queries),

@@ -248,31 +248,30 @@ class SpladeIndex:
     def _default_encoder(self):
         return self.query_encoder()
 
-    def body(self, text: str, k: int = 10, encoder=None, source=None, two_phase=None) -> dict:
+    def body(self, text: str, k: int = 10, encoder=None, source=None, pruning=None, two_phase=None) -> dict:
         """The search body an app sends for `text` (the index's field, engine and clause cap).
 
-        `two_phase`: a `splade_os.query.TwoPhase` (first pass on the highest-weight tokens, then
-        a rescore with the rest), or True for the measured defaults; for large indexes.
+        Args:
+            text: the query; k: number of hits.
+            encoder: a `QueryEncoder` (default: the index's own model, read once).
+            source: `_source` fields to return (None: all; False: none).
+            pruning: a `splade_os.query.Pruning` (Elasticsearch only); None: the exact query.
+            two_phase: a `splade_os.query.TwoPhase` (first pass on the highest-weight tokens, then
+                a rescore with the rest; for large indexes), or True for its measured defaults.
         """
         from .query import TwoPhase
 
         encoder = encoder or self._default_encoder
         return encoder.to_dsl(text, field=self.field, size=k, max_clauses=self.cluster.max_clause_count,
-                              source=source, engine=self.cluster.engine,
+                              source=source, engine=self.cluster.engine, pruning=pruning,
                               two_phase=TwoPhase() if two_phase is True else two_phase or None)
 
-    def search(self, text: str, k: int = 10, encoder=None, two_phase=None) -> List["Hit"]:
-        """The top `k` hits for `text`, best first (title and text from `_source`).
-
-        Args:
-            text: the query.
-            k: number of hits.
-            encoder: a `QueryEncoder` to use (default: the index's own model, read once).
-            two_phase: a `splade_os.query.TwoPhase`, or True for its defaults (see `body`).
-        """
+    def search(self, text: str, k: int = 10, encoder=None, pruning=None, two_phase=None) -> List["Hit"]:
+        """The top `k` hits for `text`, best first (title and text from `_source`); see `body`."""
         from .search import Hit
 
-        response = self.request_search(self.body(text, k, encoder, source=["title", "text"], two_phase=two_phase))
+        response = self.request_search(self.body(text, k, encoder, source=["title", "text"], pruning=pruning,
+                                                 two_phase=two_phase))
         return [Hit.from_engine(h) for h in response["hits"]["hits"]]
 
     def request_search(self, body: dict) -> dict:
@@ -293,9 +292,10 @@ class SpladeIndex:
 
         return ingest(self.cluster, corpus, self.name, model, **kwargs)
 
-    def evaluate(self, queries, qrels, k: int = 100, encoder=None, show_progress: bool = False):
+    def evaluate(self, queries, qrels, k: int = 100, encoder=None, show_progress: bool = False, pruning=None,
+                 body=None):
         """Evaluate the index on judged queries; see `splade_os.evaluate.evaluate_index`."""
         from .evaluate import evaluate_index
 
         return evaluate_index(self, queries, qrels, encoder or self._default_encoder, k=k,
-                              show_progress=show_progress)
+                              show_progress=show_progress, pruning=pruning, body=body)

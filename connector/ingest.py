@@ -29,19 +29,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
-
-import numpy as np
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from . import checkpoint as checkpoints
-from .bulk import BulkLines, BulkOptions, chunk_actions, send_chunk
+from .bulk import BulkLines, BulkOptions
 from .corpus import CorpusFields, DeadLetters, Document, Rejected, read_corpus
 from .errors import IndexStateError, IngestInterrupted, InputError, ModelError
 from .files import atomic_write
-from .index import IndexSettings, SpladeIndex
 from .progress import bar, note, ticking
+from .sender import document_fields, send_documents, usable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the index module offers `SpladeIndex.ingest`, which calls into this one
+    from .index import IndexSettings, SpladeIndex
     from .ray_ingest import RayOptions
 
 _DONE = object()
@@ -54,7 +53,8 @@ class IngestOptions:
 
     Attributes:
         fields: which JSON fields hold id, text and title.
-        index: shards, replicas, refresh interval and field of a new index.
+        index: shards, replicas, refresh interval and field of a new index
+            (`splade_os.index.IndexSettings`; its defaults when None).
         bulk: documents and bytes per request, requests in flight, retry policy.
         window: documents encoded together (sorted by length inside); the checkpoint's step.
         device, dtype: for the encoder ("cuda", "cpu", "cuda:0,cuda:1", "all"; "auto" = bf16 on GPU).
@@ -68,7 +68,7 @@ class IngestOptions:
     """
 
     fields: CorpusFields = field(default_factory=CorpusFields)
-    index: IndexSettings = field(default_factory=IndexSettings)
+    index: Optional["IndexSettings"] = None
     bulk: BulkOptions = field(default_factory=BulkOptions)
     window: int = 1024
     device: Optional[str] = None
@@ -105,7 +105,7 @@ class IngestPlan:
     """What `plan_ingest` decided: the target, the model, and where the run stands."""
 
     corpus: Path
-    index: SpladeIndex  # the concrete index receiving the documents
+    index: "SpladeIndex"  # the concrete index receiving the documents
     model: object  # splade_os.model.Model
     state: checkpoints.Checkpoint
     checkpoint_path: Path
@@ -151,7 +151,10 @@ def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: O
     if options.ray is not None:
         from .ray_ingest import run_on_ray
 
-        stats = run_on_ray(plan, options, show_progress)
+        indexed, rejected = run_on_ray(plan, options, show_progress)
+        stats = IngestStats(index=plan.index.name, indexed=indexed, rejected=rejected,
+                            checkpoint_path=plan.checkpoint_path,
+                            dead_letter_path=plan.dead_letter_path if rejected else None)
     else:
         if encoder is None:
             from .encoder import make_encoder
@@ -182,7 +185,7 @@ def plan_ingest(cluster, corpus, index: Optional[str], model, alias: Optional[st
         if not state.matches(corpus) or state.input != str(corpus.resolve()):
             raise InputError(f"{corpus}: the input changed since checkpoint {checkpoint_path} was written")
         index, alias = state.index, state.alias
-    target = SpladeIndex(cluster, index) if index else None
+    target = cluster.index(index) if index else None
     if model is None:
         model = model_of_index(target, show_progress=show_progress) if target and target.exists() \
             else resolve_model(None, cluster, show_progress)
@@ -195,8 +198,8 @@ def plan_ingest(cluster, corpus, index: Optional[str], model, alias: Optional[st
         if alias:
             if cluster.exists(f"/{alias}") and not cluster.exists(f"/_alias/{alias}"):
                 raise IndexStateError(f"{alias!r} is a concrete index, not an alias; choose another alias name")
-            target = SpladeIndex(cluster, f"{alias}-{identity.version}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
-                                 .lower())
+            target = cluster.index(f"{alias}-{identity.version}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+                                   .lower())
         dead_letter_path = Path(options.dead_letter or f"{corpus.stem}.rejected.jsonl")
         stat = corpus.stat()
         state = checkpoints.Checkpoint(
@@ -255,30 +258,6 @@ class _Sender(threading.Thread):
         state.save(self.plan.checkpoint_path)
 
 
-def document_fields(pipeline: Optional[str], identity) -> Callable[[Document], dict]:
-    """What a document's `_source` holds besides its features, for an index with or without a pipeline."""
-    if pipeline:
-        # The index's pipeline checks this against the index's model, then removes it.
-        return lambda doc: {"title": doc.title, "text": doc.text, "splade_fingerprint": identity.fingerprint}
-    # No pipeline on this cluster: the client stamps what the pipeline would have.
-    model = {"name": identity.name, "version": identity.version}
-    return lambda doc: {"title": doc.title, "text": doc.text, "splade_model": model,
-                        "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def send_documents(cluster, actions: List[bytes], max_docs: int, max_bytes: int, policy, pool,
-                   on_retry: Optional[Callable[[str], None]] = None) -> List[Optional[str]]:
-    """Send documents' bulk actions in chunks over `pool`; in input order, None (acknowledged) or the reason."""
-    chunks = chunk_actions(actions, max_docs, max_bytes)
-    outcomes = pool.map(lambda chunk: send_chunk(cluster, [actions[i] for i in chunk], policy, on_retry=on_retry),
-                        chunks)
-    reasons: List[Optional[str]] = [None] * len(actions)
-    for chunk, chunk_reasons in zip(chunks, outcomes):
-        for i, reason in zip(chunk, chunk_reasons):
-            reasons[i] = reason
-    return reasons
-
-
 def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progress, last_line: list):
     """(documents, last line) windows of the corpus; rejected lines go to `dead` as they are read.
 
@@ -296,20 +275,6 @@ def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progre
             yield (pending, item.line), [d.content for d in pending]
             pending = []
     yield (pending, last_line[0]), [d.content for d in pending]
-
-
-def usable(docs: List[Document], vectors: list, dead: DeadLetters):
-    """The documents with a usable vector; the others are dead-lettered (the checks a pipeline makes)."""
-    kept, usable = [], []
-    for doc, vector in zip(docs, vectors):
-        if len(vector.ids) == 0:
-            dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
-        elif not np.all(np.isfinite(vector.values)):
-            dead.add(doc.line, "the model gives this document non-finite feature values", doc.raw)
-        else:
-            kept.append(doc)
-            usable.append(vector)
-    return kept, usable
 
 
 def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progress: bool = True) -> IngestStats:

@@ -6,10 +6,11 @@ stay in cache, which doubles the projection's speed (its output is written and r
 and main memory is the bottleneck).
 
 `Int8Screen` makes the CPU projection cheaper still, with the same output. A document keeps only
-~1% of the vocabulary (a column whose max logit + bias is <= 0 is 0 after relu), so the whole
-projection first runs in int8 (VNNI/AMX, ~3x fp32) and gives, for each (document, column), an
-upper bound of the fp32 max logit; the exact fp32 projection then runs only on the columns whose
-bound is positive (~2%), on the document's real tokens. With h = s*q + e and w = r*p + f (q, p
+a small share of the vocabulary (a column whose max logit + bias is <= 0 is 0 after relu), so
+the whole projection first runs in int8 (VNNI/AMX, faster than fp32) and gives, for each
+(document, column), an upper bound of the fp32 max logit; the exact fp32 projection then runs
+only on the columns whose bound is positive, on the document's real tokens (the shares and the
+speed are measured in benchmarks/bench_encode.py). With h = s*q + e and w = r*p + f (q, p
 int8; one scale s per document, r per column; e and f the rounding errors, known exactly),
 h.w = s*r*(q.p) + s*(q.f) + e.w, so by Cauchy-Schwarz
 

@@ -290,7 +290,7 @@ class BlockWorker:
         import ray
 
         from .encoder import DocumentEncoder
-        from .ingest import document_fields
+        from .sender import document_fields
         from .model import resolve_model
 
         self.job = job
@@ -317,7 +317,7 @@ class BlockWorker:
 
     def run_block(self, block: Block) -> dict:
         """Encode and send one block; its documents' digests, lines and acknowledgements, and its dead letters."""
-        from .ingest import send_documents, usable
+        from .sender import send_documents, usable
 
         job, dead, docs = self.job, _Collected(), []
         for item in read_block(job.corpus, job.format, block, job.fields):
@@ -399,7 +399,7 @@ def run_on_ray(plan, options, show_progress: bool = True):
         show_progress: a progress bar and notes on stderr.
 
     Returns:
-        `IngestStats`, as `run_pipeline` returns them.
+        (indexed, rejected): documents the index holds, lines in the dead-letter file.
     """
     require("ray", "ingest on Ray")
     import ray
@@ -465,9 +465,7 @@ def _run_blocks(ray, ledger: Ledger, job: Job, workers: int, gpus: float, cpus: 
 
 
 def settle_ledger(plan, ledger: Ledger, fields: CorpusFields):
-    """Find duplicate ids over all blocks, write the dead-letter file, and count; returns `IngestStats`."""
-    from .ingest import IngestStats
-
+    """Find duplicate ids over all blocks, write the dead-letter file, and count; returns (indexed, rejected)."""
     digests, lines, acked = ledger.outcomes()
     order = np.lexsort((lines, digests))
     repeat = np.zeros(len(order), dtype=np.bool_)
@@ -499,8 +497,7 @@ def settle_ledger(plan, ledger: Ledger, fields: CorpusFields):
     state.line = blocks[-1].first_line + blocks[-1].lines - 1 if blocks else 0
     state.indexed, state.rejected = indexed, rejected
     state.save(plan.checkpoint_path)
-    return IngestStats(index=plan.index.name, indexed=indexed, rejected=rejected, checkpoint_path=plan.checkpoint_path,
-                       dead_letter_path=plan.dead_letter_path if rejected else None)
+    return indexed, rejected
 
 
 def _documents_at(plan, ledger: Ledger, fields: CorpusFields, wanted: set) -> Dict[int, Document]:

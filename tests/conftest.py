@@ -19,7 +19,8 @@ from splade_os.model_builder import SAMPLE_DIR
 
 OPENSEARCH_IMAGE = "opensearchproject/opensearch:3.5.0"
 BACKEND = []  # which cluster the run used, printed in the terminal summary
-NODE_FIXTURES = {"opensearch_url", "cluster"}
+NODE_FIXTURES = {"opensearch_url", "elasticsearch_url", "engine_url", "cluster", "opensearch_cluster"}
+ENGINES = ("opensearch", "elasticsearch")
 
 # Shared 2-core machines are slow at times: no per-example deadline, no "too slow" failures.
 settings.register_profile("splade-os", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -86,7 +87,31 @@ def opensearch_url():
 
 
 @pytest.fixture(scope="session")
-def cluster(opensearch_url):
+def elasticsearch_url():
+    url = os.environ.get("ELASTICSEARCH_URL")
+    if not url:
+        raise RuntimeError("set ELASTICSEARCH_URL (the local Elasticsearch launcher is not merged yet)")
+    BACKEND.append(f"ELASTICSEARCH_URL={url}")
+    yield url
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine_url(request):
+    """The URL of each engine's cluster in turn: tests that take it run on both engines."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(scope="session")
+def cluster(engine_url):
+    """A `Cluster` of each engine in turn (OpenSearch, then Elasticsearch)."""
+    from splade_os.cluster import connect
+
+    return connect(engine_url)
+
+
+@pytest.fixture(scope="session")
+def opensearch_cluster(opensearch_url):
+    """The OpenSearch `Cluster`, for what only OpenSearch has (its ingest pipeline on these nodes)."""
     from splade_os.cluster import connect
 
     return connect(opensearch_url)

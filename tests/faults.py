@@ -17,16 +17,20 @@ from urllib.parse import urlsplit
 
 
 class FaultProxy:
-    """Forwards to `target` (http://127.0.0.1:PORT); `fault(n, path)` picks what to do with request n.
+    """Forwards to `target` (http://127.0.0.1:PORT); `fault(n, path, size)` picks what to do with bulk request n.
 
     `fault` returns None (forward), "429" (answer 429), "drop" (close without answering), or
-    "items-429" (forward, then report the first items as rejected with 429).
+    "items-429" (forward, then report the first items as rejected with 429). With `max_body`, a
+    bulk request larger than that many bytes is answered 413 with an empty body, as a cluster
+    answers one over its `http.max_content_length`.
     """
 
-    def __init__(self, target: str, fault=None, tls=None, basic_auth=None):
+    def __init__(self, target: str, fault=None, tls=None, basic_auth=None, max_body=None):
         self.target = urlsplit(target)
-        self.fault = fault or (lambda n, path: None)
-        self.counts = {"requests": 0, "429": 0, "drop": 0, "items-429": 0}
+        inner = fault or (lambda n, path, size: None)
+        self.fault = inner if max_body is None else (
+            lambda n, path, size: "413" if size > max_body else inner(n, path, size))
+        self.counts = {"requests": 0, "429": 0, "drop": 0, "items-429": 0, "413": 0}
         self.lock = threading.Lock()
         proxy = self
 
@@ -45,10 +49,12 @@ class FaultProxy:
                 with proxy.lock:
                     proxy.counts["requests"] += 1
                     n = proxy.counts["requests"]
-                action = proxy.fault(n, self.path) if self.path.startswith("/_bulk") else None
+                action = proxy.fault(n, self.path, len(body)) if self.path.startswith("/_bulk") else None
                 if action:
                     with proxy.lock:
                         proxy.counts[action] += 1
+                if action == "413":
+                    return self._reply(413, b"")
                 if action == "429":
                     return self._reply(429, b'{"error": {"type": "es_rejected_execution_exception"}, "status": 429}')
                 if action == "drop":

@@ -1,6 +1,7 @@
 """Integration tests against a real node: ingest, search, pipeline checks, refusals."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from splade_os.ingest import IngestOptions, ingest
 from splade_os.model import resolve_model
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class RecordingEncoder:
@@ -131,6 +133,12 @@ def test_bad_lines_go_to_dead_letters_and_the_rest_is_indexed(cluster, default_m
 
 def test_pipeline_rejects_foreign_and_malformed_documents(cranfield):
     index = cranfield[0]
+    if not index.cluster.has_ingest_checks:
+        # A minimal Elasticsearch has no fail processor: the index has no pipeline and the client
+        # checked and stamped every document itself (test_documents_are_stamped_with_the_model).
+        assert index.pipeline is None and index.cluster.engine.name == "elasticsearch"
+        assert "default_pipeline" not in json.dumps(index.cluster.request("GET", f"/{index.name}/_settings"))
+        return
     good = _get(index, "1")
     cases = {
         "another model": {"text": "x", "splade": good["splade"], "splade_fingerprint": "0" * 64},
@@ -173,4 +181,21 @@ def test_identity_recorded_in_meta(cranfield, default_model):
     meta = index.cluster.request("GET", f"/{index.name}/_mapping")[index.name]["mappings"]["_meta"]["splade_os"]
     assert meta["model"] == default_model.identity.as_meta()
     assert meta["model"]["source"] == "default"
-    assert meta["field"] == "splade" and meta["pipeline"] == "splade-os-cranfield" and meta["schema"] == 2
+    pipeline = "splade-os-cranfield" if index.cluster.has_ingest_checks else ""
+    assert meta["field"] == "splade" and meta["pipeline"] == pipeline and meta["schema"] == 2
+
+
+def test_expected_retrieval_scores(cranfield, sample_dir):
+    """The scores kept in benchmarks/regressions.json, within their tolerances, on each engine."""
+    from splade_os.beir import load_beir
+    from splade_os.query import bm25_body
+
+    expected = json.loads((ROOT / "benchmarks" / "regressions.json").read_text())["cranfield"]["runs"]
+    index = cranfield[0]
+    queries, qrels, _ = load_beir(sample_dir)
+    measured = {"splade-default": index.evaluate(queries, qrels).metrics,
+                "bm25": index.evaluate(queries, qrels, body=bm25_body).metrics}
+    failures = [f"{run} {metric}: {measured[run][metric]:.4f}, expected {value} +- {tolerance}"
+                for run, spec in expected.items() for metric, (value, tolerance) in spec["metrics"].items()
+                if abs(measured[run][metric] - value) > tolerance]
+    assert not failures, failures

@@ -32,7 +32,9 @@ FAST_RETRY = RetryPolicy(initial=0.2, maximum=2.0, deadline=120)
 
 def options(tmp_path, window=1024, bulk_docs=500, **kwargs) -> IngestOptions:
     """Ingest options with the checkpoint and dead letters in `tmp_path` and quick retries."""
-    return IngestOptions(window=window, bulk=BulkOptions(docs=bulk_docs, retry=FAST_RETRY),
+    bulk = kwargs.pop("bulk", None) or BulkOptions(docs=bulk_docs)
+    bulk.retry = FAST_RETRY
+    return IngestOptions(window=window, bulk=bulk,
                          checkpoint=kwargs.pop("checkpoint", tmp_path / "ckpt.json"),
                          dead_letter=kwargs.pop("dead_letter", tmp_path / "dead.jsonl"), **kwargs)
 
@@ -57,12 +59,12 @@ def _ids(cluster, index):
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_kill_and_resume(cluster, opensearch_url, default_model, encoder, corpus, tmp_path, stop):
+def test_kill_and_resume(cluster, engine_url, default_model, encoder, corpus, tmp_path, stop):
     checkpoint, dead = tmp_path / "ckpt.json", tmp_path / "dead.jsonl"
     window = 10
     index = f"crash-{stop.name.lower()}"
     command = [sys.executable, "-m", "splade_os", "-q", "ingest", str(corpus), "--index", index, "--url",
-               opensearch_url, "--window", str(window), "--bulk-docs", "5", "--checkpoint", str(checkpoint),
+               engine_url, "--window", str(window), "--bulk-docs", "5", "--checkpoint", str(checkpoint),
                "--dead-letter", str(dead), "--device", "cpu"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -134,11 +136,11 @@ def test_node_stopped_mid_ingest(default_model, encoder, corpus, tmp_path):
         shutil.rmtree(data, ignore_errors=True)
 
 
-def test_429s_and_dropped_connections(cluster, opensearch_url, default_model, encoder, corpus, tmp_path):
-    def fault(n, path):
+def test_429s_and_dropped_connections(cluster, engine_url, default_model, encoder, corpus, tmp_path):
+    def fault(n, path, size):
         return {0: "429", 1: "drop", 2: "items-429"}.get(n % 4)
 
-    with FaultProxy(opensearch_url, fault) as proxy:
+    with FaultProxy(engine_url, fault) as proxy:
         flaky = connect(proxy.url)
         stats = ingest(flaky, corpus, "flaky", default_model, encoder=encoder,
                        options=options(tmp_path, window=20, bulk_docs=10), show_progress=False)
@@ -260,3 +262,42 @@ def test_tls_and_basic_auth(opensearch_url, default_model, encoder, corpus, tmp_
             warnings.simplefilter("always")
             connect(proxy.url, user="alice", password="s3cr3t-pw", insecure=True)
         assert any("verification is off" in str(w.message) for w in caught)
+
+
+def _long_documents(sample_dir, folder, count, size):
+    """`count` documents of about `size` bytes of real words (Cranfield abstracts run together)."""
+    words = " ".join(json.loads(line)["text"] for line in open(sample_dir / "corpus.jsonl", encoding="utf-8"))
+    path = folder / "long.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(count):
+            start = (i * 7919) % (len(words) - size)
+            f.write(json.dumps({"_id": f"long-{i}", "text": words[start:start + size]}) + "\n")
+    return path
+
+
+def test_long_documents_are_sent_in_byte_capped_requests(cluster, default_model, encoder, sample_dir, tmp_path):
+    # 300 documents of ~400 KB: 120 MB, more than http.max_content_length (100 MB) in one request;
+    # by count alone (500 per request) this failed with HTTP 413 and indexed nothing.
+    corpus = _long_documents(sample_dir, tmp_path, 300, 400_000)
+    stats = ingest(cluster, corpus, "long-docs", default_model, encoder=encoder, options=options(tmp_path),
+                   show_progress=False)
+    assert (stats.indexed, stats.rejected, stats.count_after) == (300, 0, 300)
+    cluster.request("DELETE", "/long-docs")
+
+
+def test_http_413_splits_requests_and_dead_letters_a_document_too_large(opensearch_url, default_model, encoder,
+                                                                        sample_dir, tmp_path):
+    # A proxy that answers 413 above 600 KB, as a cluster with a small http.max_content_length does.
+    corpus = _long_documents(sample_dir, tmp_path, 40, 50_000)
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    lines[16] = json.dumps({"_id": "huge", "text": ("wing lift drag " * 60_000)[:800_000]})
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with FaultProxy(opensearch_url, max_body=600_000) as proxy:
+        stats = ingest(connect(proxy.url), corpus, "too-large", default_model, encoder=encoder, show_progress=False,
+                       options=options(tmp_path, bulk_docs=500, bulk=BulkOptions(docs=500, max_bytes=50 * 2**20)))
+    assert proxy.counts["413"] > 1  # the first requests were split, more than once
+    assert (stats.indexed, stats.rejected) == (39, 1)
+    (dead,) = [json.loads(line) for line in open(tmp_path / "dead.jsonl")]
+    assert dead["line"] == 17 and "HTTP 413" in dead["reason"]
+    ids = _ids(connect(opensearch_url), "too-large")
+    assert len(ids) == len(set(ids)) == 39 and "huge" not in ids

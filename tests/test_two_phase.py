@@ -8,7 +8,7 @@ import pytest
 from splade_os.bulk import BulkLines, RetryPolicy, send_chunk
 from splade_os.errors import InputError
 from splade_os.index import IndexSettings, SpladeIndex
-from splade_os.query import TwoPhase, query_body
+from splade_os.query import Pruning, TwoPhase, feature_query, query_body
 
 KEYS = [f"t{i}" for i in range(50)]
 
@@ -30,10 +30,12 @@ def test_short_query_and_window_smaller_than_k():
     assert "rescore" not in query_body(weights, KEYS, two_phase=TwoPhase(tokens=2))
     assert query_body(weights, KEYS, size=50, two_phase=TwoPhase(tokens=1, window=10))["rescore"]["window_size"] == 50
     body = query_body(weights, KEYS, engine="elasticsearch", two_phase=TwoPhase(tokens=1))
-    assert body["query"] == {"sparse_vector": {"field": "splade", "query_vector": {"t2": 2.0}}}
-    assert body["rescore"]["query"]["rescore_query"] == {"sparse_vector": {"field": "splade", "query_vector": {"t1": 1.0}}}
+    assert body["query"] == feature_query([("t2", 2.0)], engine="elasticsearch")
+    assert body["rescore"]["query"]["rescore_query"] == feature_query([("t1", 1.0)], engine="elasticsearch")
     with pytest.raises(InputError):
         TwoPhase(tokens=0)
+    with pytest.raises(InputError, match="not both"):
+        query_body(weights, KEYS, engine="elasticsearch", two_phase=TwoPhase(), pruning=Pruning())
 
 
 def test_rescored_scores_are_the_full_query_scores(cluster, default_model):
