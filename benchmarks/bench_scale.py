@@ -258,11 +258,6 @@ def timed(cluster, index: str, body: dict):
     return ms, float(answer.get("took", 0)), [h["_id"] for h in answer["hits"]["hits"]]
 
 
-def bm25_body(text: str) -> dict:
-    return {"size": K, "query": {"multi_match": {"query": text, "fields": ["title", "text"]}}, "_source": False,
-            "track_total_hits": False}
-
-
 def agreement(ids: List[str], full: List[str]) -> float:
     return len(set(ids) & set(full)) / len(full) if full else 1.0
 
@@ -367,7 +362,7 @@ def measure_size(cluster, model, real: RealMaps, texts: List[str], n: int, args)
 
 def search_size(cluster, index, texts: List[str], n: int, result: dict, args) -> dict:
     """The two-phase grid and the interleaved SPLADE / BM25 / two-phase timing on one index."""
-    from splade_os.query import TwoPhase
+    from splade_os.query import TwoPhase, bm25_body
 
     name = index.name
     encoder = index.query_encoder()
@@ -380,7 +375,7 @@ def search_size(cluster, index, texts: List[str], n: int, result: dict, args) ->
         result["two_phase_grid"] = two_phase_grid(cluster, name, index, encoder, texts, full_hits, args.grid_tokens,
                                                   args.grid_windows)
     chosen = TwoPhase(args.tokens, args.window)
-    bodies = {"splade": full_bodies, "bm25": [bm25_body(t) for t in texts],
+    bodies = {"splade": full_bodies, "bm25": [bm25_body(t, K, source=False) for t in texts],
               "splade_two_phase": [index.body(t, K, encoder, source=False, two_phase=chosen) for t in texts]}
     others = [TwoPhase(*map(int, spec.split(":"))) for spec in args.also]
     for other in others:  # more two-phase settings, interleaved with the rest
