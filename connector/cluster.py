@@ -369,14 +369,7 @@ def connect(
         ClusterError: unreachable, TLS failure, refused credentials, or not the engine given.
         InputError: a malformed URL or credentials file.
     """
-    urls = split_urls(url)
-    for one in urls or [url]:
-        check = urlsplit(one)
-        if check.scheme not in ("http", "https") or not check.hostname:
-            raise InputError(f"{redact_url(one)}: not an http(s) URL of a cluster")
-    parts = urlsplit(urls[0])
-    if any(urlsplit(one).scheme != parts.scheme for one in urls):
-        raise InputError(f"{redact_url(url)}: the URLs of one cluster must all be http or all https")
+    parts = _first_url(url)
     credentials_file = credentials_file or _env("SPLADE_OS_CREDENTIALS_FILE", "OPENSEARCH_CREDENTIALS_FILE")
     if credentials_file and user is None:
         user, password = read_credentials(credentials_file)
@@ -415,6 +408,19 @@ def connect(
             return cluster
     cluster.request("GET", "/_cluster/health", action="connecting")
     return cluster
+
+
+def _first_url(url: str):
+    """The parts of the first of the URLs in `url`, once all were checked."""
+    urls = split_urls(url)
+    for one in urls or [url]:
+        check = urlsplit(one)
+        if check.scheme not in ("http", "https") or not check.hostname:
+            raise InputError(f"{redact_url(one)}: not an http(s) URL of a cluster")
+    parts = urlsplit(urls[0])
+    if any(urlsplit(one).scheme != parts.scheme for one in urls):
+        raise InputError(f"{redact_url(url)}: the URLs of one cluster must all be http or all https")
+    return parts
 
 
 def _opensearch_client(url: str, auth, tls: dict, timeout: float, aws_region, aws_service):

@@ -17,10 +17,10 @@ from .background import running_url, start_background, stop_background
 from .distribution import ensure_distribution
 from .engines import DEFAULT_ENGINE, ELASTICSEARCH_NODE, NODE_ENGINES, OPENSEARCH_NODE, NodeEngine, node_engine
 from .java import find_java_home
-from .process import LocalCluster, LocalNode
+from .process import QUICK_START, LocalCluster, LocalNode
 
 __all__ = [
     "DEFAULT_ENGINE", "ELASTICSEARCH_NODE", "NODE_ENGINES", "OPENSEARCH_NODE", "LocalCluster", "LocalNode",
-    "NodeEngine", "ensure_distribution", "find_java_home", "node_engine", "running_url", "start_background",
+    "NodeEngine", "QUICK_START", "ensure_distribution", "find_java_home", "node_engine", "running_url", "start_background",
     "stop_background",
 ]

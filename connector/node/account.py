@@ -7,6 +7,7 @@ the background node's data) live under `/var/tmp/splade-os-root` instead.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -74,6 +75,19 @@ def runtime_root(account: Account) -> Path:
         raise NodeError(f"{root} is not a root-owned directory; remove it or set SPLADE_OS_CACHE")
     root.chmod(0o755)
     return root
+
+
+def node_root(account: Account) -> Path:
+    """Where this cache's node folders live: `cache_dir()/node`, unless the node user cannot reach it.
+
+    Then a folder of this cache's own under the runtime root (named after the cache's path), so
+    that two caches never share a node's data.
+    """
+    root = runtime_root(account)
+    if root == cache_dir():
+        return root / "node"
+    key = hashlib.sha256(str(cache_dir().resolve()).encode()).hexdigest()[:12]
+    return root / "node" / key
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -1,8 +1,8 @@
 """The background node: one long-lived local node (or cluster) per cache folder and engine.
 
 It is detached from the process that started it, so several `splade-os` commands in a row share
-it, and its data (`node/<engine>/cluster-<N>/node-<i>/data` under the runtime root, see
-`splade_os.node.account`) survives restarts. What runs is recorded in
+it, and its data (`cache_dir()/node/<engine>/cluster-<N>/node-<i>/data`; for root see
+`splade_os.node.account.node_root`) survives restarts. What runs is recorded in
 `cache_dir()/node/<engine>/state.json`; a lock file beside it serialises concurrent starts and
 stops.
 """
@@ -20,7 +20,7 @@ from typing import List, Optional
 from ..cache import cache_dir
 from ..errors import NodeError
 from ..files import atomic_write
-from .account import node_account, runtime_root
+from .account import node_account, node_root
 from .engines import node_engine
 from .health import HEALTHY, health
 from .process import LocalCluster, signal_group
@@ -135,8 +135,8 @@ def start_background(engine="opensearch", nodes: Optional[int] = None, version: 
                                 f"{nodes} node(s)")
             return url
         count = nodes or 1
-        # Same as the cache except when we are root and the node user cannot enter the cache.
-        root = runtime_root(node_account(spec.label)) / "node" / spec.name / f"cluster-{count}"
+        # In the cache, except when we are root and the node user cannot enter the cache.
+        root = node_root(node_account(spec.label)) / spec.name / f"cluster-{count}"
         local = LocalCluster(spec, nodes=count, version=version, port=port, show_progress=show_progress,
                              work_dir=root, detach=True).start()
         _write_state(spec, {

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 from ..cache import cache_dir
 from ..errors import InputError, NodeError
@@ -32,6 +32,9 @@ from .logs import bind_failed, progress, summarise_log
 
 CLUSTER_NAME = "splade-os"
 SINGLE_NODE = {"discovery.type": "single-node"}
+# The JIT's first tier only: a node starts with about half the CPU time (measured in
+# benchmarks/node_start.py) and runs slower afterwards; for throw-away nodes on few cores.
+QUICK_START = ("-XX:TieredStopAtLevel=1",)
 
 
 class _BindFailure(Exception):
@@ -54,7 +57,8 @@ class LocalNode:
     removes; `data_dir` defaults to `work_dir/data`; a `data_dir` or `work_dir` given by the caller
     is never removed. `detach=True` starts the node in its own session so it outlives this process
     (the background node). When we are root, the node runs as an unprivileged user that owns
-    work_dir and data_dir (see `splade_os.node.account`).
+    work_dir and data_dir (see `splade_os.node.account`). `java_options` are extra JVM options
+    (e.g. `QUICK_START`); the engine's java-opts variable from the environment comes last and wins.
 
     Example:
         >>> with LocalNode("elasticsearch") as node:
@@ -63,7 +67,8 @@ class LocalNode:
 
     def __init__(self, engine="opensearch", version: Optional[str] = None, port: Optional[int] = None,
                  heap: str = "512m", data_dir=None, show_progress: bool = True, *, work_dir=None,
-                 detach: bool = False, transport_port: Optional[int] = None, name: str = "splade-os-local"):
+                 detach: bool = False, transport_port: Optional[int] = None, name: str = "splade-os-local",
+                 java_options: Sequence[str] = ()):
         self.spec = node_engine(engine)
         self.version = version or self.spec.version
         self.requested_port = port
@@ -74,6 +79,7 @@ class LocalNode:
         self.work_dir = Path(work_dir).expanduser().resolve() if work_dir is not None else None
         self.detach = detach
         self.name = name
+        self.java_options = tuple(java_options)
         # Discovery settings; LocalCluster replaces them with the seed hosts and initial masters.
         self.discovery: dict = dict(SINGLE_NODE)
         # Whether the work dir goes away after a failure (then the log is copied to the cache).
@@ -198,8 +204,8 @@ class LocalNode:
         env[spec.conf_var] = str(config)
         # These come after jvm.options (OpenSearch's says -Xms1g -Xmx1g), so they win; options the
         # user put in the environment come last so they can still override ours.
-        user_options = os.environ.get(spec.java_opts_var, "")
-        env[spec.java_opts_var] = f"-Xms{self.heap} -Xmx{self.heap} {user_options}".strip()
+        options = [f"-Xms{self.heap}", f"-Xmx{self.heap}", *self.java_options, os.environ.get(spec.java_opts_var, "")]
+        env[spec.java_opts_var] = " ".join(options).strip()
         return env
 
     def _write_settings(self, config: Path, logs: Path, data: Path) -> None:
@@ -369,6 +375,7 @@ class LocalCluster:
         work_dir: the folder holding `node-<i>/` (config, logs, data) of each node; default a temp
             dir that `stop` removes.
         detach: start the nodes in their own sessions, so they outlive this process.
+        java_options: extra JVM options of every node (e.g. `QUICK_START`).
 
     Example:
         >>> with LocalCluster("opensearch", nodes=3) as local:
@@ -377,13 +384,15 @@ class LocalCluster:
     """
 
     def __init__(self, engine="opensearch", nodes: int = 3, version: Optional[str] = None, heap: str = "512m",
-                 port: Optional[int] = None, show_progress: bool = True, *, work_dir=None, detach: bool = False):
+                 port: Optional[int] = None, show_progress: bool = True, *, work_dir=None, detach: bool = False,
+                 java_options: Sequence[str] = ()):
         if not isinstance(nodes, int) or nodes < 1:
             raise InputError(f"nodes={nodes!r}: a local cluster needs at least 1 node")
         self.spec = node_engine(engine)
         self.size = nodes
         self.version = version or self.spec.version
         self.heap, self.port, self.show_progress, self.detach = heap, port, show_progress, detach
+        self.java_options = tuple(java_options)
         self.work_dir = Path(work_dir).expanduser().resolve() if work_dir is not None else None
         self.nodes: List[LocalNode] = []
         self._temp_dir: Optional[Path] = None
@@ -457,7 +466,7 @@ class LocalCluster:
     def _member(self, root: Path, i: int) -> LocalNode:
         node = LocalNode(self.spec, self.version, port=self.port if i == 0 else None, heap=self.heap,
                          show_progress=self.show_progress, work_dir=root / f"node-{i}", detach=self.detach,
-                         name=f"splade-os-{i}")
+                         name=f"splade-os-{i}", java_options=self.java_options)
         node.temporary = self._temp_dir is not None
         return node
 
