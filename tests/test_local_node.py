@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from splade_os.cluster import connect
@@ -217,12 +218,20 @@ def test_elasticsearch_zip_has_no_fail_processor(es_node):
     assert connect(es_node.url).has_ingest_checks is False
 
 
+def uses(info, folder):
+    """Whether a process (psutil's info: cmdline, cwd) names `folder` or runs in it."""
+    return str(folder) in " ".join(info["cmdline"] or []) or str(info["cwd"] or "").startswith(str(folder))
+
+
 @pytest.mark.parametrize("which", ["node", "es_node"])
 def test_stop_closes_the_port(request, which):
     local = request.getfixturevalue(which)
     port, transport, process, temp_dir = local.port, local.transport_port, local.process, local._temp_dir
     assert port_open(port) and port_open(transport)
+    assert len([p for p in psutil.process_iter(["cmdline", "cwd"]) if uses(p.info, temp_dir)]) >= 1
     local.stop()
     assert process.poll() is not None
+    # Nothing of the node is left (Elasticsearch: the server JVM too, not only its launcher).
+    assert [p.pid for p in psutil.process_iter(["cmdline", "cwd"]) if uses(p.info, temp_dir)] == []
     assert not port_open(port) and not port_open(transport)
     assert not temp_dir.exists()
