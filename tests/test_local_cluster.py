@@ -134,6 +134,8 @@ def test_ingest_survives_a_data_node_stopped(full, default_model, sample_dir, tm
         until(40)
         stopped_at = time.monotonic()
         full.stop_node(a_non_master(cluster, full))
+        # The node is gone (stop_node waited for its process) and most of the corpus is still to come.
+        assert thread.is_alive() and Checkpoint.load(checkpoint).line < DOCS - 20
         thread.join(timeout=300)
         assert not thread.is_alive()
     finally:
