@@ -96,15 +96,15 @@ def machine() -> str:
 
 
 @contextlib.contextmanager
-def throwaway_node():
-    """A throw-away local OpenSearch node on loopback for the duration of the run; yields its URL.
+def throwaway_node(engine: Optional[str] = None):
+    """A throw-away local node of `engine` (default OpenSearch) on loopback for the run; yields its URL.
 
     The one place the benchmarks start a node (it shares the machine's CPUs with the encoders,
     as on a one-machine set-up).
     """
-    from splade_os.local_node import LocalNode
+    from splade_os.node import LocalNode
 
-    with LocalNode(show_progress=False) as node:
+    with LocalNode(engine or "opensearch", show_progress=False) as node:
         yield node.url
 
 
@@ -114,7 +114,7 @@ def cluster(url: Optional[str] = None, timeout: float = 120, engine: Optional[st
     if url:
         yield connect(url, engine=engine, timeout=timeout)
         return
-    with throwaway_node() as node_url:
+    with throwaway_node(engine) as node_url:
         yield connect(node_url, engine=engine, timeout=timeout)
 
 

@@ -77,9 +77,9 @@ class ClusterSpec:
 
         url = self.url
         if not url:
-            from .local_node import start_background
+            from .node import start_background
 
-            url = start_background(show_progress=not _quiet())
+            url = start_background(engine=self.engine or "opensearch", show_progress=not _quiet())
             if not _quiet():
                 click.echo(f"Using the local node at {url}", err=True)
         return connect(url, engine=self.engine, ca_certs=self.ca_certs, insecure=self.insecure,
@@ -502,46 +502,57 @@ def pull(ref, output, cluster):
 
 @cli.group()
 def node():
-    """Manage the local search node (fetched from Maven Central, cached)."""
+    """Manage the local search node (fetched from Maven Central, cached): OpenSearch or Elasticsearch."""
+
+
+def node_engine_option(f):
+    return click.option("--engine", type=click.Choice(["opensearch", "elasticsearch"]), default="opensearch",
+                        show_default=True, help="Which engine's local node.")(f)
 
 
 @node.command("start")
+@node_engine_option
+@click.option("--nodes", type=click.IntRange(min=1), default=None,
+              help="Nodes in the local cluster (default: 1, or reuse whatever runs).")
 @handle_errors
-def node_start():
-    """Start the local node (or reuse the running one) and print its URL."""
-    from .local_node import start_background
+def node_start(engine, nodes):
+    """Start the local node (or reuse the running one) and print its URL (several: comma-separated)."""
+    from .node import start_background
 
-    click.echo(start_background(show_progress=not _quiet()))
+    click.echo(start_background(engine=engine, nodes=nodes, show_progress=not _quiet()))
 
 
 @node.command("stop")
+@node_engine_option
 @handle_errors
-def node_stop():
-    """Stop the local node."""
-    from .local_node import stop_background
+def node_stop(engine):
+    """Stop the local node (its data is kept)."""
+    from .node import stop_background
 
-    click.echo("stopped" if stop_background() else "no local node was running")
+    click.echo("stopped" if stop_background(engine) else f"no local {engine} node was running")
 
 
 @node.command("status")
+@node_engine_option
 @handle_errors
-def node_status():
+def node_status(engine):
     """Print the local node's URL, or say that none is running (exit status 1)."""
-    from .local_node import running_url
+    from .node import running_url
 
-    url = running_url()
-    click.echo(url or "no local node is running")
+    url = running_url(engine)
+    click.echo(url or f"no local {engine} node is running")
     if not url:
         sys.exit(1)
 
 
 @node.command("fetch")
+@node_engine_option
 @handle_errors
-def node_fetch():
+def node_fetch(engine):
     """Download and unpack the node's distribution into the cache (no start); print its folder."""
-    from .local_node import ensure_distribution
+    from .node import ensure_distribution
 
-    click.echo(ensure_distribution(show_progress=not _quiet()))
+    click.echo(ensure_distribution(engine, show_progress=not _quiet()))
 
 
 @cli.command()
