@@ -67,6 +67,11 @@ def runtime_root(account: Account) -> Path:
     base = cache_dir()
     if reachable_as(account, base):
         return base
+    return shared_runtime_root()
+
+
+def shared_runtime_root() -> Path:
+    """The root-owned folder every node user can reach, for files the cache cannot lend it."""
     root = ROOT_RUNTIME_DIR
     root.mkdir(parents=True, exist_ok=True)
     # A world-writable parent (/var/tmp) means someone else could have made this path first.
@@ -108,12 +113,14 @@ def home_for(account: Account, home: Path, script: Path) -> Path:
     """
     if reachable_as(account, script):
         return home
-    dist = runtime_root(account) / "dist"
+    # Not runtime_root(): a cache the node user can enter may still hold an unreachable `dist`
+    # (a symlink into a private cache), and the copy must not land on the original.
+    dist = shared_runtime_root() / "dist"
     dist.mkdir(parents=True, exist_ok=True)
     dist.chmod(0o755)
     mirror = dist / home.name
     mirrored_script = mirror / script.relative_to(home)
-    if mirrored_script.is_file():
+    if mirrored_script.is_file() and reachable_as(account, mirrored_script):
         return mirror
     with staged_dir(mirror, replace=mirror.exists()) as staging:
         # copytree also copies home's mode onto the (private) staging folder.
