@@ -39,6 +39,7 @@ from .corpus import CorpusFields, DeadLetters, Document, Rejected, read_corpus
 from .errors import IndexStateError, IngestInterrupted, InputError, ModelError
 from .files import atomic_write
 from .progress import bar, note, ticking
+from .vectors import VectorOptions
 
 if TYPE_CHECKING:  # the index module offers `SpladeIndex.ingest`, which calls into this one
     from .index import IndexSettings, SpladeIndex
@@ -91,6 +92,7 @@ class IngestStats:
     checkpoint_path: Optional[Path] = None
     resumed_from_line: int = 0
     alias_switched: bool = False
+    cut: int = 0  # documents not encoded in full (truncated, or more token windows than allowed)
 
     @property
     def docs_per_second(self) -> float:
@@ -141,11 +143,18 @@ def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: O
         note(show_progress, f"{plan.checkpoint_path}: that ingest already completed")
         return IngestStats(index=plan.index.name, indexed=plan.state.indexed, rejected=plan.state.rejected,
                            count_after=plan.index.count(), checkpoint_path=plan.checkpoint_path)
+    vectors = plan.index.vector_options
     if encoder is None:
         from .encoder import make_encoder
 
         note(show_progress, f"Loading the document encoder of {plan.model.name}...")
-        encoder = make_encoder(plan.model, device=options.device, dtype=options.dtype)
+        encoder = make_encoder(plan.model, device=options.device, dtype=options.dtype, long_docs=vectors.long_docs,
+                               max_windows=vectors.max_windows)
+    elif (getattr(encoder, "long_docs", vectors.long_docs), getattr(encoder, "max_windows", vectors.max_windows)) \
+            != (vectors.long_docs, vectors.max_windows):
+        raise InputError(f"the given encoder cuts long documents as {encoder.long_docs!r} ({encoder.max_windows} "
+                         f"windows) but index {plan.index.name!r} records {vectors.long_docs!r} "
+                         f"({vectors.max_windows} windows)")
     stats = run_pipeline(plan, encoder, options, show_progress)
     publish(plan, stats, options.keep)
     stats.seconds = time.perf_counter() - started
@@ -206,7 +215,8 @@ class _Sender(threading.Thread):
         self.plan, self.dead, self.stats = plan, dead, stats
         cluster = plan.index.cluster
         self.cluster = cluster
-        self.lines = BulkLines(plan.index.name, plan.index.field, plan.model.query_encoder.keys)
+        self.lines = BulkLines(plan.index.name, plan.index.field, plan.model.query_encoder.keys,
+                               plan.index.packed_field)
         self.max_docs = bulk.docs
         # Half the cluster's request limit leaves room for a chunk's last document.
         self.max_bytes = max(1, min(bulk.max_bytes, cluster.max_content_length // 2))
@@ -272,10 +282,16 @@ def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progre
     yield (pending, last_line[0]), [d.content for d in pending]
 
 
-def _usable(docs: List[Document], vectors: list, dead: DeadLetters):
-    """The documents with a usable vector; the others are dead-lettered (the checks a pipeline makes)."""
+def _usable(docs: List[Document], vectors: list, dead: DeadLetters, options: VectorOptions):
+    """The documents with a usable (pruned) vector; the others are dead-lettered (the checks a pipeline makes)."""
     kept, usable = [], []
     for doc, vector in zip(docs, vectors):
+        if options.prunes and len(vector.ids):
+            vector = type(vector)(*options.prune(vector.ids, vector.values))
+            if len(vector.ids) == 0:
+                dead.add(doc.line, f"no feature of this document reaches the prune threshold {options.prune_threshold}",
+                         doc.raw)
+                continue
         if len(vector.ids) == 0:
             dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
         elif not np.all(np.isfinite(vector.values)):
@@ -307,10 +323,11 @@ def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progres
         sender.start()
         last_line = [state.line]
         interrupted = False
+        vector_options = plan.index.vector_options
         try:
             for (docs, line), vectors in encoder.encode_stream(_windows(plan, options, dead, progress, last_line),
                                                                on_batch=progress.update):
-                _put(sender, (*_usable(docs, vectors, dead), line))
+                _put(sender, (*_usable(docs, vectors, dead, vector_options), line))
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -323,6 +340,7 @@ def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progres
                 f"interrupted: everything up to line {state.line} of {plan.corpus} is settled "
                 f"({state.indexed} indexed, {state.rejected} rejected); continue with --resume")
         stats.rejected = dead.count
+    stats.cut = getattr(encoder, "cut", 0)
     stats.dead_letter_path = plan.dead_letter_path if stats.rejected else None
     return stats
 
