@@ -21,20 +21,22 @@ not given); vectors are encoded once per collection and encoder setting (benchma
 """
 
 import argparse
+import functools
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from qualitylib import (CachedEncoder, cached_vectors, collection, force_merge, machine,  # noqa: E402
-                        store_bytes)
+from qualitylib import CachedEncoder, cached_vectors, collection, machine, settle, store_bytes  # noqa: E402
 from splade_os.evaluate import evaluated_queries, retrieval_metrics  # noqa: E402
 from splade_os.hybrid import Hybrid, fuse, hit_lists  # noqa: E402
 from splade_os.query import bm25_body  # noqa: E402
+from splade_os.index import IndexSettings  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
 from splade_os.model import resolve_model  # noqa: E402
 
@@ -56,7 +58,7 @@ def build_index(cluster, name: str, coll: str, model, vectors, options=None, mer
     ingest(cluster, corpus, name, model, options=options,
            encoder=CachedEncoder(vectors, len(model.query_encoder.keys)), show_progress=False)
     if merge:
-        force_merge(cluster, name)
+        settle(cluster, name, model)
     return index
 
 
@@ -76,17 +78,16 @@ def bool_body(text: str, encoder, index, boost: float, size: int) -> dict:
 
 
 def hybrid_part(cluster, collections, model, out: dict) -> None:
-    depth, k = 100, 100
+    k = 100
     for coll in collections:
         queries, qrels, _ = collection(coll)
         vectors, _ = cached_vectors(coll, model)
         index = build_index(cluster, f"quality-{coll}-base", coll, model, vectors)
         encoder = index.query_encoder()
         qids = evaluated_queries(queries, qrels)
-        lists = {}
-        for qid in qids:
-            lists[qid] = hit_lists(index.request_msearch(
-                index.hybrid_bodies(queries[qid], k, encoder, Hybrid(depth=depth), source=False)), index.name)
+        # The top d of a list is the first d of its top 100: one fetch serves every depth.
+        lists = {q: hit_lists(index.request_msearch(
+            index.hybrid_bodies(queries[q], k, encoder, Hybrid(depth=k), source=False)), index.name) for q in qids}
         rows = {}
 
         def measure(label, run):
@@ -94,46 +95,43 @@ def hybrid_part(cluster, collections, model, out: dict) -> None:
 
         measure("BM25", {q: {h["_id"]: h["_score"] for h in lists[q][0]} for q in qids})
         measure("SPLADE", {q: {h["_id"]: h["_score"] for h in lists[q][1]} for q in qids})
-        for weight in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
-            hybrid = Hybrid("minmax", weight=weight, depth=depth)
-            measure(f"minmax w={weight}", {q: {h["_id"]: s for h, s in fuse(*lists[q], hybrid, k)} for q in qids})
-        for rrf_k in (10, 30, 60, 100):
-            hybrid = Hybrid("rrf", rrf_k=rrf_k, depth=depth)
-            measure(f"rrf k={rrf_k}", {q: {h["_id"]: s for h, s in fuse(*lists[q], hybrid, k)} for q in qids})
-        for boost in (0.05, 0.1, 0.2, 0.5, 1.0):
+        for depth in (20, 50, 100):
+            for hybrid in [Hybrid("rrf", rrf_k=r, depth=depth) for r in (5, 10, 20, 60)] + \
+                          [Hybrid("minmax", weight=w, depth=depth) for w in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)]:
+                setting = f"k={hybrid.rrf_k}" if hybrid.method == "rrf" else f"w={hybrid.weight}"
+                measure(f"{hybrid.method} {setting} depth {depth}",
+                        {q: {h["_id"]: s for h, s in fuse(lists[q][0][:depth], lists[q][1][:depth], hybrid, depth)}
+                         for q in qids})
+        for boost in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0):
             run = {}
             for qid in qids:
                 response = index.request_search(bool_body(queries[qid], encoder, index, boost, k))
                 run[qid] = {h["_id"]: h["_score"] for h in response["hits"]["hits"]}
             measure(f"bool BM25 + {boost} x SPLADE", run)
-        out[coll] = {"queries": len(qids), "docs": len(vectors), "depth": depth, "systems": rows,
-                     "latency": hybrid_latency(index, encoder, queries, qids)}
+        default = index.evaluate(queries, qrels, hybrid=Hybrid())
+        packed = build_index(cluster, f"quality-{coll}-prune-1", coll, model, vectors,
+                             IngestOptions(index=IndexSettings(source_features="packed")))
+        out[coll] = {"queries": len(qids), "docs": len(vectors), "systems": rows,
+                     "default": {"hybrid": asdict(Hybrid()), **scores(default.metrics)},
+                     "latency_p50_ms": hybrid_latency({"map": index, "packed": packed}, queries, qids)}
         print_rows(coll, rows)
+        print("default", out[coll]["default"])
+        print("latency p50 ms", out[coll]["latency_p50_ms"])
 
 
-def hybrid_latency(index, encoder, queries, qids, passes: int = 3) -> dict:
-    """p50 client-side ms of SPLADE, BM25 and the hybrid `_msearch` (top 10 returned), interleaved."""
-    hybrid = Hybrid()
-    bodies = {
-        "SPLADE": [index.body(queries[q], 10, encoder, source=False) for q in qids],
-        "BM25": [bm25_body(queries[q], 10, source=False) for q in qids],
-        "hybrid (_msearch, depth 100 each)": [index.hybrid_bodies(queries[q], 10, encoder, hybrid, source=False)
-                                             for q in qids],
-    }
-    send = {"SPLADE": index.request_search, "BM25": index.request_search,
-            "hybrid (_msearch, depth 100 each)": lambda b: fuse(*hit_lists(index.request_msearch(b), index.name),
-                                                               hybrid, 10)}
-    samples = {name: [] for name in bodies}
-    for name in bodies:  # warm-up
-        for body in bodies[name][:20]:
-            send[name](body)
-    for _ in range(passes):
-        for i in range(len(qids)):
-            for name in bodies:
-                started = time.perf_counter()
-                send[name](bodies[name][i])
-                samples[name].append(time.perf_counter() - started)
-    return {name: round(float(np.median(s)) * 1e3, 2) for name, s in samples.items()}
+def hybrid_latency(indexes: dict, queries, qids) -> dict:
+    """p50 ms of `SpladeIndex.search` (top 10 with title and text): SPLADE alone, BM25 alone, hybrid."""
+    sends = {}
+    for label, index in indexes.items():
+        encoder = index.query_encoder()
+        sends[f"SPLADE, _source {label}"] = [functools.partial(index.search, queries[q], 10, encoder) for q in qids]
+        sends[f"BM25, _source {label}"] = [functools.partial(index.request_search, bm25_body(
+            queries[q], 10, source=["title", "text"])) for q in qids]
+        for depth in (20, 50, 100):
+            hybrid = Hybrid(depth=depth)
+            sends[f"hybrid depth {depth}, _source {label}"] = [
+                functools.partial(index.search, queries[q], 10, encoder, None, hybrid) for q in qids]
+    return interleaved_p50(sends, passes=2)
 
 
 def print_rows(title: str, rows: dict) -> None:
@@ -143,7 +141,93 @@ def print_rows(title: str, rows: dict) -> None:
         print(f"{label:<34}" + "".join(f"{values[m]:>16.4f}" for m in METRICS))
 
 
-PARTS = {"hybrid": hybrid_part}
+# -- pruning and _source ---------------------------------------------------------------------
+
+PRUNE_VARIANTS = {
+    # name: (source_features, VectorOptions kwargs)
+    "full (today)": ("map", {}),
+    "_source: packed copy": ("packed", {}),
+    "_source: no features": ("none", {}),
+    "threshold 0.2": ("map", {"prune_threshold": 0.2}),
+    "threshold 0.3": ("map", {"prune_threshold": 0.3}),
+    "top-k 128": ("map", {"prune_top_k": 128}),
+    "threshold 0.2 + packed": ("packed", {"prune_threshold": 0.2}),
+    "threshold 0.3 + packed": ("packed", {"prune_threshold": 0.3}),
+    "threshold 0.3 + no features": ("none", {"prune_threshold": 0.3}),
+}
+
+
+def segment_bytes(cluster, index: str) -> dict:
+    """Bytes of the index's primaries by kind of Lucene file (stored fields, postings, the rest)."""
+    stats = cluster.request("GET", f"/{index}/_stats/segments", params={"include_segment_file_sizes": "true"})
+    files = next(iter(stats["indices"].values()))["primaries"]["segments"].get("file_sizes", {})
+    sizes = {ext: f["size_in_bytes"] for ext, f in files.items()}
+    stored = sum(sizes.get(e, 0) for e in ("fdt", "fdx", "fdm"))
+    postings = sum(sizes.get(e, 0) for e in ("tim", "tip", "tmd", "doc", "pos", "pay", "psm"))
+    return {"stored_fields": stored, "postings": postings, "other": sum(sizes.values()) - stored - postings}
+
+
+def interleaved_p50(sends: dict, passes: int = 3) -> dict:
+    """p50 client-side ms of each variant's requests, taking turns request by request.
+
+    `sends`: variant -> list of zero-argument callables (one per query). Taking turns spreads
+    whatever else the shared machine is doing over every variant alike.
+    """
+    names = list(sends)
+    for name in names:  # warm-up
+        for send in sends[name][:20]:
+            send()
+    samples = {name: [] for name in names}
+    for turn in range(passes * len(sends[names[0]])):
+        i = turn % len(sends[names[0]])
+        for name in names[turn % len(names):] + names[: turn % len(names)]:
+            started = time.perf_counter()
+            sends[name][i]()
+            samples[name].append(time.perf_counter() - started)
+    return {name: round(float(np.median(s)) * 1e3, 2) for name, s in samples.items()}
+
+
+def prune_part(cluster, collections, model, out: dict) -> None:
+    from splade_os.vectors import VectorOptions
+
+    for coll in collections:
+        queries, qrels, _ = collection(coll)
+        vectors, _ = cached_vectors(coll, model)
+        qids = evaluated_queries(queries, qrels)
+        rows, indexes = {}, {}
+        for number, (label, (source, pruning)) in enumerate(PRUNE_VARIANTS.items()):
+            settings = IndexSettings(source_features=source, vectors=VectorOptions(**pruning))
+            name = f"quality-{coll}-prune-{number}" if number else f"quality-{coll}-base"
+            index = indexes[label] = build_index(cluster, name, coll, model, vectors, IngestOptions(index=settings))
+            result = index.evaluate(queries, qrels)
+            rows[label] = {**scores(result.metrics), "store_bytes": store_bytes(cluster, name),
+                           **segment_bytes(cluster, name), "features_per_doc": features_per_doc(vectors, pruning)}
+        for key, source in (("p50_ms_top10_ids", False), ("p50_ms_top10_title_text", ["title", "text"])):
+            sends = {label: [functools.partial(index.request_search, index.body(queries[q], 10, source=source))
+                             for q in qids] for label, index in indexes.items()}
+            for label, value in interleaved_p50(sends).items():
+                rows[label][key] = value
+        base = rows["full (today)"]
+        for row in rows.values():
+            row["size_ratio"] = round(row["store_bytes"] / base["store_bytes"], 3)
+            row["ndcg_loss"] = round(base["ndcg@10"] - row["ndcg@10"], 4)
+        out[coll] = {"docs": len(vectors), "queries": len(qids), "variants": rows}
+        print(f"\n{coll}")
+        columns = ("ndcg@10", "ndcg_loss", "store_bytes", "size_ratio", "features_per_doc", "p50_ms_top10_ids",
+                   "p50_ms_top10_title_text")
+        print(f"{'variant':<30}" + "".join(f"{c:>24}" for c in columns))
+        for label, row in rows.items():
+            print(f"{label:<30}" + "".join(f"{row[c]:>24}" for c in columns))
+
+
+def features_per_doc(vectors, pruning: dict) -> float:
+    from splade_os.vectors import VectorOptions
+
+    options = VectorOptions(**pruning)
+    return round(float(np.mean([len(options.prune(v.ids, v.values)[0]) for v in vectors.values()])), 1)
+
+
+PARTS = {"hybrid": hybrid_part, "prune": prune_part}
 
 
 def main() -> None:

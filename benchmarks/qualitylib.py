@@ -87,9 +87,41 @@ class CachedEncoder:
             yield payload, [self.vectors.get(d.id, empty) for d in docs]
 
 
-def force_merge(cluster, index: str) -> None:
-    """One segment, flushed: stable latency and a store size without merge leftovers."""
+def settle(cluster, index: str, model, timeout: float = 120.0) -> None:
+    """Force-merge to one segment once the shard no longer retains its operations' `_recovery_source`.
+
+    With part of `_source` excluded, Lucene keeps a `_recovery_source` copy of every document
+    until the shard's peer-recovery retention lease has moved past it (it is renewed every 30 s);
+    a merge after that drops it, which is the size the index has once it has merged in normal use.
+    A merge needs two segments: one throw-away document is indexed and deleted first.
+    """
+    def leases_caught_up() -> bool:
+        stats = cluster.request("GET", f"/{index}/_stats/docs", params={"level": "shards"})
+        shards = next(iter(stats["indices"].values()))["shards"]
+        for copies in shards.values():
+            for shard in copies:
+                top = shard["seq_no"]["max_seq_no"]
+                leases = shard["retention_leases"]["leases"]
+                if not leases or min(lease["retaining_seq_no"] for lease in leases) <= top:
+                    return False
+        return True
+
     cluster.request("POST", f"/{index}/_refresh")
+    first = cluster.request("POST", f"/{index}/_search", {"size": 1, "_source": True})["hits"]["hits"][0]
+    source = {k: v for k, v in first["_source"].items() if k not in ("splade_model", "ingested_at")}
+    meta = cluster.index(index).meta
+    field = meta.get("field", "splade")
+    if field not in source:  # features left out of _source: any valid feature will do
+        source[field] = {"a": 1.0}
+    if meta.get("pipeline"):
+        source["splade_fingerprint"] = model.identity.fingerprint
+    cluster.request("PUT", f"/{index}/_doc/bench-merge-trigger", source, params={"refresh": "true"})
+    cluster.request("DELETE", f"/{index}/_doc/bench-merge-trigger", params={"refresh": "true"})
+    cluster.request("POST", f"/{index}/_flush")
+    deadline = time.monotonic() + timeout
+    while not leases_caught_up() and time.monotonic() < deadline:
+        time.sleep(2)
+        cluster.request("POST", f"/{index}/_flush")
     cluster.request("POST", f"/{index}/_forcemerge", params={"max_num_segments": "1"})
     cluster.request("POST", f"/{index}/_flush")
     cluster.request("POST", f"/{index}/_refresh")

@@ -1,18 +1,19 @@
 """Hybrid search: BM25 and SPLADE on the same index, fused on the client.
 
-One `_msearch` request carries two searches of the same index: BM25 (`splade_os.query.bm25_body`,
-`multi_match` over the text fields) and the inference-free SPLADE query (`splade_os.query.feature_query`, so the same
-code serves OpenSearch and Elasticsearch). Their top `depth` hits are fused into one ranking:
+One `_msearch` request carries two searches of the same index: BM25
+(`splade_os.query.bm25_body`, `multi_match` over the text fields) and the inference-free SPLADE
+query (`splade_os.query.feature_query`, so the same code serves OpenSearch and Elasticsearch).
+Their top `depth` hits are fused into one ranking:
 
-- `minmax` (the default): each list's scores are rescaled to [0, 1] by its own minimum and
-  maximum, and a document scores `weight * splade + (1 - weight) * bm25`, 0 for a list it is
-  missing from;
-- `rrf`: reciprocal rank fusion, `sum over lists of 1 / (rrf_k + rank)`.
+- `rrf` (the default): reciprocal rank fusion, a document scores `sum over lists of
+  1 / (rrf_k + rank)`; it depends on ranks only, not on how the two scores are scaled;
+- `minmax`: each list's scores are rescaled to [0, 1] by its own minimum and maximum, and a
+  document scores `weight * splade + (1 - weight) * bm25`, 0 for a list it is missing from.
 
-Neither needs a plugin (OpenSearch's `hybrid` query needs the neural-search plugin and a search
-pipeline; Elasticsearch's `rrf` retriever a paid licence), and both take one round trip. Which one
-is the default, and its weight, were chosen by measurement (docs/quality.md,
-benchmarks/bench_quality.py).
+Neither needs anything on the cluster (OpenSearch's `hybrid` query needs the neural-search plugin
+and a search pipeline, Elasticsearch's `rrf` retriever a recent version and licence), and the
+fusion takes one round trip. The default method and its settings were chosen by measurement
+(docs/quality.md, benchmarks/bench_quality.py).
 
 Example:
     >>> hits = index.search("what is lift?", k=10, hybrid=Hybrid())
@@ -34,18 +35,21 @@ DEFAULT_FIELDS = ("title", "text")
 class Hybrid:
     """How BM25 and SPLADE results are fused.
 
+    The defaults are what measured best over both bundled collections (docs/quality.md):
+    reciprocal rank fusion with k = 10 over the top 50 of each list.
+
     Attributes:
-        method: "minmax" (normalised weighted sum) or "rrf" (reciprocal rank fusion).
+        method: "rrf" (reciprocal rank fusion) or "minmax" (normalised weighted sum).
         weight: SPLADE's share of a minmax score (BM25 gets 1 - weight); unused by rrf.
         depth: hits fetched from each list before fusing (at least the k asked for).
-        rrf_k: the constant of reciprocal rank fusion.
+        rrf_k: the constant of reciprocal rank fusion (smaller: the top ranks count more).
         fields: the text fields BM25 searches.
     """
 
-    method: str = "minmax"
-    weight: float = 0.5
-    depth: int = 100
-    rrf_k: int = 60
+    method: str = "rrf"
+    weight: float = 0.4
+    depth: int = 50
+    rrf_k: int = 10
     fields: Tuple[str, ...] = DEFAULT_FIELDS
 
     def __post_init__(self):

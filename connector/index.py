@@ -352,13 +352,26 @@ class SpladeIndex:
                 for hit, score in self.hybrid_hits(text, k, encoder, hybrid, ["title", "text"], pruning)]
 
     def hybrid_hits(self, text: str, k: int, encoder=None, hybrid=None, source=None, pruning=None) -> List[tuple]:
-        """(engine hit, fused score) of a hybrid search, best first; see `search`."""
+        """(engine hit, fused score) of a hybrid search, best first; see `search`.
+
+        One `_msearch` request. On an index whose `_source` holds the feature map, reading a hit
+        means reading that whole map, which for `2 x depth` hits costs more than a second round
+        trip: there both lists come without `_source` and the fused top `k` are read with one
+        `_mget` (measured in docs/quality.md).
+        """
         from .hybrid import Hybrid, fuse, hit_lists
 
         hybrid = hybrid or Hybrid()
-        bodies = self.hybrid_bodies(text, k, encoder, hybrid, source, pruning)
-        bm25, splade = hit_lists(self.request_msearch(bodies), self.name)
-        return fuse(bm25, splade, hybrid, k)
+        later = source is not False and self.source_features == "map"
+        bodies = self.hybrid_bodies(text, k, encoder, hybrid, False if later else source, pruning)
+        fused = fuse(*hit_lists(self.request_msearch(bodies), self.name), hybrid, k)
+        if not later or not fused:
+            return fused
+        docs = self.cluster.request("POST", f"/{self.name}/_mget", {"ids": [hit["_id"] for hit, _ in fused]},
+                                    params={"_source": ",".join(source)} if source else None,
+                                    action=f"reading hits of {self.name!r}")["docs"]
+        sources = {doc["_id"]: doc.get("_source") for doc in docs if doc.get("found")}
+        return [(dict(hit, _source=sources.get(hit["_id"])), score) for hit, score in fused]
 
     def request_search(self, body: dict) -> dict:
         """Send a search body to this index; the engine's raw answer."""
