@@ -26,7 +26,6 @@ import collections
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .extras import require
@@ -38,23 +37,12 @@ import torch  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 from .errors import InputError, ModelError  # noqa: E402
-from .layout import max_length_of  # noqa: E402
+from .layout import PICKLED_WEIGHTS, max_length_of  # noqa: E402
 from .projection import Int8Screen, cpu_has_int8_dot, pad_with_first_token, tiled_max  # noqa: E402
-from .vectors import DEFAULT_MAX_WINDOWS, LONG_DOCS, max_merge  # noqa: E402
+from .vectors import DEFAULT_MAX_WINDOWS, LONG_DOCS, SparseVector, max_merge  # noqa: E402
 
 
 _ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-
-
-@dataclass
-class SparseVector:
-    """A document vector: vocabulary ids and their positive weights."""
-
-    ids: np.ndarray  # int64
-    values: np.ndarray  # float32
-
-    def to_dict(self, keys: Sequence[str]) -> dict:
-        return {keys[i]: float(v) for i, v in zip(self.ids.tolist(), self.values.tolist())}
 
 
 def best_device() -> str:
@@ -164,8 +152,14 @@ class DocumentEncoder:
         self.tokenizer_threads = tokenizer_threads or max(1, min(16, (os.cpu_count() or 2) - 1))
         self.prefetch = 2
         self.pad_slack = 0.1
+        if layout.pickled_weights and not getattr(model, "allow_pickle", False):
+            raise ModelError(f"{layout.document_dir}: the weights exist only as {PICKLED_WEIGHTS}, a pickle (loading "
+                             "it can run code); convert them to safetensors, or pass --allow-pickle for a model you "
+                             "trust")
         try:
-            mlm = AutoModelForMaskedLM.from_pretrained(str(layout.document_dir), dtype=self.dtype)
+            # Without the user's leave, transformers may read safetensors only.
+            mlm = AutoModelForMaskedLM.from_pretrained(str(layout.document_dir), dtype=self.dtype,
+                                                       use_safetensors=None if layout.pickled_weights else True)
         except (OSError, ValueError) as e:
             raise ModelError(f"{layout.document_dir}: cannot load the masked-LM ({e})") from None
         weight, bias = _split_output_layer(mlm)

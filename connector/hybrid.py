@@ -21,7 +21,7 @@ Example:
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
@@ -63,9 +63,12 @@ class Hybrid:
             raise InputError("hybrid fields: BM25 needs at least one text field")
 
 
-def msearch_payload(index: str, bodies: Sequence[dict]) -> bytes:
-    """The NDJSON body of one `_msearch` request running every body against `index`."""
-    header = orjson.dumps({"index": index})
+def msearch_payload(index: Optional[str], bodies: Sequence[dict]) -> bytes:
+    """The NDJSON body of one `_msearch` request running every body against `index`.
+
+    With no index the headers are `{}`: the request then goes to `POST /<index>/_msearch`.
+    """
+    header = orjson.dumps({"index": index} if index else {})
     return b"".join(header + b"\n" + orjson.dumps(body) + b"\n" for body in bodies)
 
 

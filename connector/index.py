@@ -256,9 +256,12 @@ class SpladeIndex:
         """
         from .registry import store_query_side
 
-        settings = settings or IndexSettings()
-        identity = model.identity
         store_query_side(self.cluster, model.query_encoder)
+        return self.create_for(model.identity, settings)
+
+    def create_for(self, identity: ModelIdentity, settings: Optional[IndexSettings] = None) -> bool:
+        """`create` from a model's identity alone (its query side must be stored already, e.g. a re-index)."""
+        settings = settings or IndexSettings()
         if self.exists():
             self.check_fingerprint(identity.fingerprint)
             self.check_settings(settings)

@@ -64,6 +64,7 @@ class IngestOptions:
         resume: continue an interrupted ingest of the same input from its checkpoint.
         keep: with an alias, keep only the newest `keep` indexes of it.
         shard: (i, n) to take only the lines whose (line - 1) % n == i.
+        allow_pickle: the index's own model may load weights that exist only as a pickle.
     """
 
     fields: CorpusFields = field(default_factory=CorpusFields)
@@ -77,6 +78,7 @@ class IngestOptions:
     resume: bool = False
     keep: Optional[int] = None
     shard: Optional[Tuple[int, int]] = None
+    allow_pickle: bool = False
 
 
 @dataclass
@@ -93,6 +95,16 @@ class IngestStats:
     resumed_from_line: int = 0
     alias_switched: bool = False
     cut: int = 0  # documents not encoded in full (truncated, or more token windows than allowed)
+    vectors: Optional[VectorOptions] = None  # how the index makes document vectors
+
+    @property
+    def cut_note(self) -> str:
+        """What happened to the documents counted in `cut`, in one line."""
+        if self.vectors is not None and self.vectors.long_docs == "windows":
+            return (f"{self.cut} document(s) had more than {self.vectors.max_windows} token windows; only their "
+                    "first windows were encoded (raise --max-windows to encode more)")
+        return (f"{self.cut} document(s) were longer than the model's maximum length and were truncated "
+                "(--long-docs windows encodes them in full)")
 
     @property
     def docs_per_second(self) -> float:
@@ -181,8 +193,8 @@ def plan_ingest(cluster, corpus, index: Optional[str], model, alias: Optional[st
         index, alias = state.index, state.alias
     target = cluster.index(index) if index else None
     if model is None:
-        model = model_of_index(target, show_progress=show_progress) if target and target.exists() \
-            else resolve_model(None, cluster, show_progress)
+        model = model_of_index(target, show_progress=show_progress, allow_pickle=options.allow_pickle) \
+            if target and target.exists() else resolve_model(None, cluster, show_progress)
     identity = model.identity
     if options.resume:
         if state.fingerprint != identity.fingerprint:
@@ -238,17 +250,10 @@ class _Sender(threading.Thread):
         finally:
             self.pool.shutdown(wait=True)
 
-    def _fields(self, doc: Document) -> dict:
-        if self.plan.index.pipeline:
-            # The index's pipeline checks this against the index's model, then removes it.
-            return {"title": doc.title, "text": doc.text, "splade_fingerprint": self.plan.model.identity.fingerprint}
-        # No pipeline on this cluster: the client stamps what the pipeline would have.
-        identity = self.plan.model.identity
-        return {"title": doc.title, "text": doc.text, "splade_model": {"name": identity.name, "version": identity.version},
-                "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
     def _settle(self, docs: List[Document], vectors: list, last_line: int):
-        actions = [self.lines.document(d.id, self._fields(d), v) for d, v in zip(docs, vectors)]
+        index, identity = self.plan.index, self.plan.model.identity
+        actions = [self.lines.document(d.id, document_fields(index, identity, d.title, d.text), v)
+                   for d, v in zip(docs, vectors)]
         chunks = chunk_actions(actions, self.max_docs, self.max_bytes)
         outcomes = self.pool.map(lambda chunk: send_chunk(self.cluster, [actions[i] for i in chunk], self.policy,
                                                           on_retry=self.on_retry), chunks)
@@ -261,6 +266,16 @@ class _Sender(threading.Thread):
         state = self.plan.state
         state.line, state.indexed, state.rejected = last_line, self.stats.indexed, self.dead.count
         state.save(self.plan.checkpoint_path)
+
+
+def document_fields(index, identity, title: str, text: str) -> dict:
+    """A document's `_source` fields besides its features, as the index expects them from a writer."""
+    if index.pipeline:
+        # The index's pipeline checks this against the index's model, then removes it.
+        return {"title": title, "text": text, "splade_fingerprint": identity.fingerprint}
+    # No pipeline on this cluster: the client stamps what the pipeline would have.
+    return {"title": title, "text": text, "splade_model": {"name": identity.name, "version": identity.version},
+            "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progress, last_line: list):
@@ -340,7 +355,7 @@ def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progres
                 f"interrupted: everything up to line {state.line} of {plan.corpus} is settled "
                 f"({state.indexed} indexed, {state.rejected} rejected); continue with --resume")
         stats.rejected = dead.count
-    stats.cut = getattr(encoder, "cut", 0)
+    stats.cut, stats.vectors = getattr(encoder, "cut", 0), vector_options
     stats.dead_letter_path = plan.dead_letter_path if stats.rejected else None
     return stats
 

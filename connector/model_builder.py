@@ -76,6 +76,7 @@ def build_model(
     query_weights=None,
     max_seq_length: Optional[int] = None,
     activation_function: str = "relu",
+    pooling_strategy: str = "max",
 ) -> Path:
     """Assemble and save an inference-free SPLADE model (sentence-transformers Router format).
 
@@ -85,6 +86,7 @@ def build_model(
         query_weights: float array of vocabulary length for the query table (ones when None).
         max_seq_length: document truncation length (the model's own when None).
         activation_function: SpladePooling's "relu" or "log1p_relu".
+        pooling_strategy: SpladePooling's "max" or "sum".
     """
     require("encode", "building a model")
     import torch
@@ -97,7 +99,7 @@ def build_model(
         document.max_seq_length = max_seq_length
     weight = None if query_weights is None else torch.as_tensor(query_weights, dtype=torch.float32)
     query = SparseStaticEmbedding(tokenizer=document.tokenizer, weight=weight, frozen=False)
-    pooling = SpladePooling(pooling_strategy="max", activation_function=activation_function)
+    pooling = SpladePooling(pooling_strategy=pooling_strategy, activation_function=activation_function)
     router = Router.for_query_document(query_modules=[query], document_modules=[document, pooling])
     model = SparseEncoder(modules=[router], similarity_fn_name="dot")
     output = Path(output)
@@ -106,13 +108,64 @@ def build_model(
     return output
 
 
-def sample_texts(corpus: Path = SAMPLE_DIR / "corpus.jsonl"):
-    """Title + text of each document of a BEIR corpus file (the bundled sample by default)."""
+def sample_texts(corpus: Path = SAMPLE_DIR / "corpus.jsonl", fields=None):
+    """Title + text of each document of a JSONL corpus (the bundled sample by default), as ingest reads them."""
     from .corpus import Document, read_corpus
 
-    for item in read_corpus(corpus):
+    for item in read_corpus(corpus, fields):
         if isinstance(item, Document):
             yield item.content
+
+
+def corpus_idf_model(cluster, corpus: Path, name: str, base=None, fields=None, show_progress: bool = True):
+    """A model whose query table is the IDF of `corpus`, stored in the cluster's registry as `name`.
+
+    The document route (weights, pooling, length) is `base`'s (the default model when None); the
+    query table is `idf_weights` over the corpus's documents, read as ingest reads them. The model
+    is built once into the cache and pushed as the next version of `name`, unless a version with
+    the same fingerprint is there already; every machine and app then gets it from the registry
+    (`search` reads its query side by hash).
+
+    Args:
+        cluster: the `splade_os.cluster.Cluster` whose registry stores the model.
+        corpus: the JSONL corpus (the one being ingested).
+        name: the registry name (e.g. "<index>-idf").
+        base: the `splade_os.model.Model` whose document route is kept.
+        fields: the corpus's `splade_os.corpus.CorpusFields`.
+
+    Returns:
+        The `splade_os.model.Model` "cluster:NAME@VERSION".
+    """
+    import hashlib
+
+    from .layout import max_length_of
+    from .model import resolve_model
+    from .query import QueryEncoder
+    from .registry import find_version, parse_ref, push
+
+    name, _ = parse_ref(name)
+    base = base or resolve_model(None, cluster, show_progress)
+    encoder = base.query_encoder
+    note(show_progress, f"Counting document frequencies in {corpus}...")
+    table = idf_weights(sample_texts(Path(corpus), fields), base.layout.tokenizer_file, len(encoder.tokens))
+    query_hash = QueryEncoder(encoder.tokenizer, table).hash
+    key = hashlib.sha256(f"{base.identity.fingerprint}/{query_hash}".encode()).hexdigest()[:16]
+    folder = cache_dir() / "models" / "corpus-idf" / f"{name}-{key}"
+    if not (folder / "modules.json").exists():
+        note(show_progress, f"Building {name} (the document route of {base.name} + the corpus's IDF)...")
+        layout = base.layout
+        build_model(str(layout.document_dir), folder, query_weights=table,
+                    max_seq_length=max_length_of(layout.document_dir), activation_function=layout.activation_function,
+                    pooling_strategy=layout.pooling_strategy)
+    from .identity import document_fingerprint
+    from .layout import read_layout
+
+    fingerprint = document_fingerprint(read_layout(folder), query_hash)
+    version = find_version(cluster, name, fingerprint)
+    if version is None:
+        version = push(cluster, folder, name, base_model=base.source, show_progress=show_progress)["version"]
+        note(show_progress, f"Pushed {name}@{version} to the registry of {cluster.url}")
+    return resolve_model(f"cluster:{name}@{version}", cluster, show_progress)
 
 
 def default_model_dir() -> Path:

@@ -24,7 +24,7 @@ Nothing here imports torch.
 
 import base64
 from dataclasses import asdict, dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,6 +32,17 @@ from .errors import InputError
 
 LONG_DOCS = ("truncate", "windows")
 DEFAULT_MAX_WINDOWS = 8
+
+
+@dataclass
+class SparseVector:
+    """A document vector: vocabulary ids and their positive weights."""
+
+    ids: np.ndarray  # int64
+    values: np.ndarray  # float32
+
+    def to_dict(self, keys: Sequence[str]) -> dict:
+        return {keys[i]: float(v) for i, v in zip(self.ids.tolist(), self.values.tolist())}
 
 
 @dataclass(frozen=True)
