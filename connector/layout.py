@@ -129,6 +129,9 @@ def read_layout(root: Path) -> ModelLayout:
 
 
 def _router_layout(root: Path) -> ModelLayout:
+    if not (root / "modules.json").exists():
+        raise ModelError(f"{root}: missing modules.json (a sentence-transformers model), and no idf.json beside "
+                         "a masked-LM's config.json (an OpenSearch inference-free model)")
     modules = _read_json(root / "modules.json", "the list of sentence-transformers modules")
     routers = [m for m in modules if _class_name(m.get("type", "")) == "Router"]
     if not routers:
