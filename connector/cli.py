@@ -296,7 +296,7 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
     target = cluster.connect()
     chosen = resolve_model(model, target, show_progress=not _quiet(), allow_pickle=allow_pickle) if model else None
     if idf_from_corpus:
-        from .model_builder import corpus_idf_model
+        from .corpus_idf import corpus_idf_model
 
         chosen = corpus_idf_model(target, corpus, idf_model_name or f"{index or alias}-idf", chosen, fields,
                                   show_progress=not _quiet())

@@ -244,7 +244,8 @@ def test_eval_hybrid(cluster, corpus, default_model, vectors, sample_dir):
 
 
 def test_idf_from_the_corpus_is_pushed_once_and_used_by_search(cluster, corpus, default_model, vectors):
-    from splade_os.model_builder import corpus_idf_model, idf_weights, sample_texts
+    from splade_os.corpus_idf import corpus_idf_model
+    from splade_os.model_builder import idf_weights, sample_texts
 
     for name in ("q-idf-a", "q-idf-b"):
         cluster.request("DELETE", f"/{name}", params={"ignore_unavailable": "true"})
