@@ -227,7 +227,106 @@ def features_per_doc(vectors, pruning: dict) -> float:
     return round(float(np.mean([len(options.prune(v.ids, v.values)[0]) for v in vectors.values()])), 1)
 
 
-PARTS = {"hybrid": hybrid_part, "prune": prune_part}
+# -- the corpus's own IDF -----------------------------------------------------------------------
+
+
+def idf_part(cluster, collections, model, out: dict) -> None:
+    from splade_os.corpus_idf import corpus_idf_model
+
+    for coll in collections:
+        queries, qrels, corpus = collection(coll)
+        vectors, _ = cached_vectors(coll, model)
+        base = build_index(cluster, f"quality-{coll}-base", coll, model, vectors)
+        idf_model = corpus_idf_model(cluster, corpus, f"quality-{coll}-idf", model, show_progress=False)
+        same_documents = documents_match(model, idf_model, vectors, corpus)
+        index = build_index(cluster, f"quality-{coll}-idf", coll, idf_model, vectors)
+        rows = {}
+        for label, target in (("default table (IDF of the bundled Cranfield sample)", base),
+                              ("--idf-from-corpus", index)):
+            rows[f"SPLADE, {label}"] = scores(target.evaluate(queries, qrels).metrics)
+            rows[f"hybrid, {label}"] = scores(target.evaluate(queries, qrels, hybrid=Hybrid()).metrics)
+        rows["BM25"] = scores(base.evaluate(queries, qrels, body=bm25_body).metrics)
+        question = model.query_encoder.tokens.index("?")
+        out[coll] = {"model": idf_model.source, "documents_identical_to_default_model": same_documents,
+                     "weight_of_?": {"default": float(model.query_encoder.table[question]),
+                                     "corpus": float(idf_model.query_encoder.table[question])},
+                     "systems": rows}
+        print_rows(coll, rows)
+
+
+def documents_match(model, other, vectors, corpus, n: int = 32) -> bool:
+    """Whether the rebuilt model's document route gives the cached vectors (first n documents, within 1e-4)."""
+    from splade_os.corpus import Document, read_corpus
+    from splade_os.encoder import DocumentEncoder
+
+    docs = [d for d in read_corpus(corpus) if isinstance(d, Document)][:n]
+    encoded = DocumentEncoder(other, device="cpu").encode([d.content for d in docs])
+    return all(np.array_equal(v.ids, vectors[d.id].ids) and np.allclose(v.values, vectors[d.id].values, atol=1e-4)
+               for d, v in zip(docs, encoded))
+
+
+# -- long documents ----------------------------------------------------------------------------
+
+
+def long_part(cluster, collections, model, out: dict) -> None:
+    from splade_os.vectors import VectorOptions
+
+    out["cost"] = window_cost(model)
+    print("cost per document by windows:", out["cost"])
+    for coll in collections:
+        queries, qrels, corpus = collection(coll)
+        long_docs = count_long(model, corpus)
+        out[coll] = {"documents_over_one_window": long_docs}
+        if not long_docs:
+            print(f"{coll}: no document is longer than one window; windows == truncate")
+            continue
+        truncated, _ = cached_vectors(coll, model)
+        windowed, seconds = cached_vectors(coll, model, "windows", options=VectorOptions("windows"))
+        rows = {"truncate": scores(build_index(cluster, f"quality-{coll}-base", coll, model, truncated)
+                                   .evaluate(queries, qrels).metrics),
+                "windows (max 8)": scores(build_index(
+                    cluster, f"quality-{coll}-windows", coll, model, windowed,
+                    IngestOptions(index=IndexSettings(vectors=VectorOptions("windows")))).evaluate(queries, qrels).metrics)}
+        out[coll].update({"systems": rows, "encode_seconds_windows": round(seconds, 1)})
+        print_rows(f"{coll} ({long_docs} documents over one window)", rows)
+
+
+def count_long(model, corpus) -> int:
+    from splade_os.encoder import DocumentEncoder
+    from splade_os.corpus import Document, read_corpus
+
+    encoder = DocumentEncoder(model, device="cpu", long_docs="windows", max_windows=64)
+    windows, _ = encoder.token_windows([d.content for d in read_corpus(corpus) if isinstance(d, Document)])
+    return sum(len(w) > 1 for w in windows)
+
+
+def window_cost(model, docs: int = 16, rounds: int = 3) -> dict:
+    """Seconds per document of `windows` encoding for documents of 1, 2, 4 and 8 full windows."""
+    from splade_os.encoder import DocumentEncoder
+
+    encoder = DocumentEncoder(model, device="cpu", long_docs="windows", max_windows=8)
+    text = " ".join(json.loads(line)["text"] for line in open(collection("cranfield")[2]) if line.strip())
+    words = text.split()
+    lengths = {}
+    for n in (1, 2, 4, 8):
+        # about 1.25 tokens per word: enough words for n full windows of 510 tokens, not n + 1
+        texts = [" ".join(words[i * 3000: i * 3000 + int(n * 510 / 1.3)]) for i in range(docs)]
+        counts = [len(w) for w in encoder.token_windows(texts)[0]]
+        lengths[n] = (texts, float(np.mean(counts)))
+    samples = {n: [] for n in lengths}
+    encoder.encode(lengths[1][0][:2])  # warm-up
+    for _ in range(rounds):
+        for n, (texts, _) in lengths.items():
+            started = time.perf_counter()
+            encoder.encode(texts)
+            samples[n].append((time.perf_counter() - started) / docs)
+    one = float(np.median(samples[1]))
+    return {str(n): {"windows_per_doc": w, "s_per_doc": round(float(np.median(samples[n])), 4),
+                     "ratio_to_1": round(float(np.median(samples[n])) / one, 2),
+                     "s_per_window": round(float(np.median(samples[n])) / w, 4)} for n, (_, w) in lengths.items()}
+
+
+PARTS = {"hybrid": hybrid_part, "prune": prune_part, "idf": idf_part, "long": long_part}
 
 
 def main() -> None:
