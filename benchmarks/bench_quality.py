@@ -12,6 +12,7 @@ Parts (each writes benchmarks/results/quality-<part>.json and prints a table):
   of the collection itself (`ingest --idf-from-corpus`).
 - `long`: long documents encoded window by window: cost per document against windows, and
   the quality of `truncate` vs `windows` on Cranfield.
+- `reindex`: copying an index whose `_source` keeps the packed copy, against encoding again.
 
 Every index is built by the library's `ingest` into one local node (started when `--url` is
 not given); vectors are encoded once per collection and encoder setting (benchmarks/qualitylib.py).
@@ -333,7 +334,35 @@ def window_cost(model, docs: int = 16, rounds: int = 7) -> dict:
                      "cpu_s_per_window": round(best_cpu[n] / w, 4)} for n, (_, w) in lengths.items()}
 
 
-PARTS = {"hybrid": hybrid_part, "prune": prune_part, "idf": idf_part, "long": long_part}
+# -- re-indexing -------------------------------------------------------------------------------
+
+
+def reindex_part(cluster, collections, model, out: dict) -> None:
+    """Time to copy an index whose `_source` holds the packed copy, against encoding it again."""
+    from splade_os.reindex import reindex
+
+    for coll in collections:
+        vectors, encode_seconds = cached_vectors(coll, model)
+        packed = build_index(cluster, f"quality-{coll}-prune-1", coll, model, vectors,
+                             IngestOptions(index=IndexSettings(source_features="packed")))
+        rows = {}
+        for label, source, reencode in (("packed -> map (copied)", packed, False),
+                                        ("none -> map (encoded again)", None, True)):
+            if reencode and coll != "cranfield":
+                continue  # encoding Vaswani again takes as long as its first ingest
+            if source is None:
+                source = build_index(cluster, f"quality-{coll}-prune-2", coll, model, vectors,
+                                     IngestOptions(index=IndexSettings(source_features="none")))
+            target = f"quality-{coll}-reindexed"
+            cluster.request("DELETE", f"/{target}", params={"ignore_unavailable": "true"})
+            stats = reindex(cluster, source.name, target, IndexSettings(source_features="map"), show_progress=False)
+            rows[label] = {"method": stats.method, "documents": stats.documents, "seconds": round(stats.seconds, 1),
+                           "docs_per_s": round(stats.documents / stats.seconds, 1)}
+        out[coll] = {"reindex": rows, "first_encode_seconds": round(encode_seconds, 1)}
+        print(coll, rows)
+
+
+PARTS = {"hybrid": hybrid_part, "prune": prune_part, "idf": idf_part, "long": long_part, "reindex": reindex_part}
 
 
 def main() -> None:
