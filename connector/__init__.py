@@ -41,7 +41,8 @@ def __getattr__(name):
 
 __all__ = [
     "connect", "Cluster", "SpladeIndex", "IndexSettings", "Model", "resolve_model", "QueryEncoder", "query_body",
-    "Hit", "Hybrid", "VectorOptions", "ingest", "DocumentEncoder", "IngestOptions", "IngestStats", "escape_key", "unescape_key",
+    "Hit", "Hybrid", "VectorOptions", "ingest", "DocumentEncoder", "IngestOptions", "IngestStats", "escape_key",
+    "unescape_key",
     "SpladeOSError", "InputError", "MissingExtraError", "ModelError", "RegistryError", "ClusterError",
     "IndexStateError", "ModelMismatchError", "IngestInterrupted", "NodeError",
 ]
