@@ -121,7 +121,11 @@ def hybrid_part(cluster, collections, model, out: dict) -> None:
 
 
 def hybrid_latency(indexes: dict, queries, qids) -> dict:
-    """p50 ms of `SpladeIndex.search` (top 10 with title and text): SPLADE alone, BM25 alone, hybrid."""
+    """p50 ms of `SpladeIndex.search` (top 10 with title and text): SPLADE alone, BM25 alone, hybrid.
+
+    At depth 50 also both ways of getting the hits' text: in the `_msearch` itself (one round
+    trip, `2 x depth` sources read) and ids first, then one `_mget` of the fused top 10.
+    """
     sends = {}
     for label, index in indexes.items():
         encoder = index.query_encoder()
@@ -132,7 +136,22 @@ def hybrid_latency(indexes: dict, queries, qids) -> dict:
             hybrid = Hybrid(depth=depth)
             sends[f"hybrid depth {depth}, _source {label}"] = [
                 functools.partial(index.search, queries[q], 10, encoder, None, hybrid) for q in qids]
+        for way, send in (("one _msearch with _source", _hybrid_one_trip), ("ids, then _mget", _hybrid_mget)):
+            sends[f"hybrid depth 50, {way}, _source {label}"] = [
+                functools.partial(send, index, queries[q], encoder) for q in qids]
     return interleaved_p50(sends, passes=2)
+
+
+def _hybrid_one_trip(index, text, encoder, hybrid=Hybrid()):
+    bodies = index.hybrid_bodies(text, 10, encoder, hybrid, ["title", "text"])
+    return fuse(*hit_lists(index.request_msearch(bodies), index.name), hybrid, 10)
+
+
+def _hybrid_mget(index, text, encoder, hybrid=Hybrid()):
+    fused = fuse(*hit_lists(index.request_msearch(index.hybrid_bodies(text, 10, encoder, hybrid, False)),
+                            index.name), hybrid, 10)
+    return index.cluster.request("POST", f"/{index.name}/_mget", {"ids": [h["_id"] for h, _ in fused]},
+                                 params={"_source": "title,text"})
 
 
 def print_rows(title: str, rows: dict) -> None:
@@ -247,12 +266,36 @@ def idf_part(cluster, collections, model, out: dict) -> None:
             rows[f"SPLADE, {label}"] = scores(target.evaluate(queries, qrels).metrics)
             rows[f"hybrid, {label}"] = scores(target.evaluate(queries, qrels, hybrid=Hybrid()).metrics)
         rows["BM25"] = scores(base.evaluate(queries, qrels, body=bm25_body).metrics)
+        exact = unseen_token_rule(idf_model, vectors, queries, qrels, corpus)
         question = model.query_encoder.tokens.index("?")
         out[coll] = {"model": idf_model.source, "documents_identical_to_default_model": same_documents,
                      "weight_of_?": {"default": float(model.query_encoder.table[question]),
                                      "corpus": float(idf_model.query_encoder.table[question])},
-                     "systems": rows}
+                     "systems": rows, "exact_ndcg@10_by_unseen_token_weight": exact}
         print_rows(coll, rows)
+        print("exact nDCG@10, unseen tokens weighing the largest IDF vs 0:", exact)
+
+
+def unseen_token_rule(idf_model, vectors, queries, qrels, corpus) -> dict:
+    """Exact in-memory nDCG@10 with the corpus table as built (a token no document holds weighs the
+    largest IDF) and with those tokens at 0."""
+    from splade_os.evaluate import evaluate_exact
+    from splade_os.model_builder import sample_texts
+    from splade_os.query import QueryEncoder
+
+    from tokenizers import Tokenizer
+
+    encoder = idf_model.query_encoder
+    tokenizer = Tokenizer.from_file(str(idf_model.layout.tokenizer_file))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    seen = np.zeros(len(encoder.table), dtype=bool)
+    for ids in tokenizer.encode_batch(list(sample_texts(corpus)), add_special_tokens=False):
+        seen[ids.ids] = True
+    zero = np.where(seen, encoder.table, 0.0).astype(np.float32)
+    other = QueryEncoder(encoder.tokenizer, zero, encoder.name, encoder.max_length)
+    return {"largest (built)": round(evaluate_exact(vectors, queries, qrels, encoder)["ndcg@10"], 4),
+            "zero": round(evaluate_exact(vectors, queries, qrels, other)["ndcg@10"], 4)}
 
 
 def documents_match(model, other, vectors, corpus, n: int = 32) -> bool:

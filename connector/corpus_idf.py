@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .cache import cache_dir
 from .identity import document_fingerprint, vocabulary_hash
-from .layout import max_length_of, read_layout
+from .errors import ModelError
+from .layout import PICKLED_WEIGHTS, max_length_of, read_layout
 from .model import resolve_model
 from .model_builder import build_model, idf_weights, sample_texts
 from .progress import note
@@ -40,6 +41,9 @@ def corpus_idf_model(cluster, corpus: Path, name: str, base=None, fields=None, s
     """
     name, _ = parse_ref(name)
     base = base or resolve_model(None, cluster, show_progress)
+    if base.layout.pickled_weights and not base.allow_pickle:
+        raise ModelError(f"{base.layout.document_dir}: the weights exist only as {PICKLED_WEIGHTS}, a pickle; "
+                         "pass --allow-pickle to re-save them as safetensors for the corpus's model")
     encoder = base.query_encoder
     note(show_progress, f"Counting document frequencies in {corpus}...")
     table = idf_weights(sample_texts(Path(corpus), fields), base.layout.tokenizer_file, len(encoder.tokens))
