@@ -6,8 +6,8 @@
 tokens/s, peak memory, agreement with (a) (max abs diff, top-32 overlap) and, on GPU, achieved
 TFLOP/s against a bf16 matrix product measured in the same run.
 
-    python scripts/bench_encode.py --model default --device cpu --docs 512
-    python scripts/bench_encode.py --model distilbert --device cuda --docs 20000 --out enc.json
+    python benchmarks/bench_encode.py --model default --device cpu --docs 512
+    python benchmarks/bench_encode.py --model distilbert --device cuda --docs 20000 --out enc.json
 """
 
 import argparse
@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from benchlib import distilbert_shaped_model, machine, passages, table  # noqa: E402
+from benchlib import bench_model, machine, passages, table  # noqa: E402
 from splade_os.encoder import DocumentEncoder  # noqa: E402
-from splade_os.model import read_layout, resolve_model  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield" / "corpus.jsonl"
 
@@ -136,14 +135,13 @@ def main():
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    folder = {"default": lambda: resolve_model("default", show_progress=False).root,
-              "distilbert": distilbert_shaped_model}.get(args.model, lambda: Path(args.model))()
-    layout = read_layout(folder)
+    model = bench_model(args.model)
+    folder = model.root
     texts = passages(args.corpus, join=args.join)
     texts = (texts * (args.docs // max(len(texts), 1) + 1))[: args.docs]
     device = args.device
 
-    ours = DocumentEncoder(layout, device=device, token_budget=args.token_budget)
+    ours = DocumentEncoder(model, device=device, token_budget=args.token_budget)
     lengths = [len(x) for x in ours.tokenize(texts)]
     tokens = sum(lengths)
     config = ours.network.config
@@ -175,13 +173,13 @@ def main():
     encoders = {name: ours}
     if ours.int8_screen:
         # The same encoder without the int8 screen: what the screen itself contributes.
-        encoders[name + " (no int8 screen)"] = DocumentEncoder(layout, device=device, token_budget=args.token_budget,
+        encoders[name + " (no int8 screen)"] = DocumentEncoder(model, device=device, token_budget=args.token_budget,
                                                                int8_screen=False)
     compile_seconds = None
     if args.compile:
         # The same encoder with the transformer under torch.compile (shapes vary by batch:
         # dynamic); the compile time is reported apart, as it is paid once per process.
-        compiled = DocumentEncoder(layout, device=device, token_budget=args.token_budget)
+        compiled = DocumentEncoder(model, device=device, token_budget=args.token_budget)
         compiled.network = torch.compile(compiled.network, dynamic=True)
         start = time.perf_counter()
         compiled.encode(texts)

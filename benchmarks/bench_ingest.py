@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Benchmark 2: end-to-end ingest into OpenSearch, side by side in one run on one node.
+"""Benchmark 2: end-to-end ingest, side by side in one run on one node.
 
 (a) the connector's `ingest()` (what `splade-os ingest` runs: streaming reader, length-sorted
 token-budget batches, bulk requests sent while the next window is encoded, through the index's
 ingest pipeline), and (b) the plain loop an app would write: read a chunk of documents, call
 sentence-transformers `encode_document` (batch 32), turn the sparse rows into {token: weight}
-dicts, send them with `opensearchpy.helpers.bulk`, into an index created directly with a
-`rank_features` mapping (no pipeline). Same model, same node, same documents, same bulk size;
+dicts, send them with the engine client's `helpers.bulk` (opensearch-py's on OpenSearch), into
+an index created directly with a `rank_features` (`sparse_vector` on Elasticsearch) mapping (no
+pipeline). Same model, same node, same documents, same bulk size;
 each into a fresh index. Both models are loaded and warmed up before the clock starts (load
 times are reported apart); each timing covers index creation, encoding, indexing and the final
 refresh. Each variant runs `--repeat` times, the order alternating, each time into a fresh index;
@@ -15,13 +16,12 @@ reports the median docs/s and wall time, and the ratio.
 Without `--url` a throw-away OpenSearch node is started on loopback (and shares the CPU with
 the encoders, as on a one-machine set-up).
 
-    python scripts/bench_ingest.py                       # first 400 Cranfield docs, CPU
-    python scripts/bench_ingest.py --docs 1400 --repeat 1 --url http://127.0.0.1:9200
-    python scripts/bench_ingest.py --docs 1400 --device cuda --out results/ingest-gpu.json
+    python benchmarks/bench_ingest.py                       # first 400 Cranfield docs, CPU
+    python benchmarks/bench_ingest.py --docs 1400 --repeat 1 --url http://127.0.0.1:9200
+    python benchmarks/bench_ingest.py --docs 1400 --device cuda --out benchmarks/results/ingest-gpu.json
 """
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
@@ -39,12 +39,12 @@ import sentence_transformers  # noqa: E402,F401  (imported here so that load tim
 import torch  # noqa: E402
 import transformers  # noqa: E402,F401
 
-from benchlib import cluster, distilbert_shaped_model, machine, table, working_dir  # noqa: E402
-from splade_os.client import connect  # noqa: E402
+from benchlib import bench_model, cluster, drop, machine, table, working_dir  # noqa: E402
+from splade_os.bulk import BulkOptions  # noqa: E402
 from splade_os.encoder import DocumentEncoder  # noqa: E402
-from splade_os.ingest import ingest  # noqa: E402
+from splade_os.engine import ELASTICSEARCH  # noqa: E402
+from splade_os.ingest import IngestOptions, ingest  # noqa: E402
 from splade_os.keys import escape_key  # noqa: E402
-from splade_os.model import read_layout, resolve_model  # noqa: E402
 
 OURS = "connector ingest()"
 PLAIN = "plain loop (ST encode_document + helpers.bulk)"
@@ -74,15 +74,19 @@ def sparse_rows_to_dicts(embeddings: torch.Tensor, keys):
     ]
 
 
-def plain_loop(client, index, path: Path, model, keys, batch_size: int, chunk: int) -> dict:
-    """What an app without the connector does: encode a chunk, bulk it, repeat."""
-    from opensearchpy import helpers
+def plain_loop(cluster, index, path: Path, model, keys, batch_size: int, chunk: int) -> dict:
+    """What an app without the connector does: encode a chunk, bulk it with its client, repeat."""
+    if cluster.engine is ELASTICSEARCH:
+        from elasticsearch import helpers
+    else:
+        from opensearchpy import helpers
 
+    client = cluster.client
     started = time.perf_counter()
-    client.indices.create(index=index, body={
+    cluster.request("PUT", f"/{index}", {
         "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}},
         "mappings": {"dynamic": False, "properties": {
-            "title": {"type": "text"}, "text": {"type": "text"}, "splade": {"type": "rank_features"}}},
+            "title": {"type": "text"}, "text": {"type": "text"}, "splade": {"type": cluster.engine.feature_type}}},
     })
     indexed, encode_seconds = 0, 0.0
 
@@ -108,8 +112,9 @@ def plain_loop(client, index, path: Path, model, keys, batch_size: int, chunk: i
                 records = []
     if records:
         send(records)
-    client.indices.refresh(index=index)
-    count = client.count(index=index)["count"]
+    target = cluster.index(index)
+    target.refresh()
+    count = target.count()
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "indexed": indexed, "count_after": count, "encode_seconds": encode_seconds}
 
@@ -149,9 +154,9 @@ def _timed(fn) -> float:
     return time.perf_counter() - began
 
 
-def mean_features(client, index) -> float:
+def mean_features(cluster, index) -> float:
     """Mean number of stored features per document, read back from the index (a sanity check)."""
-    hits = client.search(index=index, body={"size": 200, "_source": ["splade"], "query": {"match_all": {}}})
+    hits = cluster.index(index).request_search({"size": 200, "_source": ["splade"], "query": {"match_all": {}}})
     maps = [h["_source"].get("splade", {}) for h in hits["hits"]["hits"]]
     return sum(len(m) for m in maps) / max(len(maps), 1)
 
@@ -170,13 +175,12 @@ def main():
     args = parser.parse_args()
     command = "python " + shlex.join(sys.argv)
 
-    folder = {"default": lambda: resolve_model("default", show_progress=False).root,
-              "distilbert": distilbert_shaped_model}.get(args.model, lambda: Path(args.model).resolve())()
-    layout = read_layout(folder)
+    model = bench_model(args.model)
+    folder = model.root
 
     # Load both models before any clock runs: loading is a one-off cost, reported apart.
     began = time.perf_counter()
-    ours = DocumentEncoder(layout, device=args.device)
+    ours = DocumentEncoder(model, device=args.device)
     load_ours = time.perf_counter() - began
     began = time.perf_counter()
     st_model = sentence_transformers.SparseEncoder(str(folder), device=args.device)
@@ -201,8 +205,8 @@ def main():
             [f"{r.get('title') or ''} {r['text']}" for r in records]), keys, "bench-ingest")
 
         load_before = os.getloadavg()[0]
-        with cluster(args.url) as url:
-            client = connect(url, timeout=120)
+        with cluster(args.url) as target:
+            engine = target.engine.name
             stamp = time.strftime("%Y%m%d%H%M%S")
             runs = {OURS: [], PLAIN: []}
             for repeat in range(args.repeat):
@@ -213,18 +217,18 @@ def main():
                     try:
                         if name == OURS:
                             began = time.perf_counter()
+                            options = IngestOptions(bulk=BulkOptions(docs=args.bulk_docs),
+                                                    checkpoint=tmp / f"{index}.checkpoint")
                             with working_dir(tmp):
-                                stats = ingest(client, url, path, index, layout, encoder=ours,
-                                               bulk_docs=args.bulk_docs, show_progress=False)
+                                stats = ingest(target, path, index, model, options=options, encoder=ours,
+                                               show_progress=False)
                             run = {"seconds": time.perf_counter() - began, "indexed": stats.indexed,
                                    "rejected": stats.rejected, "count_after": stats.count_after}
                         else:
-                            run = plain_loop(client, index, path, st_model, keys, args.st_batch_size, args.bulk_docs)
-                        run["stored_features_per_doc"] = mean_features(client, index)
+                            run = plain_loop(target, index, path, st_model, keys, args.st_batch_size, args.bulk_docs)
+                        run["stored_features_per_doc"] = mean_features(target, index)
                     finally:
-                        client.indices.delete(index=index, ignore_unavailable=True)
-                        with contextlib.suppress(Exception):
-                            client.ingest.delete_pipeline(id=f"splade-os-{index}")
+                        drop(target, index)
                     runs[name].append(run)
         load_after = os.getloadavg()[0]
 
@@ -247,7 +251,7 @@ def main():
                      "features/doc": f"{r['stored_features_per_doc']:.0f}",
                      "model load s": f"{r['model_load_seconds']:.2f}"})
     summary = {"benchmark": "ingest", "command": command, "machine": machine(), "device": args.device,
-               "model": args.model, "docs": docs, "corpus": str(args.corpus), "bulk_docs": args.bulk_docs,
+               "model": args.model, "engine": engine, "docs": docs, "corpus": str(args.corpus), "bulk_docs": args.bulk_docs,
                "st_batch_size": args.st_batch_size, "repeat": args.repeat,
                "node": "given --url" if args.url else "throw-away local node on this machine",
                "load_average_1min": {"before": load_before, "after": load_after},

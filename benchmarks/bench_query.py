@@ -10,21 +10,20 @@ Reports median, p99 and mean microseconds per query and the ratio to (a); also c
 and (b) give the same weights for every query.
 
 Cold, as new processes (`--runs` each after one untimed run, so the files are in the page cache):
-  - `python -m connector search "..." --index I --url URL -q` end to end, against an index
+  - `python -m splade_os -q search "..." --index I --url URL` end to end, against an index
     holding `--index-docs` documents ingested by the connector into a throw-away local node
     (or into `--url`);
   - the stages of the same search timed inside a fresh process (imports, connect, model load,
     clause cap, search), to show where the time goes;
-  - `python -c "import connector.cli"` (import cost), `python -c pass` (interpreter), and for
+  - `python -c "import splade_os.cli"` (import cost), `python -c pass` (interpreter), and for
     context `import torch` and a sentence-transformers `encode_query` from a fresh process;
   - which heavy modules (torch, transformers, sentence_transformers) the search process imported.
 
-    python scripts/bench_query.py
-    python scripts/bench_query.py --reps 20 --runs 9 --out scripts/results/query-cpu.json
+    python benchmarks/bench_query.py
+    python benchmarks/bench_query.py --reps 20 --runs 9 --out benchmarks/results/query-cpu.json
 """
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from benchlib import bench_model, cluster, machine, table, working_dir  # noqa: E402
+from benchlib import bench_model, cluster, drop, machine, table, working_dir  # noqa: E402
 from splade_os.query import QueryEncoder, query_body  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,22 +127,23 @@ def wall(argv, runs: int, env=None) -> dict:
 STAGES = textwrap.dedent("""
     import json, sys, time
     t = [time.perf_counter()]
-    import connector.cli  # the CLI's own imports, and those its search command makes on the way
-    import opensearchpy, tokenizers, safetensors.numpy, connector.model_builder
-    from splade_os.client import connect
-    from splade_os.index import max_clause_count
-    from splade_os.search import query_encoder_for, search
+    import splade_os.cli  # the CLI's own imports, and those its search command makes on the way
+    import opensearchpy, tokenizers, safetensors.numpy
+    import splade_os.cluster, splade_os.index, splade_os.query, splade_os.registry, splade_os.search
+    from splade_os.cluster import connect
     t.append(time.perf_counter())
-    url, index, text = sys.argv[1:4]
-    client = connect(url)
+    url, name, text = sys.argv[1:4]
+    cluster = connect(url)
     t.append(time.perf_counter())
-    encoder, meta = query_encoder_for(client, url, index)
+    index = cluster.index(name)
+    encoder = index.query_encoder()
     t.append(time.perf_counter())
-    cap = max_clause_count(client)
+    cap = cluster.max_clause_count
     t.append(time.perf_counter())
-    hits = search(client, url, index, text, encoder, max_clauses=cap)
+    hits = index.search(text, encoder=encoder)
     t.append(time.perf_counter())
-    names = ["imports (CLI, opensearch-py, tokenizers, safetensors)", "connect (one request)", "model: index _meta + tokenizer + table", "clause cap (cluster settings)",
+    names = ["imports (CLI, opensearch-py, tokenizers, safetensors)", "connect (one request)",
+             "model: index _meta + stored query side (tokenizer + table)", "clause cap (cluster settings)",
              "search (translation + request)"]
     print(json.dumps({"stages": dict(zip(names, [b - a for a, b in zip(t, t[1:])])), "hits": len(hits),
                       "heavy_modules": sorted(m for m in %r if m in sys.modules)}))
@@ -190,12 +190,12 @@ def main():
     args = parser.parse_args()
     command = "python " + shlex.join(sys.argv)
 
-    layout = bench_model(args.model)
+    model = bench_model(args.model)
     queries = [json.loads(line)["text"] for line in open(args.queries, encoding="utf-8") if line.strip()]
-    encoder = QueryEncoder(layout)
+    encoder = model.query_encoder
     from sentence_transformers import SparseEncoder
 
-    st_model = SparseEncoder(str(layout.root), device="cpu")  # queries run where the app runs: the CPU
+    st_model = SparseEncoder(str(model.root), device="cpu")  # queries run where the app runs: the CPU
     load_before = os.getloadavg()[0]
     warm = warm_timings(queries, encoder, st_model, args.reps)
     differ = same_weights(queries, encoder, st_model)
@@ -203,26 +203,26 @@ def main():
 
     python = sys.executable
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp, cluster(args.url) as url:
-        from splade_os.client import connect
-        from splade_os.ingest import ingest
+    with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp, cluster(args.url) as target:
+        from splade_os.ingest import IngestOptions, ingest
 
-        client = connect(url, timeout=120)
+        url = args.url or target.url  # the given URL keeps its credentials for the child processes
         index = f"bench-query-{time.strftime('%Y%m%d%H%M%S')}"
         subset = Path(tmp) / "corpus.jsonl"
         with open(args.corpus, encoding="utf-8") as f:
             subset.write_text("".join(line for _, line in zip(range(args.index_docs), f)), encoding="utf-8")
         try:
             with working_dir(tmp):
-                ingest(client, url, subset, index, layout, show_progress=False)
+                ingest(target, subset, index, model, options=IngestOptions(checkpoint=Path(tmp) / "checkpoint"),
+                       show_progress=False)
             cold = {
                 "splade-os search (new process)": wall(
                     [python, "-m", "splade_os", "-q", "search", SAMPLE_QUERY, "--index", index, "--url", url],
                     args.runs, env),
-                "import connector.cli": wall([python, "-c", "import connector.cli"], args.runs, env),
+                "import splade_os.cli": wall([python, "-c", "import splade_os.cli"], args.runs, env),
                 "python -c pass": wall([python, "-c", "pass"], args.runs, env),
                 "import torch (context)": wall([python, "-c", "import torch"], args.runs, env),
-                "ST load + encode_query (context)": wall([python, "-c", ST_COLD, str(layout.root), SAMPLE_QUERY],
+                "ST load + encode_query (context)": wall([python, "-c", ST_COLD, str(model.root), SAMPLE_QUERY],
                                                          args.runs, env),
             }
             stages = stage_breakdown(url, index, args.runs)
@@ -230,9 +230,7 @@ def main():
                                    "--url", url], capture_output=True, text=True, cwd=REPO, env=env, check=True)
             cli_heavy = json.loads(done.stderr.split("HEAVY=", 1)[1].splitlines()[0])
         finally:
-            client.indices.delete(index=index, ignore_unavailable=True)
-            with contextlib.suppress(Exception):
-                client.ingest.delete_pipeline(id=f"splade-os-{index}")
+            drop(target, index)
     load_after = os.getloadavg()[0]
 
     base = warm["connector QueryEncoder.to_dsl"]["median_us"]

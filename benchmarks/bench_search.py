@@ -2,8 +2,8 @@
 """Benchmark 4: search latency and index size, SPLADE against BM25 on the same index.
 
 One index holds the corpus as the connector ingests it (`title`/`text` text fields and the
-`splade` rank_features field), force-merged to one segment so that both query kinds see the
-same, stable index. Every query of the set is sent sequentially, one request at a time, as
+`splade` rank_features field; `sparse_vector` on Elasticsearch), force-merged to one segment so
+that both query kinds see the same, stable index. Every query of the set is sent sequentially, one request at a time, as
   (a) SPLADE: the connector's body (`QueryEncoder.to_dsl`: a bool of linear rank_feature clauses),
   (b) BM25: `multi_match` of the query text over `title` and `text`,
 both with size 10 and `track_total_hits: false`, each once returning `_source` title and text
@@ -15,19 +15,18 @@ passes, the variants interleaved query by query; reports p50/p99 of the client-s
 requests back to back.
 
 Index size: `_stats/store` of the force-merged index. OpenSearch has no per-field disk usage
-API (Elasticsearch's `_disk_usage` is tried and its answer recorded), so the split is measured
-by copying the index with `_reindex` into indexes that hold only the text fields or only the
-rank_features field, force-merged to one segment; for each index the bytes are also split by
+API (Elasticsearch's `_disk_usage` is tried and its bytes per field recorded), so the split is
+measured by copying the index with `_reindex` into indexes that hold only the text fields or only
+the sparse field, force-merged to one segment (where the cluster has `_reindex`); for each index the bytes are also split by
 Lucene file kind (stored fields = `_source` + `_id`; terms dictionary + postings; the rest).
 
 Without `--url` a throw-away OpenSearch node is started on loopback.
 
-    python scripts/bench_search.py                     # all 1400 Cranfield docs and 225 queries
-    python scripts/bench_search.py --passes 10 --out scripts/results/search-cpu.json
+    python benchmarks/bench_search.py                     # all 1400 Cranfield docs and 225 queries
+    python benchmarks/bench_search.py --passes 10 --out benchmarks/results/search-cpu.json
 """
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
@@ -42,23 +41,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from benchlib import bench_model, cluster, machine, table, working_dir  # noqa: E402
-from splade_os.client import connect  # noqa: E402
-from splade_os.index import max_clause_count  # noqa: E402
-from splade_os.query import QueryEncoder  # noqa: E402
+from benchlib import bench_model, cluster, drop, machine, table, working_dir  # noqa: E402
+from splade_os.engine import ELASTICSEARCH  # noqa: E402
+from splade_os.errors import ClusterError  # noqa: E402
+from splade_os.ingest import IngestOptions, ingest  # noqa: E402
+from splade_os.query import bm25_body  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield"
 SOURCE = ["title", "text"]
 SPLADE, BM25 = "SPLADE (rank_feature bool)", "BM25 (multi_match title+text)"
+SPLADE_ES = "SPLADE (sparse_vector)"
 WITH, WITHOUT = ", _source title+text", ", no _source"
 
 
-def force_merge(client, index):
+def force_merge(cluster, index):
     """One segment, flushed: a stable index to time, and a store size without merge leftovers."""
-    client.indices.refresh(index=index)
-    client.indices.forcemerge(index=index, max_num_segments=1, request_timeout=600)
-    client.indices.flush(index=index)
-    client.indices.refresh(index=index)
+    cluster.request("POST", f"/{index}/_refresh")
+    cluster.request("POST", f"/{index}/_forcemerge", params={"max_num_segments": 1})
+    cluster.request("POST", f"/{index}/_flush")
+    cluster.request("POST", f"/{index}/_refresh")
 
 
 # Lucene file extensions, grouped: where the bytes of a segment go.
@@ -66,9 +67,9 @@ STORED = ("fdt", "fdx", "fdm")  # stored fields: _source and _id
 POSTINGS = ("tim", "tip", "tmd", "doc", "pos", "pay", "psm")  # terms dictionary and postings
 
 
-def sizes_of(client, index) -> dict:
+def sizes_of(cluster, index) -> dict:
     """Store size, segment count and the bytes per kind of Lucene file of an index's primaries."""
-    stats = client.indices.stats(index=index, metric="store,segments", include_segment_file_sizes=True)
+    stats = cluster.request("GET", f"/{index}/_stats/store,segments", params={"include_segment_file_sizes": "true"})
     primaries = stats["indices"][index]["primaries"]
     files = {ext: f["size_in_bytes"] for ext, f in primaries["segments"].get("file_sizes", {}).items()}
     stored = sum(files.get(e, 0) for e in STORED)
@@ -76,21 +77,30 @@ def sizes_of(client, index) -> dict:
     return {"store_bytes": primaries["store"]["size_in_bytes"], "segments": primaries["segments"]["count"],
             "stored_fields_bytes": stored, "terms_postings_bytes": postings,
             "other_bytes": sum(files.values()) - stored - postings, "file_bytes": files,
-            "docs": client.count(index=index)["count"]}
+            "docs": cluster.index(index).count()}
 
 
-def bodies_for(queries, encoder: QueryEncoder, field: str, k: int, max_clauses: int):
-    splade = [encoder.to_dsl(q, field=field, size=k, max_clauses=max_clauses, source=SOURCE) for q in queries]
-    bm25 = [{"size": k, "track_total_hits": False, "_source": SOURCE,
-             "query": {"multi_match": {"query": q, "fields": ["title", "text"]}}} for q in queries]
+def bodies_for(queries, index, k: int):
+    """The bodies of each variant: SPLADE as `SpladeIndex.body` builds it (the index's field,
+    engine and clause cap), BM25 over the same text fields."""
+    splade = [index.body(q, k, source=SOURCE) for q in queries]
+    bm25 = [bm25_body(q, k, source=SOURCE) for q in queries]
     bodies = {}
-    for name, batch in ((SPLADE, splade), (BM25, bm25)):
+    for name, batch in ((SPLADE_ES if index.cluster.engine is ELASTICSEARCH else SPLADE, splade), (BM25, bm25)):
         bodies[name + WITH] = batch
         bodies[name + WITHOUT] = [dict(b, _source=False) for b in batch]
     return bodies
 
 
-def latency(client, index, bodies: dict, passes: int) -> dict:
+def clauses_of(body: dict) -> int:
+    """Weighted tokens a SPLADE body sends (bool clauses, or the sparse_vector's query vector)."""
+    query = body["query"]
+    if "bool" in query:
+        return len(query["bool"]["should"])
+    return len(query["sparse_vector"]["query_vector"]) if "sparse_vector" in query else 0
+
+
+def latency(index, bodies: dict, passes: int) -> dict:
     """Client-side seconds and `took` ms per request, the variants interleaved query by query.
 
     Interleaving (in an order that rotates every query) keeps the comparison fair when something
@@ -100,7 +110,7 @@ def latency(client, index, bodies: dict, passes: int) -> dict:
     n = len(next(iter(bodies.values())))
     for name in names:  # warm-up: JIT, caches, file pages
         for body in bodies[name]:
-            client.search(index=index, body=body)
+            index.request_search(body)
     samples = {name: {"client_s": [], "took_ms": []} for name in names}
     turn = 0
     for _ in range(passes):
@@ -108,7 +118,7 @@ def latency(client, index, bodies: dict, passes: int) -> dict:
             turn += 1
             for name in names[turn % len(names):] + names[: turn % len(names)]:
                 start = time.perf_counter()
-                response = client.search(index=index, body=bodies[name][i])
+                response = index.request_search(bodies[name][i])
                 samples[name]["client_s"].append(time.perf_counter() - start)
                 samples[name]["took_ms"].append(response["took"])
     out = {}
@@ -123,17 +133,18 @@ def latency(client, index, bodies: dict, passes: int) -> dict:
     return out
 
 
-def disk_usage_api(client, index) -> str:
-    """What the cluster says to Elasticsearch's per-field `_disk_usage` API."""
+def disk_usage_api(cluster, index):
+    """What the cluster says to Elasticsearch's per-field `_disk_usage` API: bytes per field, or why not."""
     try:
-        client.transport.perform_request("POST", f"/{index}/_disk_usage", params={"run_expensive_tasks": "true"})
-        return "available"
-    except Exception as e:  # any answer but success means: not usable here
-        return f"not available: HTTP {getattr(e, 'status_code', '?')} {str(getattr(e, 'error', e))[:120]}"
+        answer = cluster.request("POST", f"/{index}/_disk_usage", params={"run_expensive_tasks": "true"})
+        return {"fields_total_bytes": {name: f.get("total_in_bytes") for name, f in
+                                       answer.get(index, {}).get("fields", {}).items()}}
+    except ClusterError as e:  # any answer but success means: not usable here
+        return f"not available: HTTP {e.status} {(e.error_type or str(e))[:120]}"
 
 
-def field_split(client, index, field: str, suffix: str) -> dict:
-    """Sizes of copies of the index holding only the text fields, or only the rank_features field.
+def field_split(cluster, index, field: str, suffix: str) -> dict:
+    """Sizes of copies of the index holding only the text fields, or only the sparse field.
 
     `_source` stays on, as in the connector's index. (Turning it off would not shrink a fresh
     index: Lucene keeps a `_recovery_source` copy for peer recovery until the retention leases
@@ -141,21 +152,21 @@ def field_split(client, index, field: str, suffix: str) -> dict:
     """
     variants = {
         "text fields only (title, text)": (["title", "text"], {"title": {"type": "text"}, "text": {"type": "text"}}),
-        f"{field} (rank_features) only": ([field], {field: {"type": "rank_features"}}),
+        f"{field} ({cluster.engine.feature_type}) only": ([field], {field: {"type": cluster.engine.feature_type}}),
     }
     out = {}
     for i, (name, (fields, properties)) in enumerate(variants.items()):
         copy = f"bench-search-split-{suffix}-{i}"
-        client.indices.create(index=copy, body={
+        cluster.request("PUT", f"/{copy}", {
             "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "-1"}},
             "mappings": {"dynamic": False, "properties": properties}})
         try:
-            client.reindex(body={"source": {"index": index, "_source": fields}, "dest": {"index": copy}},
-                           wait_for_completion=True, refresh=True, request_timeout=600)
-            force_merge(client, copy)
-            out[name] = sizes_of(client, copy)
+            cluster.request("POST", "/_reindex", {"source": {"index": index, "_source": fields}, "dest": {"index": copy}},
+                            params={"wait_for_completion": "true", "refresh": "true"})
+            force_merge(cluster, copy)
+            out[name] = sizes_of(cluster, copy)
         finally:
-            client.indices.delete(index=copy, ignore_unavailable=True)
+            drop(cluster, copy)
     return out
 
 
@@ -173,48 +184,51 @@ def main():
     args = parser.parse_args()
     command = "python " + shlex.join(sys.argv)
 
-    layout = bench_model(args.model)
-    encoder = QueryEncoder(layout)
+    model = bench_model(args.model)
     queries = [json.loads(line)["text"] for line in open(args.queries, encoding="utf-8") if line.strip()]
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, cluster(args.url) as url:
-        client = connect(url, timeout=120)
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, cluster(args.url, timeout=600) as target:
         stamp = time.strftime("%Y%m%d%H%M%S")
         index = args.index or f"bench-search-{stamp}"
         ingest_seconds = None
         try:
             if not args.index:
-                from splade_os.ingest import ingest
-
                 corpus = args.corpus.resolve()  # before the ingest changes the current folder
                 if args.docs:
                     corpus = Path(tmp) / "corpus.jsonl"
                     with open(args.corpus, encoding="utf-8") as f:
                         corpus.write_text("".join(line for _, line in zip(range(args.docs), f)), encoding="utf-8")
                 with working_dir(tmp):
-                    stats = ingest(client, url, corpus, index, layout,
-                                   show_progress=False)
+                    stats = ingest(target, corpus, index, model, options=IngestOptions(
+                        checkpoint=Path(tmp) / "checkpoint"), show_progress=False)
                 ingest_seconds = stats.seconds
-            docs = client.count(index=index)["count"]
-            force_merge(client, index)
-            field = "splade"
-            bodies = bodies_for(queries, encoder, field, args.k, max_clause_count(client))
-            timings = latency(client, index, bodies, args.passes)
-            sizes = {"whole index (as ingested)": sizes_of(client, index)}
-            disk_usage = disk_usage_api(client, index)
-            sizes.update(field_split(client, index, field, stamp))
+            handle = target.index(index)
+            docs = handle.count()
+            force_merge(target, index)
+            field = handle.field
+            bodies = bodies_for(queries, handle, args.k)
+            timings = latency(handle, bodies, args.passes)
+            sizes = {"whole index (as ingested)": sizes_of(target, index)}
+            disk_usage = disk_usage_api(target, index)
+            try:
+                sizes.update(field_split(target, index, field, stamp))
+                split = "by _reindex into copies"
+            except ClusterError as e:  # a minimal Elasticsearch has no _reindex
+                if e.status not in (400, 405):
+                    raise
+                split = f"not measured: _reindex not available (HTTP {e.status})"
         finally:
             if not args.index:
-                client.indices.delete(index=index, ignore_unavailable=True)
-                with contextlib.suppress(Exception):
-                    client.ingest.delete_pipeline(id=f"splade-os-{index}")
+                drop(target, index)
+        engine = target.engine
     load_after = os.getloadavg()[0]
 
-    clauses = [len(b["query"]["bool"]["should"]) if "bool" in b["query"] else 0 for b in bodies[SPLADE + WITH]]
+    splade = SPLADE_ES if engine is ELASTICSEARCH else SPLADE
+    clauses = [clauses_of(b) for b in bodies[splade + WITH]]
     rows = []
     for source in (WITH, WITHOUT):
         bm25 = timings[BM25 + source]["client_p50_ms"]  # compared with the same _source setting
-        for kind in (SPLADE, BM25):
+        for kind in (splade, BM25):
             r = timings[kind + source]
             rows.append({"query": kind + source, "client p50 ms": f"{r['client_p50_ms']:.2f}",
                          "client p99 ms": f"{r['client_p99_ms']:.2f}", "took p50 ms": f"{r['took_p50_ms']:.0f}",
@@ -227,10 +241,10 @@ def main():
                   "other MiB": f"{s['other_bytes'] / 2**20:.2f}"}
                  for name, s in sizes.items()]
     summary = {"benchmark": "search", "command": command, "machine": machine(), "model": args.model,
-               "docs": docs, "queries": len(queries), "passes": args.passes, "k": args.k,
+               "engine": engine.name, "docs": docs, "queries": len(queries), "passes": args.passes, "k": args.k,
                "ingest_seconds": ingest_seconds, "mean_splade_clauses": statistics.mean(clauses),
                "max_splade_clauses": max(clauses), "latency": timings, "sizes": sizes,
-               "disk_usage_api": disk_usage,
+               "disk_usage_api": disk_usage, "field_split": split,
                "node": "given --url" if args.url else "throw-away local node on this machine (512 MB heap)",
                "load_average_1min": {"before": load_before, "after": load_after}, "date": time.strftime("%Y-%m-%d")}
     print(f"{summary['machine']} | model {args.model} | {docs} docs, {len(queries)} queries "
@@ -242,7 +256,7 @@ def main():
     print()
     print(table(size_rows, ["index", "docs", "segments", "store MiB", "bytes/doc", "stored fields MiB",
                             "terms+postings MiB", "other MiB"]))
-    print(f"per-field _disk_usage API: {disk_usage}")
+    print(f"per-field _disk_usage API: {disk_usage}; per-field split {split}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=2))

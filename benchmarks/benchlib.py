@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from splade_os.local_node import LocalNode, cache_dir
+from splade_os.cache import cache_dir
+from splade_os.cluster import connect
+from splade_os.errors import ClusterError
 from splade_os.model_builder import build_model, ensure_default_model
 
 
@@ -94,13 +96,36 @@ def machine() -> str:
 
 
 @contextlib.contextmanager
-def cluster(url):
-    """The given cluster, or a throw-away local node for the duration of the run."""
-    if url:
-        yield url
-        return
-    with LocalNode(show_progress=False) as node:
+def throwaway_node(engine: Optional[str] = None):
+    """A throw-away local node of `engine` (default OpenSearch) on loopback for the run; yields its URL.
+
+    The one place the benchmarks start a node (it shares the machine's CPUs with the encoders,
+    as on a one-machine set-up).
+    """
+    from splade_os.node import LocalNode
+
+    with LocalNode(engine or "opensearch", show_progress=False) as node:
         yield node.url
+
+
+@contextlib.contextmanager
+def cluster(url: Optional[str] = None, timeout: float = 120, engine: Optional[str] = None):
+    """A `Cluster` for `url`, or for a throw-away local node (`throwaway_node`) when `url` is None."""
+    if url:
+        yield connect(url, engine=engine, timeout=timeout)
+        return
+    with throwaway_node(engine) as node_url:
+        yield connect(node_url, engine=engine, timeout=timeout)
+
+
+def drop(cluster, index: str) -> None:
+    """Delete a benchmark's index and its ingest pipeline (if any); missing ones are fine."""
+    for path in (f"/{index}", f"/_ingest/pipeline/splade-os-{index}"):
+        try:
+            cluster.request("DELETE", path, action=f"deleting {path}")
+        except ClusterError as e:
+            if e.status not in (400, 404):  # 400: a cluster without ingest pipelines
+                raise
 
 
 @contextlib.contextmanager
@@ -116,9 +141,11 @@ def working_dir(path):
 
 
 def bench_model(name: str):
-    """The layout of `--model`: "default", a hub id, or a folder (taken by its absolute path,
-    since the benchmarks ingest from inside a temp folder)."""
+    """The `Model` of `--model`: "default", "distilbert" (`distilbert_shaped_model`), a hub id, or
+    a folder (taken by its absolute path, since the benchmarks ingest from inside a temp folder)."""
     from splade_os.model import resolve_model
 
+    if name == "distilbert":
+        return resolve_model(str(distilbert_shaped_model()), show_progress=False)
     model = str(Path(name).resolve()) if Path(name).is_dir() else name
     return resolve_model(model, show_progress=False)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where the document encoder's device time goes: a token-budget sweep and a torch.profiler table.
 
-    python scripts/profile_encode.py --model default --device cuda --docs 20000 --corpus C --join 3
+    python benchmarks/profile_encode.py --model default --device cuda --docs 20000 --corpus C --join 3
 """
 
 import argparse
@@ -16,23 +16,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from benchlib import distilbert_shaped_model, passages  # noqa: E402
+from benchlib import bench_model, passages  # noqa: E402
 from splade_os.encoder import DocumentEncoder  # noqa: E402
-from splade_os.model import read_layout, resolve_model  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--model", default="default", help="default, distilbert, or a model folder")
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--join", type=int, default=3)
     parser.add_argument("--docs", type=int, default=20000)
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
-    folder = resolve_model("default", show_progress=False).root if args.model == "default" else distilbert_shaped_model()
     texts = passages(args.corpus, join=args.join)
     texts = (texts * (args.docs // len(texts) + 1))[: args.docs]
-    encoder = DocumentEncoder(read_layout(folder), device=args.device)
+    encoder = DocumentEncoder(bench_model(args.model), device=args.device)
     ids = encoder.tokenize(texts)
 
     def sync():

@@ -1,9 +1,9 @@
 """Expected retrieval scores, checked like tests (as Pyserini keeps its regressions).
 
 benchmarks/regressions.json holds, per collection, the runs (SPLADE with the default model, BM25
-on the same index, and their default hybrid fusion) and their expected metrics with tolerances. This script ingests each
-collection once (index `regress-<collection>`, reused when it holds the corpus), evaluates every
-run and prints OK / FAIL per metric; it exits 1 when anything fails. tests/test_cluster.py checks
+on the same index, their default hybrid fusion) and their expected metrics with tolerances. This
+script ingests each collection once (index `regress-<collection>`, reused when it holds the
+corpus), evaluates every run and prints OK / FAIL per metric; it exits 1 when anything fails. tests/test_cluster.py checks
 the bundled Cranfield entries on every test run, on both engines.
 
     python benchmarks/regressions.py --url http://127.0.0.1:9200

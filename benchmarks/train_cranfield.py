@@ -6,7 +6,7 @@ Cranfield corpus), trains on title -> text pairs of Cranfield's own corpus (its 
 never used for training), and compares nDCG@10 on the test queries before and after, each
 through a real OpenSearch index, next to BM25 (`multi_match` on title and text) on the same node.
 
-    python scripts/train_cranfield.py [--epochs 1] [--max-steps -1] [--out scripts/results/train-cranfield-cpu.json]
+    python benchmarks/train_cranfield.py [--epochs 1] [--max-steps -1] [--out benchmarks/results/train-cranfield-cpu.json]
 """
 
 import argparse
@@ -19,24 +19,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchlib import machine, table  # noqa: E402
-from splade_os import evaluate  # noqa: E402
-from splade_os.client import connect  # noqa: E402
-from splade_os.ingest import ingest  # noqa: E402
-from splade_os.local_node import LocalNode  # noqa: E402
-from splade_os.model import read_layout, resolve_model  # noqa: E402
+from benchlib import cluster, machine, table  # noqa: E402
+from splade_os.beir import load_beir  # noqa: E402
+from splade_os.ingest import IngestOptions, ingest  # noqa: E402
+from splade_os.model import resolve_model  # noqa: E402
 from splade_os.model_builder import SAMPLE_DIR  # noqa: E402
-from splade_os.query import QueryEncoder  # noqa: E402
+from splade_os.query import bm25_body  # noqa: E402
 from splade_os.train import TrainArgs, beir_pairs, starting_model, train  # noqa: E402
-
-
-def bm25_run(client, index, queries, k=100):
-    run = {}
-    for qid, text in queries.items():
-        body = {"size": k, "_source": False, "query": {"multi_match": {"query": text, "fields": ["title", "text"]}}}
-        hits = client.search(index=index, body=body)["hits"]["hits"]
-        run[qid] = {h["_id"]: h["_score"] for h in hits}
-    return run
 
 
 def main():
@@ -47,31 +36,32 @@ def main():
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument("--docs", type=int, default=None,
+                        help="index only the first N documents (a quick check of the script; default: all)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    node = None
-    url = args.url
-    if not url:
-        node = LocalNode(show_progress=False).start()
-        url = node.url
-    try:
-        client = connect(url)
-        queries, qrels, corpus = evaluate.load_beir(SAMPLE_DIR)
+    with cluster(args.url) as target:
+        queries, qrels, corpus = load_beir(SAMPLE_DIR)
         work = Path(tempfile.mkdtemp(prefix="train-cranfield-"))
+        indexed = corpus  # what the indexes hold (the IDF table and the pairs always use the whole corpus)
+        if args.docs:
+            indexed = work / "corpus.jsonl"
+            with open(corpus, encoding="utf-8") as f:
+                indexed.write_text("".join(line for _, line in zip(range(args.docs), f)), encoding="utf-8")
         rows = []
 
-        def measure(name, layout, index):
-            ingest(client, url, corpus, index, layout, show_progress=False, dead_letter_path=work / f"{index}.dead",
-                   checkpoint_path=work / f"{index}.ckpt")
-            result = evaluate.evaluate_index(client, url, index, queries, qrels, QueryEncoder(layout))
+        def measure(name, model, index):
+            ingest(target, indexed, index, model, show_progress=False, options=IngestOptions(
+                dead_letter=work / f"{index}.dead", checkpoint=work / f"{index}.ckpt"))
+            result = target.index(index).evaluate(queries, qrels, encoder=model.query_encoder)
             rows.append({"system": name, **{m: round(result.metrics[m], 4) for m in
                                             ("ndcg@10", "ndcg@10_graded", "mrr@10", "map@100", "recall@10")},
                          "p50 ms": round(result.latency["p50_ms"], 1)})
             return result
 
         before = resolve_model("default", show_progress=False)
-        measure("SPLADE before training (default model)", before, "cran-before")
+        measure("SPLADE before training (default model)", before, "bench-cran-before")
 
         pairs = beir_pairs(SAMPLE_DIR, split="train")  # no training qrels: title -> text
         model = starting_model(init_idf=corpus, max_seq_length=args.max_seq_length)
@@ -80,10 +70,10 @@ def main():
         started = time.perf_counter()
         trained = train(model, pairs, train_args, show_progress=False)
         seconds = time.perf_counter() - started
-        measure("SPLADE after training", read_layout(trained.model_dir), "cran-after")
+        measure("SPLADE after training", resolve_model(str(trained.model_dir), show_progress=False),
+                "bench-cran-after")
 
-        run = bm25_run(client, "cran-after", queries)
-        bm25 = evaluate.retrieval_metrics(queries, qrels, run)
+        bm25 = target.index("bench-cran-after").evaluate(queries, qrels, body=bm25_body).metrics
         rows.append({"system": "BM25 (multi_match title+text, same node)",
                      **{m: round(bm25[m], 4) for m in ("ndcg@10", "ndcg@10_graded", "mrr@10", "map@100", "recall@10")}})
         summary = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "pairs": len(pairs),
@@ -95,9 +85,6 @@ def main():
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(summary, indent=2))
-    finally:
-        if node:
-            node.stop()
 
 
 if __name__ == "__main__":

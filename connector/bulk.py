@@ -129,14 +129,21 @@ class BulkLines:
                                option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
         return b"{" + b",".join(map(operator.add, map(self._keys.__getitem__, ids.tolist()), numbers)) + b"}"
 
-    def document(self, doc_id: str, fields: dict, vector) -> bytes:
-        """Both lines for one document: `fields` plus the vector's feature map under the field."""
+    def document(self, doc_id: str, fields: dict, vector, version: Optional[int] = None) -> bytes:
+        """Both lines for one document: `fields` plus the vector's feature map under the field.
+
+        `version`: an external version (`version_type` external_gte): the write is refused (HTTP
+        409) when the index holds the id with a higher version, and re-sending the same version
+        overwrites; the distributed ingest gives lower lines higher versions, so the first
+        occurrence of a duplicated id wins whatever the order of arrival.
+        """
         head = orjson.dumps(fields)
         separator = b"," if len(head) > 2 else b""
         packed = b""
         if self._packed:
             packed = self._packed + orjson.dumps(pack(vector.ids, vector.values, self._vocab_size))
-        return (self._action + orjson.dumps(doc_id) + b"}}\n"
+        versioned = b"" if version is None else b',"version":%d,"version_type":"external_gte"' % version
+        return (self._action + orjson.dumps(doc_id) + versioned + b"}}\n"
                 + head[:-1] + separator + self._field + self.features(vector.ids, vector.values) + packed + b"}\n")
 
 

@@ -77,9 +77,9 @@ class ClusterSpec:
 
         url = self.url
         if not url:
-            from .local_node import start_background
+            from .node import start_background
 
-            url = start_background(show_progress=not _quiet())
+            url = start_background(engine=self.engine or "opensearch", show_progress=not _quiet())
             if not _quiet():
                 click.echo(f"Using the local node at {url}", err=True)
         return connect(url, engine=self.engine, ca_certs=self.ca_certs, insecure=self.insecure,
@@ -229,6 +229,18 @@ def _shard(value: Optional[str]):
     return int(part), int(total)
 
 
+def _ray_options(address: Optional[str], workers: Optional[int], shard: Optional[str]):
+    if address is None:
+        if workers is not None:
+            raise click.BadParameter("needs --ray", param_hint="--ray-workers")
+        return None
+    if shard is not None:
+        raise click.BadParameter("--ray splits the corpus itself; drop --shard", param_hint="--shard")
+    from .ray_ingest import RayOptions
+
+    return RayOptions(address=address or None, workers=workers)
+
+
 @cli.command()
 @click.argument("corpus", type=click.Path(dir_okay=False, path_type=Path))
 @index_option(required=False, help_text="Index name (or use --alias).")
@@ -246,6 +258,11 @@ def _shard(value: Optional[str]):
 @click.option("--bulk-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Most megabytes per bulk request (also at most half the cluster's http.max_content_length).")
 @click.option("--shard", default=None, help="i/N: take only lines with (line-1) % N == i, so N hosts split one corpus.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Encode and send on a Ray cluster (auto, HOST:6379, ray://HOST:10001; no address: RAY_ADDRESS or "
+                   "a local Ray): one encoder actor per GPU, each sending its own bulk requests (needs splade-os[ray]).")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=None,
+              help="With --ray: encoder actors (default: one per GPU of the Ray cluster, else 1).")
 @cluster_options
 @model_option("Model folder, hub id, or NAME@VERSION from the cluster's registry (default: the index's, else the bundled one).")
 @click.option("--device", default=None,
@@ -270,9 +287,9 @@ def _shard(value: Optional[str]):
 @allow_pickle_option
 @handle_errors
 def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_workers, bulk_docs, bulk_mb, shard,
-           cluster, model, device, dtype, id_field, text_field, title_field, dead_letter, window, shards, replicas,
-           refresh_interval, field, documents, idf_from_corpus, idf_model_name, allow_pickle):
-    """Encode a JSONL corpus and index it.
+           ray_address, ray_workers, cluster, model, device, dtype, id_field, text_field, title_field, dead_letter,
+           window, shards, replicas, refresh_interval, field, documents, idf_from_corpus, idf_model_name, allow_pickle):
+    """Encode a JSONL corpus (or, with --ray, a Parquet file) and index it.
 
     Example: splade-os ingest corpus.jsonl --index docs
     """
@@ -292,7 +309,7 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
         fields=fields, index=IndexSettings(shards, replicas, refresh_interval, field, *documents),
         bulk=BulkOptions(bulk_docs, int(bulk_mb * 1024 * 1024), bulk_workers, RetryPolicy(deadline=retry_deadline)),
         window=window, device=device, dtype=dtype, dead_letter=dead_letter, checkpoint=checkpoint, resume=resume,
-        keep=keep, shard=_shard(shard), allow_pickle=allow_pickle)
+        keep=keep, shard=_shard(shard), ray=_ray_options(ray_address, ray_workers, shard), allow_pickle=allow_pickle)
     target = cluster.connect()
     chosen = resolve_model(model, target, show_progress=not _quiet(), allow_pickle=allow_pickle) if model else None
     if idf_from_corpus:
@@ -321,16 +338,28 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @click.option("--prune", is_flag=True,
               help="Elasticsearch: prune frequent, light query tokens in a first pass, rescore the top hits exactly.")
+@click.option("--two-phase", is_flag=True,
+              help="For large indexes: a first pass with the query's highest-weight tokens, then a rescore of its "
+                   "top hits with the full query.")
+@click.option("--first-tokens", type=click.IntRange(min=1), default=None,
+              help="With --two-phase: tokens in the first pass (default: measured, see docs/scale.md).")
+@click.option("--rescore-window", type=click.IntRange(min=1), default=None,
+              help="With --two-phase: first-pass hits rescored with the full query (default: measured).")
 @hybrid_options
 @handle_errors
-def search(text, index, cluster, model, k, as_json, prune, hybrid):
+def search(text, index, cluster, model, k, as_json, prune, two_phase, first_tokens, rescore_window, hybrid):
     """Search an index with the inference-free query side (with --hybrid: fused with BM25).
 
     Example: splade-os search "what is lift?" --index docs -k 5 --hybrid
     """
+    from .query import TwoPhase
+
+    if (first_tokens or rescore_window) and not two_phase:
+        raise click.BadParameter("needs --two-phase", param_hint="--first-tokens / --rescore-window")
+    phases = TwoPhase(first_tokens or TwoPhase.tokens, rescore_window or TwoPhase.window) if two_phase else None
     target = cluster.connect().index(index)
     hits = target.search(text, k=k, encoder=target.query_encoder(model, show_progress=not _quiet()),
-                         pruning=_pruning(prune), hybrid=hybrid)
+                         pruning=_pruning(prune), two_phase=phases, hybrid=hybrid)
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
@@ -600,46 +629,57 @@ def pull(ref, output, cluster):
 
 @cli.group()
 def node():
-    """Manage the local search node (fetched from Maven Central, cached)."""
+    """Manage the local search node (fetched from Maven Central, cached): OpenSearch or Elasticsearch."""
+
+
+def node_engine_option(f):
+    return click.option("--engine", type=click.Choice(["opensearch", "elasticsearch"]), default="opensearch",
+                        show_default=True, help="Which engine's local node.")(f)
 
 
 @node.command("start")
+@node_engine_option
+@click.option("--nodes", type=click.IntRange(min=1), default=None,
+              help="Nodes in the local cluster (default: 1, or reuse whatever runs).")
 @handle_errors
-def node_start():
-    """Start the local node (or reuse the running one) and print its URL."""
-    from .local_node import start_background
+def node_start(engine, nodes):
+    """Start the local node (or reuse the running one) and print its URL (several: comma-separated)."""
+    from .node import start_background
 
-    click.echo(start_background(show_progress=not _quiet()))
+    click.echo(start_background(engine=engine, nodes=nodes, show_progress=not _quiet()))
 
 
 @node.command("stop")
+@node_engine_option
 @handle_errors
-def node_stop():
-    """Stop the local node."""
-    from .local_node import stop_background
+def node_stop(engine):
+    """Stop the local node (its data is kept)."""
+    from .node import stop_background
 
-    click.echo("stopped" if stop_background() else "no local node was running")
+    click.echo("stopped" if stop_background(engine) else f"no local {engine} node was running")
 
 
 @node.command("status")
+@node_engine_option
 @handle_errors
-def node_status():
+def node_status(engine):
     """Print the local node's URL, or say that none is running (exit status 1)."""
-    from .local_node import running_url
+    from .node import running_url
 
-    url = running_url()
-    click.echo(url or "no local node is running")
+    url = running_url(engine)
+    click.echo(url or f"no local {engine} node is running")
     if not url:
         sys.exit(1)
 
 
 @node.command("fetch")
+@node_engine_option
 @handle_errors
-def node_fetch():
+def node_fetch(engine):
     """Download and unpack the node's distribution into the cache (no start); print its folder."""
-    from .local_node import ensure_distribution
+    from .node import ensure_distribution
 
-    click.echo(ensure_distribution(show_progress=not _quiet()))
+    click.echo(ensure_distribution(engine, show_progress=not _quiet()))
 
 
 @cli.command()

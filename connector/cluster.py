@@ -32,8 +32,15 @@ DEFAULT_MAX_CLAUSES = 1024  # indices.query.bool.max_clause_count when the clust
 DEFAULT_MAX_CONTENT_LENGTH = 100 * 1024 * 1024  # http.max_content_length's default on both engines
 
 
+def split_urls(url: str) -> list:
+    """The URLs in `url`: one, or several separated by commas (the nodes of one cluster)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 def redact_url(url: str) -> str:
-    """The URL without user name and password."""
+    """The URL (or comma-separated URLs) without user name and password."""
+    if "," in url:
+        return ",".join(redact_url(part) for part in split_urls(url))
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
@@ -119,9 +126,19 @@ class _OpenSearchClient:
         return self.client.transport.perform_request(method, path, params=params, body=body, headers=headers)
 
     def probe(self, path: str) -> dict:
-        """Response headers of a GET (lower-cased names), without the transport's retries."""
-        status, headers, _ = self.client.transport.get_connection().perform_request("GET", path)
-        return {k.lower(): v for k, v in headers.items()}
+        """Response headers of a GET (lower-cased names) from the first node that answers.
+
+        Each node is asked once, without the transport's retries (which would repeat a refused
+        connection several times); a stopped node of several is skipped.
+        """
+        transport = self.client.transport
+        for attempt in range(len(transport.hosts)):
+            try:
+                status, headers, _ = transport.get_connection().perform_request("GET", path)
+                return {k.lower(): v for k, v in headers.items()}
+            except self.exceptions.ConnectionError:
+                if attempt == len(transport.hosts) - 1:
+                    raise
 
     def failure(self, error) -> Optional[_Failure]:
         e = self.exceptions
@@ -199,6 +216,15 @@ class Cluster:
 
     def __repr__(self) -> str:
         return f"Cluster({self.url!r}, engine={self.engine.name!r})"
+
+    def __reduce__(self):
+        # Another process (a Ray worker) gets its own client: it connects again with the same
+        # arguments, credentials included; an engine client itself cannot be pickled.
+        arguments = getattr(self, "_connect_arguments", None)
+        if arguments is None:
+            raise TypeError(f"{self!r} was not made by splade_os.cluster.connect, so it cannot be sent to "
+                            "another process")
+        return _reconnect, (arguments,)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -316,6 +342,10 @@ class Cluster:
         return bool(answer.get("nodes"))
 
 
+def _reconnect(arguments: dict) -> "Cluster":
+    return connect(**arguments)
+
+
 def connect(
     url: str,
     *,
@@ -332,7 +362,10 @@ def connect(
     """A `Cluster` for `url`, checked with one request; the engine is detected unless given.
 
     Args:
-        url: e.g. "http://localhost:9200" or "https://user:pw@search.example.com:9200".
+        url: e.g. "http://localhost:9200" or "https://user:pw@search.example.com:9200"; several
+            nodes of one cluster as comma-separated URLs ("http://127.0.0.1:9200,http://127.0.0.1:9201"):
+            requests are spread over them and a node that does not answer is skipped. Credentials
+            come from the first URL.
         engine: "opensearch" or "elasticsearch"; detected from the cluster's answer when None
             (Elasticsearch marks every answer with an `X-Elastic-Product` header).
         user, password: basic auth; default $SPLADE_OS_USER / $SPLADE_OS_PASSWORD (or the
@@ -349,9 +382,16 @@ def connect(
         ClusterError: unreachable, TLS failure, refused credentials, or not the engine given.
         InputError: a malformed URL or credentials file.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"{redact_url(url)}: not an http(s) URL of a cluster")
+    arguments = dict(url=url, engine=engine, user=user, password=password, ca_certs=ca_certs, insecure=insecure,
+                     timeout=timeout, credentials_file=credentials_file, aws_region=aws_region, aws_service=aws_service)
+    cluster = _connect(**arguments)
+    cluster._connect_arguments = arguments
+    return cluster
+
+
+def _connect(url: str, *, engine, user, password, ca_certs, insecure, timeout, credentials_file, aws_region,
+             aws_service) -> Cluster:
+    parts = _first_url(url)
     credentials_file = credentials_file or _env("SPLADE_OS_CREDENTIALS_FILE", "OPENSEARCH_CREDENTIALS_FILE")
     if credentials_file and user is None:
         user, password = read_credentials(credentials_file)
@@ -392,6 +432,19 @@ def connect(
     return cluster
 
 
+def _first_url(url: str):
+    """The parts of the first of the URLs in `url`, once all were checked."""
+    urls = split_urls(url)
+    for one in urls or [url]:
+        check = urlsplit(one)
+        if check.scheme not in ("http", "https") or not check.hostname:
+            raise InputError(f"{redact_url(one)}: not an http(s) URL of a cluster")
+    parts = urlsplit(urls[0])
+    if any(urlsplit(one).scheme != parts.scheme for one in urls):
+        raise InputError(f"{redact_url(url)}: the URLs of one cluster must all be http or all https")
+    return parts
+
+
 def _opensearch_client(url: str, auth, tls: dict, timeout: float, aws_region, aws_service):
     from opensearchpy import OpenSearch
 
@@ -410,7 +463,7 @@ def _opensearch_client(url: str, auth, tls: dict, timeout: float, aws_region, aw
             options["verify_certs"] = True
             if tls["ca_certs"]:
                 options["ca_certs"] = tls["ca_certs"]
-    return OpenSearch(hosts=[redact_url(url)], **options)
+    return OpenSearch(hosts=[redact_url(one) for one in split_urls(url)], **options)
 
 
 def _elasticsearch_client(url: str, auth, tls: dict, timeout: float):
@@ -424,7 +477,7 @@ def _elasticsearch_client(url: str, auth, tls: dict, timeout: float):
             options.update(verify_certs=False, ssl_show_warn=False, ssl_assert_hostname=False)
         elif tls["ca_certs"]:
             options["ca_certs"] = tls["ca_certs"]
-    return Elasticsearch(hosts=[redact_url(url)], **options)
+    return Elasticsearch(hosts=[redact_url(one) for one in split_urls(url)], **options)
 
 
 def _aws_auth(region: str, service: str):

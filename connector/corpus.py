@@ -60,8 +60,6 @@ def stable_id(title: str, text: str) -> str:
 
 def parse_line(raw: bytes, line: int, fields: Optional[CorpusFields] = None) -> Union[Document, Rejected]:
     """Turn one raw JSONL line into a `Document`, or a `Rejected` saying what is wrong."""
-    fields = fields or CorpusFields()
-    id_field, text_field, title_field = fields.id, fields.text, fields.title
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -72,6 +70,16 @@ def parse_line(raw: bytes, line: int, fields: Optional[CorpusFields] = None) -> 
         return Rejected(line, "malformed JSON: nested too deeply", raw)
     except ValueError as e:
         return Rejected(line, f"malformed JSON: {e}", raw)
+    return parse_record(record, line, raw, fields)
+
+
+def parse_record(record, line: int, raw: bytes, fields: Optional[CorpusFields] = None) -> Union[Document, Rejected]:
+    """Turn one decoded record (a JSON line's object, a Parquet row) into a `Document` or a `Rejected`.
+
+    `raw` is what the dead-letter file shows for it (the line as it was read).
+    """
+    fields = fields or CorpusFields()
+    id_field, text_field, title_field = fields.id, fields.text, fields.title
     if not isinstance(record, dict):
         return Rejected(line, f"expected a JSON object, got {type(record).__name__}", raw)
 
@@ -106,8 +114,13 @@ def parse_line(raw: bytes, line: int, fields: Optional[CorpusFields] = None) -> 
     return Document(doc_id, title, text, line, raw)
 
 
-def read_lines(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[tuple]:
-    """Yield (line number, raw bytes without the newline, too_long flag) for each non-blank line."""
+def read_lines(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, start: int = 0, stop: Optional[int] = None,
+               first_line: int = 1) -> Iterator[tuple]:
+    """Yield (line number, raw bytes without the newline, too_long flag) for each non-blank line.
+
+    `start`, `stop` and `first_line` read one part of the file: the lines beginning at byte
+    offsets in [start, stop) (`start` must be a line's first byte), numbered from `first_line`.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -118,8 +131,9 @@ def read_lines(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iter
     except OSError as e:
         raise InputError(f"{path}: cannot be read ({e.strerror})") from e
     with f:
-        number = 0
-        while True:
+        f.seek(start)
+        number = first_line - 1
+        while stop is None or f.tell() < stop:
             chunk = f.readline(max_line_bytes + 1)
             if not chunk:
                 return

@@ -7,8 +7,8 @@ and what a minimal install of each ships.
 | | OpenSearch | Elasticsearch |
 |---|---|---|
 | field type | `rank_features` | `sparse_vector` |
-| query | bool of linear `rank_feature` clauses | `sparse_vector` with a `query_vector` |
-| query-side pruning | none in the core | `pruning_config` (+ a rescore) |
+| query | bool of linear `rank_feature` clauses | bool of boosted `term` clauses |
+| query-side pruning | none in the core | the `sparse_vector` query's `pruning_config` (+ a rescore) |
 
 Keys are escaped the same way on both (`splade_os.keys`), so one feature map fits either.
 """

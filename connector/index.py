@@ -314,7 +314,7 @@ class SpladeIndex:
     def _default_encoder(self):
         return self.query_encoder()
 
-    def body(self, text: str, k: int = 10, encoder=None, source=None, pruning=None) -> dict:
+    def body(self, text: str, k: int = 10, encoder=None, source=None, pruning=None, two_phase=None) -> dict:
         """The search body an app sends for `text` (the index's field, engine and clause cap).
 
         Args:
@@ -322,12 +322,18 @@ class SpladeIndex:
             encoder: a `QueryEncoder` (default: the index's own model, read once).
             source: `_source` fields to return (None: all; False: none).
             pruning: a `splade_os.query.Pruning` (Elasticsearch only); None: the exact query.
+            two_phase: a `splade_os.query.TwoPhase` (first pass on the highest-weight tokens, then
+                a rescore with the rest; for large indexes), or True for its measured defaults.
         """
+        from .query import TwoPhase
+
         encoder = encoder or self._default_encoder
         return encoder.to_dsl(text, field=self.field, size=k, max_clauses=self.cluster.max_clause_count,
-                              source=source, engine=self.cluster.engine, pruning=pruning)
+                              source=source, engine=self.cluster.engine, pruning=pruning,
+                              two_phase=TwoPhase() if two_phase is True else two_phase or None)
 
-    def hybrid_bodies(self, text: str, k: int = 10, encoder=None, hybrid=None, source=None, pruning=None) -> List[dict]:
+    def hybrid_bodies(self, text: str, k: int = 10, encoder=None, hybrid=None, source=None, pruning=None,
+                      two_phase=None) -> List[dict]:
         """The two search bodies of a hybrid search, [BM25, SPLADE], each asking for the fused depth.
 
         Sent together in one `_msearch` request (`splade_os.hybrid.msearch_payload`), then fused
@@ -338,9 +344,9 @@ class SpladeIndex:
 
         hybrid = hybrid or Hybrid()
         size = max(k, hybrid.depth)
-        return [bm25_body(text, size, hybrid.fields, source), self.body(text, size, encoder, source, pruning)]
+        return [bm25_body(text, size, hybrid.fields, source), self.body(text, size, encoder, source, pruning, two_phase)]
 
-    def search(self, text: str, k: int = 10, encoder=None, pruning=None, hybrid=None) -> List["Hit"]:
+    def search(self, text: str, k: int = 10, encoder=None, pruning=None, two_phase=None, hybrid=None) -> List["Hit"]:
         """The top `k` hits for `text`, best first (title and text from `_source`); see `body`.
 
         With `hybrid` (a `splade_os.hybrid.Hybrid`), BM25 and SPLADE results are fused (one
@@ -349,12 +355,14 @@ class SpladeIndex:
         from .search import Hit
 
         if hybrid is None:
-            response = self.request_search(self.body(text, k, encoder, source=["title", "text"], pruning=pruning))
+            response = self.request_search(self.body(text, k, encoder, source=["title", "text"], pruning=pruning,
+                                                     two_phase=two_phase))
             return [Hit.from_engine(h) for h in response["hits"]["hits"]]
         return [Hit.from_engine(dict(hit, _score=score))
-                for hit, score in self.hybrid_hits(text, k, encoder, hybrid, ["title", "text"], pruning)]
+                for hit, score in self.hybrid_hits(text, k, encoder, hybrid, ["title", "text"], pruning, two_phase)]
 
-    def hybrid_hits(self, text: str, k: int, encoder=None, hybrid=None, source=None, pruning=None) -> List[tuple]:
+    def hybrid_hits(self, text: str, k: int, encoder=None, hybrid=None, source=None, pruning=None,
+                    two_phase=None) -> List[tuple]:
         """(engine hit, fused score) of a hybrid search, best first; see `search`.
 
         One `_msearch` request. On an index whose `_source` holds the feature map, reading a hit
@@ -366,7 +374,7 @@ class SpladeIndex:
 
         hybrid = hybrid or Hybrid()
         later = source is not False and self.source_features == "map"
-        bodies = self.hybrid_bodies(text, k, encoder, hybrid, False if later else source, pruning)
+        bodies = self.hybrid_bodies(text, k, encoder, hybrid, False if later else source, pruning, two_phase)
         fused = fuse(*hit_lists(self.request_msearch(bodies), self.name), hybrid, k)
         if not later or not fused:
             return fused

@@ -31,18 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
-import numpy as np
-
 from . import checkpoint as checkpoints
-from .bulk import BulkLines, BulkOptions, chunk_actions, send_chunk
+from .bulk import BulkLines, BulkOptions
 from .corpus import CorpusFields, DeadLetters, Document, Rejected, read_corpus
 from .errors import IndexStateError, IngestInterrupted, InputError, ModelError
 from .files import atomic_write
 from .progress import bar, note, ticking
+from .sender import document_fields, send_documents, usable
 from .vectors import VectorOptions
 
 if TYPE_CHECKING:  # the index module offers `SpladeIndex.ingest`, which calls into this one
     from .index import IndexSettings, SpladeIndex
+    from .ray_ingest import RayOptions
 
 _DONE = object()
 QUEUE_WINDOWS = 2  # encoded windows waiting for the sender
@@ -64,6 +64,8 @@ class IngestOptions:
         resume: continue an interrupted ingest of the same input from its checkpoint.
         keep: with an alias, keep only the newest `keep` indexes of it.
         shard: (i, n) to take only the lines whose (line - 1) % n == i.
+        ray: a `splade_os.ray_ingest.RayOptions` to encode and send on a Ray cluster (an actor pool
+            of encoders, each with its own cluster client) instead of in this process.
         allow_pickle: the index's own model may load weights that exist only as a pickle.
     """
 
@@ -78,6 +80,7 @@ class IngestOptions:
     resume: bool = False
     keep: Optional[int] = None
     shard: Optional[Tuple[int, int]] = None
+    ray: Optional["RayOptions"] = None
     allow_pickle: bool = False
 
 
@@ -155,19 +158,19 @@ def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: O
         note(show_progress, f"{plan.checkpoint_path}: that ingest already completed")
         return IngestStats(index=plan.index.name, indexed=plan.state.indexed, rejected=plan.state.rejected,
                            count_after=plan.index.count(), checkpoint_path=plan.checkpoint_path)
-    vectors = plan.index.vector_options
-    if encoder is None:
-        from .encoder import make_encoder
+    if plan.resumed:
+        from .ray_ingest import check_resume_mode
 
-        note(show_progress, f"Loading the document encoder of {plan.model.name}...")
-        encoder = make_encoder(plan.model, device=options.device, dtype=options.dtype, long_docs=vectors.long_docs,
-                               max_windows=vectors.max_windows)
-    elif (getattr(encoder, "long_docs", vectors.long_docs), getattr(encoder, "max_windows", vectors.max_windows)) \
-            != (vectors.long_docs, vectors.max_windows):
-        raise InputError(f"the given encoder cuts long documents as {encoder.long_docs!r} ({encoder.max_windows} "
-                         f"windows) but index {plan.index.name!r} records {vectors.long_docs!r} "
-                         f"({vectors.max_windows} windows)")
-    stats = run_pipeline(plan, encoder, options, show_progress)
+        check_resume_mode(plan.checkpoint_path, on_ray=options.ray is not None)
+    if options.ray is not None:
+        from .ray_ingest import run_on_ray
+
+        indexed, rejected = run_on_ray(plan, options, show_progress)
+        stats = IngestStats(index=plan.index.name, indexed=indexed, rejected=rejected,
+                            checkpoint_path=plan.checkpoint_path,
+                            dead_letter_path=plan.dead_letter_path if rejected else None)
+    else:
+        stats = run_pipeline(plan, _encoder(plan, options, encoder, show_progress), options, show_progress)
     publish(plan, stats, options.keep)
     stats.seconds = time.perf_counter() - started
     return stats
@@ -251,31 +254,18 @@ class _Sender(threading.Thread):
             self.pool.shutdown(wait=True)
 
     def _settle(self, docs: List[Document], vectors: list, last_line: int):
-        index, identity = self.plan.index, self.plan.model.identity
-        actions = [self.lines.document(d.id, document_fields(index, identity, d.title, d.text), v)
-                   for d, v in zip(docs, vectors)]
-        chunks = chunk_actions(actions, self.max_docs, self.max_bytes)
-        outcomes = self.pool.map(lambda chunk: send_chunk(self.cluster, [actions[i] for i in chunk], self.policy,
-                                                          on_retry=self.on_retry), chunks)
-        for chunk, reasons in zip(chunks, outcomes):
-            for i, reason in zip(chunk, reasons):
-                if reason is None:
-                    self.stats.indexed += 1
-                else:
-                    self.dead.add(docs[i].line, reason, docs[i].raw)
+        fields = document_fields(self.plan.index.pipeline, self.plan.model.identity)
+        actions = [self.lines.document(d.id, fields(d), v) for d, v in zip(docs, vectors)]
+        reasons = send_documents(self.cluster, actions, self.max_docs, self.max_bytes, self.policy, self.pool,
+                                 self.on_retry)
+        for doc, reason in zip(docs, reasons):
+            if reason is None:
+                self.stats.indexed += 1
+            else:
+                self.dead.add(doc.line, reason, doc.raw)
         state = self.plan.state
         state.line, state.indexed, state.rejected = last_line, self.stats.indexed, self.dead.count
         state.save(self.plan.checkpoint_path)
-
-
-def document_fields(index, identity, title: str, text: str) -> dict:
-    """A document's `_source` fields besides its features, as the index expects them from a writer."""
-    if index.pipeline:
-        # The index's pipeline checks this against the index's model, then removes it.
-        return {"title": title, "text": text, "splade_fingerprint": identity.fingerprint}
-    # No pipeline on this cluster: the client stamps what the pipeline would have.
-    return {"title": title, "text": text, "splade_model": {"name": identity.name, "version": identity.version},
-            "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progress, last_line: list):
@@ -297,24 +287,21 @@ def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progre
     yield (pending, last_line[0]), [d.content for d in pending]
 
 
-def _usable(docs: List[Document], vectors: list, dead: DeadLetters, options: VectorOptions):
-    """The documents with a usable (pruned) vector; the others are dead-lettered (the checks a pipeline makes)."""
-    kept, usable = [], []
-    for doc, vector in zip(docs, vectors):
-        if options.prunes and len(vector.ids):
-            vector = type(vector)(*options.prune(vector.ids, vector.values))
-            if len(vector.ids) == 0:
-                dead.add(doc.line, f"no feature of this document reaches the prune threshold {options.prune_threshold}",
-                         doc.raw)
-                continue
-        if len(vector.ids) == 0:
-            dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
-        elif not np.all(np.isfinite(vector.values)):
-            dead.add(doc.line, "the model gives this document non-finite feature values", doc.raw)
-        else:
-            kept.append(doc)
-            usable.append(vector)
-    return kept, usable
+def _encoder(plan: IngestPlan, options: IngestOptions, encoder, show_progress: bool):
+    """The given encoder (checked against how the index cuts long documents), or one built for the plan."""
+    vectors = plan.index.vector_options
+    if encoder is None:
+        from .encoder import make_encoder
+
+        note(show_progress, f"Loading the document encoder of {plan.model.name}...")
+        return make_encoder(plan.model, device=options.device, dtype=options.dtype, long_docs=vectors.long_docs,
+                            max_windows=vectors.max_windows)
+    if (getattr(encoder, "long_docs", vectors.long_docs), getattr(encoder, "max_windows", vectors.max_windows)) \
+            != (vectors.long_docs, vectors.max_windows):
+        raise InputError(f"the given encoder cuts long documents as {encoder.long_docs!r} ({encoder.max_windows} "
+                         f"windows) but index {plan.index.name!r} records {vectors.long_docs!r} "
+                         f"({vectors.max_windows} windows)")
+    return encoder
 
 
 def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progress: bool = True) -> IngestStats:
@@ -342,7 +329,7 @@ def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progres
         try:
             for (docs, line), vectors in encoder.encode_stream(_windows(plan, options, dead, progress, last_line),
                                                                on_batch=progress.update):
-                _put(sender, (*_usable(docs, vectors, dead, vector_options), line))
+                _put(sender, (*usable(docs, vectors, dead, vector_options), line))
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -7,8 +7,17 @@ import threading
 from tqdm.auto import tqdm
 
 
+def _terminal() -> bool:
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
 def bar(show: bool, **kwargs):
-    """A tqdm progress bar on stderr (a silent one when `show` is False)."""
+    """A tqdm progress bar on stderr (a silent one when `show` is False).
+
+    Written to a file or a CI log instead of a terminal, it redraws at most every 10 s.
+    """
+    if not _terminal():
+        kwargs.setdefault("mininterval", 10.0)
     return tqdm(file=sys.stderr, disable=not show, dynamic_ncols=True, **kwargs)
 
 
@@ -16,7 +25,7 @@ def bar(show: bool, **kwargs):
 def ticking(progress, every: float = 1.0):
     """Redraw `progress` every `every` seconds while the block runs, so its clock moves even when a
     long first step (loading, tokenizing, a first batch of long documents) gives no update yet."""
-    if progress.disable:
+    if progress.disable or not _terminal():
         yield progress
         return
     stop = threading.Event()

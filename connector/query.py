@@ -31,6 +31,30 @@ DEFAULT_FIELD = "splade"
 DEFAULT_MAX_CLAUSES = 1024  # indices.query.bool.max_clause_count's default
 
 
+@dataclass(frozen=True)
+class TwoPhase:
+    """Two-phase search: a first pass with the query's `tokens` highest-weight tokens, then a
+    `rescore` of its top `window` hits that adds the rest of the query (both engines).
+
+    The rescore runs with `query_weight` and `rescore_query_weight` 1, so a hit inside the
+    window gets first pass + rest = exactly the full query's score (the score is a sum over
+    tokens); only which documents reach the window can differ from the full query. The
+    defaults were chosen on a 1M-document index (docs/scale.md, benchmarks/bench_scale.py):
+    top-10 agreement 0.987 with the full query, p50 1.37x and p99 1.44x faster.
+
+    Attributes:
+        tokens: query tokens (highest weights) in the first pass.
+        window: hits of the first pass rescored with the full query (at least the hits asked for).
+    """
+
+    tokens: int = 12
+    window: int = 200
+
+    def __post_init__(self):
+        if self.tokens < 1 or self.window < 1:
+            raise InputError(f"two-phase search needs tokens >= 1 and window >= 1, not {self.tokens} and {self.window}")
+
+
 class ClauseCapWarning(UserWarning):
     """A query had more non-zero tokens than the cluster allows clauses; the weakest were dropped."""
 
@@ -185,7 +209,8 @@ class QueryEncoder:
         return {keys[i]: w for i, w in self.weights(text).items()}
 
     def to_dsl(self, text: str, field: str = DEFAULT_FIELD, size: int = 10, max_clauses: int = DEFAULT_MAX_CLAUSES,
-               source=None, engine=OPENSEARCH, pruning: Optional["Pruning"] = None) -> dict:
+               source=None, engine=OPENSEARCH, pruning: Optional["Pruning"] = None,
+               two_phase: Optional[TwoPhase] = None) -> dict:
         """The search body for a query (see `query_body`).
 
         Args:
@@ -198,8 +223,11 @@ class QueryEncoder:
                 list means all to the engines).
             engine: "opensearch" or "elasticsearch" (or a `splade_os.engine.Engine`).
             pruning: Elasticsearch's token pruning with a rescore (`Pruning`); None: exact.
+            two_phase: a `TwoPhase` for a first pass on the highest-weight tokens and a rescore
+                with the rest (large indexes, both engines); None: the full query in one pass.
         """
-        return query_body(self.weights(text), self.keys, field, size, max_clauses, source, engine, pruning)
+        return query_body(self.weights(text), self.keys, field, size, max_clauses, source, engine, pruning,
+                          two_phase)
 
 
 def _read_tokenizer(path: Path):
@@ -237,17 +265,30 @@ def weighted_terms(weights: Dict[int, float], keys: Sequence[str], max_clauses: 
 def feature_query(terms: Sequence[Tuple[str, float]], field: str = DEFAULT_FIELD, engine=OPENSEARCH) -> dict:
     """The query clause scoring sum(weight * document feature) over `terms` on `engine`.
 
-    No term matches nothing (a bool with no clauses would match every document). On
-    Elasticsearch, `prune` is off: from 8.19 a `sparse_vector` query drops frequent, low-weight
-    tokens by default (measured: a Cranfield query's top score 29.9 instead of the exact 40.9);
-    `pruned_body` turns it on deliberately, with a rescore.
+    OpenSearch: a bool of linear `rank_feature` clauses on `rank_features`. Elasticsearch: a bool
+    of boosted `term` clauses on `sparse_vector`, which scores the same exact dot product as the
+    `sparse_vector` query and measured faster (benchmarks/bench_engines.py). No term matches
+    nothing (a bool with no clauses would match every document).
     """
     if not terms:
         return {"match_none": {}}
     if engine_named(engine) is ELASTICSEARCH:
-        return {"sparse_vector": {"field": field, "query_vector": dict(terms), "prune": False}}
+        return {"bool": {"should": [{"term": {field: {"value": key, "boost": w}}} for key, w in terms]}}
     return {"bool": {"should": [{"rank_feature": {"field": f"{field}.{key}", "boost": w, "linear": {}}}
                                 for key, w in terms]}}
+
+
+def sparse_vector_query(terms: Sequence[Tuple[str, float]], field: str = DEFAULT_FIELD, pruning=None,
+                        only_pruned: bool = False) -> dict:
+    """Elasticsearch's `sparse_vector` query over `terms`, exact unless `pruning` is given.
+
+    From 8.19 the query prunes by default (measured: a Cranfield query's top score 29.9 instead of
+    the exact 40.9), so `prune` is always spelled out.
+    """
+    query = {"field": field, "query_vector": dict(terms), "prune": pruning is not None}
+    if pruning is not None:
+        query["pruning_config"] = pruning.config(only_pruned)
+    return {"sparse_vector": query}
 
 
 @dataclass(frozen=True)
@@ -273,34 +314,45 @@ class Pruning:
         return config
 
 
-def pruned_body(body: dict, size: int, pruning: Pruning, engine) -> dict:
-    """Turn a feature-query body into the pruned first pass + a rescore of the pruned tokens."""
+def pruned_query(terms: Sequence[Tuple[str, float]], field: str, size: int, pruning: Pruning, engine) -> dict:
+    """The pruned first pass and a rescore that adds the pruned tokens' share to the top hits."""
     if engine_named(engine) is not ELASTICSEARCH:
         raise InputError("query pruning (pruning_config) is an Elasticsearch feature; OpenSearch has no such option")
-    query = body["query"].get("sparse_vector")
-    if query is None:  # no weighted token: nothing to prune
-        return body
-    first = {**query, "prune": True, "pruning_config": pruning.config()}
-    rest = {**query, "prune": True, "pruning_config": pruning.config(only_pruned=True)}
-    body["query"] = {"sparse_vector": first}
-    body["rescore"] = {"window_size": max(pruning.window, size),
-                       "query": {"rescore_query": {"sparse_vector": rest}, "query_weight": 1.0,
-                                 "rescore_query_weight": 1.0}}
-    return body
+    if not terms:
+        return {"query": {"match_none": {}}}
+    return {"query": sparse_vector_query(terms, field, pruning),
+            "rescore": {"window_size": max(pruning.window, size),
+                        "query": {"rescore_query": sparse_vector_query(terms, field, pruning, only_pruned=True),
+                                  "query_weight": 1.0, "rescore_query_weight": 1.0}}}
+
+
+def rescore_clause(rest: Sequence[Tuple[str, float]], window: int, field: str = DEFAULT_FIELD,
+                   engine=OPENSEARCH) -> dict:
+    """A `rescore` adding the `rest` of a query's terms to the first pass's score over its top `window` hits.
+
+    Both weights are 1 and the score mode "total": a rescored hit's score is first + rest.
+    """
+    return {"window_size": window, "query": {"rescore_query": feature_query(rest, field, engine),
+                                             "query_weight": 1.0, "rescore_query_weight": 1.0,
+                                             "score_mode": "total"}}
 
 
 def query_body(weights: Dict[int, float], keys: Sequence[str], field: str = DEFAULT_FIELD, size: int = 10,
                max_clauses: int = DEFAULT_MAX_CLAUSES, source=None, engine=OPENSEARCH,
-               pruning: Optional[Pruning] = None) -> dict:
+               pruning: Optional[Pruning] = None, two_phase: Optional[TwoPhase] = None) -> dict:
     """Build the search body from {token id: weight}; see `QueryEncoder.to_dsl`."""
-    body = {
-        "size": size,
-        "query": feature_query(weighted_terms(weights, keys, max_clauses), field, engine),
-        # Exact hit counts would stop Lucene from skipping blocks by their maximum impact.
-        "track_total_hits": False,
-    }
+    if pruning is not None and two_phase is not None:
+        raise InputError("give pruning or two-phase search, not both (each is a first pass and a rescore)")
+    terms = weighted_terms(weights, keys, max_clauses)
+    # Exact hit counts would stop Lucene from skipping blocks by their maximum impact.
+    body = {"size": size, "track_total_hits": False}
     if pruning is not None:
-        body = pruned_body(body, size, pruning, engine)
+        body.update(pruned_query(terms, field, size, pruning, engine))
+    elif two_phase is not None and len(terms) > two_phase.tokens:
+        body["query"] = feature_query(terms[: two_phase.tokens], field, engine)
+        body["rescore"] = rescore_clause(terms[two_phase.tokens:], max(two_phase.window, size), field, engine)
+    else:
+        body["query"] = feature_query(terms, field, engine)
     if source is not None:
         body["_source"] = source
     return body

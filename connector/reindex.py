@@ -125,13 +125,15 @@ def _vector(source: dict, old, key_ids: dict) -> SparseVector:
 
 def _copy_vectors(old, new, show_progress: bool) -> int:
     """Write every document of `old` into `new` with its stored vector (pruned to `new`'s options)."""
-    from .ingest import document_fields
+    from .corpus import Document
+    from .sender import document_fields
 
     keys = old.query_encoder().keys
     key_ids = {key: i for i, key in enumerate(keys)}
     options = new.vector_options
     identity = ModelIdentity(**old.model)
     lines = BulkLines(new.name, new.field, keys, new.packed_field)
+    fields = document_fields(new.pipeline, identity)
     wanted = ["title", "text", old.packed_field or old.field]
     written, pending = 0, []
     with bar(show_progress, total=old.count(), unit="doc", desc=f"reindex {old.name}") as progress:
@@ -139,8 +141,8 @@ def _copy_vectors(old, new, show_progress: bool) -> int:
             vector = _vector(source, old, key_ids)
             if options.prunes:
                 vector = type(vector)(*options.prune(vector.ids, vector.values))
-            pending.append(lines.document(doc_id, document_fields(new, identity, source.get("title") or "",
-                                                                  source.get("text") or ""), vector))
+            doc = Document(doc_id, source.get("title") or "", source.get("text") or "", 0)
+            pending.append(lines.document(doc_id, fields(doc), vector))
             if len(pending) >= PAGE:
                 written += _send(new, pending)
                 progress.update(len(pending))

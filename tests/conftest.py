@@ -2,7 +2,8 @@
 
 OpenSearch comes from, in order: $OPENSEARCH_URL; Testcontainers' OpenSearchContainer when a
 Docker engine answers; else the local launcher (a node from the Maven Central distribution).
-The backend in use is printed at the end of the run.
+Elasticsearch likewise: $ELASTICSEARCH_URL; Testcontainers' ElasticSearchContainer (security
+off); else a local Elasticsearch node. The backends in use are printed at the end of the run.
 
 Markers: a test that uses a cluster fixture is marked `node` automatically; tests that encode
 much, train or install are marked `slow` in their modules. The fast loop is
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from splade_os.model_builder import SAMPLE_DIR
 
 OPENSEARCH_IMAGE = "opensearchproject/opensearch:3.5.0"
+ELASTICSEARCH_IMAGE = "elasticsearch:8.19.21"
 BACKEND = []  # which cluster the run used, printed in the terminal summary
 NODE_FIXTURES = {"opensearch_url", "elasticsearch_url", "engine_url", "cluster", "opensearch_cluster"}
 ENGINES = ("opensearch", "elasticsearch")
@@ -79,7 +81,7 @@ def opensearch_url():
             say(f"Testcontainers {OPENSEARCH_IMAGE}")
             yield f"http://{host}:{port}"
         return
-    from splade_os.local_node import LocalNode
+    from splade_os.node import LocalNode
 
     with LocalNode(show_progress=False) as node:
         say(f"local OpenSearch node from the Maven Central distribution at {node.url}")
@@ -89,10 +91,29 @@ def opensearch_url():
 @pytest.fixture(scope="session")
 def elasticsearch_url():
     url = os.environ.get("ELASTICSEARCH_URL")
-    if not url:
-        raise RuntimeError("set ELASTICSEARCH_URL (the local Elasticsearch launcher is not merged yet)")
-    BACKEND.append(f"ELASTICSEARCH_URL={url}")
-    yield url
+    say = BACKEND.append
+    if url:
+        say(f"ELASTICSEARCH_URL={url}")
+        yield url
+        return
+    if _docker_answers():
+        from testcontainers.community.elasticsearch import ElasticSearchContainer
+
+        container = ElasticSearchContainer(ELASTICSEARCH_IMAGE, mem_limit="2G")
+        # The container itself turns security off for 8.x; these keep it small and alone.
+        for key, value in (("discovery.type", "single-node"), ("xpack.ml.enabled", "false"),
+                           ("ES_JAVA_OPTS", "-Xms512m -Xmx512m")):
+            container.with_env(key, value)
+        with container:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(container.port)
+            say(f"Testcontainers {ELASTICSEARCH_IMAGE}")
+            yield f"http://{host}:{port}"
+        return
+    from splade_os.node import LocalNode
+
+    with LocalNode("elasticsearch", show_progress=False) as node:
+        say(f"local Elasticsearch node from the Maven Central distribution at {node.url}")
+        yield node.url
 
 
 @pytest.fixture(scope="session", params=ENGINES)

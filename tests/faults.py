@@ -73,12 +73,16 @@ class FaultProxy:
                         result.update(status=429, error={"type": "es_rejected_execution_exception", "reason": "injected"})
                     parsed["errors"] = True
                     data = json.dumps(parsed).encode()
-                self._reply(response.status, data, response.getheader("Content-Type", "application/json"))
+                # The product header too: clients detect Elasticsearch by it.
+                self._reply(response.status, data, response.getheader("Content-Type", "application/json"),
+                            response.getheader("X-Elastic-Product"))
                 conn.close()
 
-            def _reply(self, status, data, content_type="application/json"):
+            def _reply(self, status, data, content_type="application/json", product=None):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                if product:
+                    self.send_header("X-Elastic-Product", product)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":

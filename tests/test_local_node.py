@@ -1,20 +1,27 @@
-"""The local OpenSearch node starts, and has what splade-os relies on.
+"""The local OpenSearch and Elasticsearch nodes start and stop, and have what splade-os relies on.
 
-One node serves the whole module (starting one takes 15-30 s). Requests use plain urllib
-so the test only needs the standard library and pytest. The facts checked here are the
-ones the connector is built on: exact linear rank_feature scoring, the dot problem in
-rank_features keys, painless-guarded ingest pipelines, and zero weights being rejected.
+One node per engine serves the whole module (starting one takes 15-40 s). Requests use plain
+urllib so the facts are checked on the engines' own answers. The facts checked here are the ones
+the connector is built on. OpenSearch: exact linear rank_feature scoring, the dot problem in
+rank_features keys, painless-guarded ingest pipelines, zero weights rejected. Elasticsearch (the
+minimal zip): on sparse_vector a bool of boosted term clauses and the sparse_vector query both
+score the exact dot product, dotted keys work natively, and there is no fail processor.
 """
 
 import json
 import math
+import os
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import psutil
 import pytest
 
-from splade_os.local_node import LocalNode
+from splade_os.cluster import connect
+from splade_os.engine import ELASTICSEARCH, OPENSEARCH
+from splade_os.node import LocalNode
 
 # Never send loopback requests through a proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -47,9 +54,16 @@ def port_open(port):
 
 @pytest.fixture(scope="module")
 def node():
-    local = LocalNode().start()
+    local = LocalNode("opensearch").start()
     yield local
     local.stop()  # a no-op when test_stop_closes_the_port already stopped it
+
+
+@pytest.fixture(scope="module")
+def es_node():
+    local = LocalNode("elasticsearch").start()
+    yield local
+    local.stop()
 
 
 def make_index(node, name):
@@ -135,10 +149,89 @@ def test_zero_weight_is_rejected(node):
     assert "positive normal float" in body["error"]["caused_by"]["reason"], body
 
 
-def test_stop_closes_the_port(node):
-    port, process, temp_dir = node.port, node.process, node._temp_dir
-    assert port_open(port)
-    node.stop()
+def test_the_node_is_the_engine_it_was_asked_for(node, es_node):
+    assert connect(node.url).engine is OPENSEARCH
+    assert connect(es_node.url).engine is ELASTICSEARCH
+    status, body = call(es_node, "GET", "/_nodes/_local")
+    assert status == 200 and next(iter(body["nodes"].values()))["version"] == "8.19.21"
+
+
+def test_elasticsearch_root_path_is_no_readiness_probe(es_node):
+    # The zip has no handler for GET / (hence readiness via /_cluster/health).
+    status, _ = call(es_node, "GET", "/")
+    assert status == 405
+    status, body = call(es_node, "GET", "/_cluster/health")
+    assert status == 200 and body["status"] in ("green", "yellow")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only as root")
+def test_as_root_the_nodes_run_as_an_unprivileged_user(node, es_node):
+    for local in (node, es_node):
+        uid = int(Path(f"/proc/{local.pid}/status").read_text().split("Uid:")[1].split()[0])
+        assert uid != 0, local
+
+
+def make_sparse_index(node, name):
+    status, body = call(node, "PUT", f"/{name}", {
+        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+        "mappings": {"properties": {"sp": {"type": "sparse_vector"}}},
+    })
+    assert status == 200, body
+    status, body = call(node, "PUT", f"/{name}/_doc/1?refresh=true", {"sp": {"lift": 2.5, "wing": 1.25, "a.b": 0.5}})
+    assert status == 201, body
+
+
+def test_sparse_vector_term_clauses_score_the_dot_product(es_node):
+    make_sparse_index(es_node, "terms")
+    query = {"bool": {"should": [
+        {"term": {"sp": {"value": "lift", "boost": 2.0}}},
+        {"term": {"sp": {"value": "wing", "boost": 1.0}}},
+    ]}}
+    status, body = call(es_node, "POST", "/terms/_search", {"query": query})
+    assert status == 200, body
+    assert [hit["_score"] for hit in body["hits"]["hits"]] == [2 * 2.5 + 1 * 1.25]  # 6.25, exactly
+
+
+def test_sparse_vector_query_scores_the_same(es_node):
+    make_sparse_index(es_node, "vector")
+    query = {"sparse_vector": {"field": "sp", "query_vector": {"lift": 2.0, "wing": 1.0}}}
+    status, body = call(es_node, "POST", "/vector/_search", {"query": query})
+    assert status == 200, body
+    assert [hit["_score"] for hit in body["hits"]["hits"]] == [6.25]
+
+
+def test_sparse_vector_dotted_key_is_found(es_node):
+    make_sparse_index(es_node, "dotted")
+    for query in ({"term": {"sp": "a.b"}}, {"sparse_vector": {"field": "sp", "query_vector": {"a.b": 1.0}}}):
+        status, body = call(es_node, "POST", "/dotted/_search", {"query": query})
+        assert status == 200, body
+        assert [hit["_score"] for hit in body["hits"]["hits"]] == [0.5], query
+
+
+def test_elasticsearch_zip_has_no_fail_processor(es_node):
+    status, body = call(es_node, "GET", "/_nodes/ingest")
+    assert status == 200, body
+    nodes = body["nodes"].values()
+    processors = {p["type"] for n in nodes for p in n.get("ingest", {}).get("processors", [])}
+    assert "fail" not in processors
+    # ...so the library makes its checks on the client side there.
+    assert connect(es_node.url).has_ingest_checks is False
+
+
+def uses(info, folder):
+    """Whether a process (psutil's info: cmdline, cwd) names `folder` or runs in it."""
+    return str(folder) in " ".join(info["cmdline"] or []) or str(info["cwd"] or "").startswith(str(folder))
+
+
+@pytest.mark.parametrize("which", ["node", "es_node"])
+def test_stop_closes_the_port(request, which):
+    local = request.getfixturevalue(which)
+    port, transport, process, temp_dir = local.port, local.transport_port, local.process, local._temp_dir
+    assert port_open(port) and port_open(transport)
+    assert len([p for p in psutil.process_iter(["cmdline", "cwd"]) if uses(p.info, temp_dir)]) >= 1
+    local.stop()
     assert process.poll() is not None
-    assert not port_open(port)
+    # Nothing of the node is left (Elasticsearch: the server JVM too, not only its launcher).
+    assert [p.pid for p in psutil.process_iter(["cmdline", "cwd"]) if uses(p.info, temp_dir)] == []
+    assert not port_open(port) and not port_open(transport)
     assert not temp_dir.exists()

@@ -23,7 +23,7 @@ from splade_os.corpus import Rejected, parse_line
 from splade_os.encoder import DocumentEncoder
 from splade_os.errors import ClusterError
 from splade_os.ingest import IngestOptions, ingest
-from splade_os.local_node import LocalNode
+from splade_os.node import LocalNode
 from faults import FaultProxy, self_signed_certificate
 
 pytestmark = pytest.mark.slow
