@@ -1,9 +1,9 @@
 """Expected retrieval scores, checked like tests (as Pyserini keeps its regressions).
 
 benchmarks/regressions.json holds, per collection, the runs (SPLADE with the default model, BM25
-on the same index) and their expected metrics with tolerances. This script ingests each
-collection once (index `regress-<collection>`, reused when it holds the corpus), evaluates every
-run and prints OK / FAIL per metric; it exits 1 when anything fails. tests/test_cluster.py checks
+on the same index, their default hybrid fusion) and their expected metrics with tolerances. This
+script ingests each collection once (index `regress-<collection>`, reused when it holds the
+corpus), evaluates every run and prints OK / FAIL per metric; it exits 1 when anything fails. tests/test_cluster.py checks
 the bundled Cranfield entries on every test run, on both engines.
 
     python benchmarks/regressions.py --url http://127.0.0.1:9200
@@ -18,13 +18,14 @@ from pathlib import Path
 
 import splade_os
 from splade_os.beir import load_beir
+from splade_os.hybrid import Hybrid
 from splade_os.ingest import IngestOptions
 from splade_os.query import bm25_body
 
 HERE = Path(__file__).resolve().parent
 EXPECTED = HERE / "regressions.json"
 BUNDLED = HERE.parent / "connector" / "data"
-RUNS = {"splade-default": None, "bm25": bm25_body}
+RUNS = {"splade-default": {}, "bm25": {"body": bm25_body}, "hybrid": {"hybrid": Hybrid()}}  # evaluate()'s arguments
 
 
 def measure(cluster, folder: Path) -> dict:
@@ -34,7 +35,7 @@ def measure(cluster, folder: Path) -> dict:
     documents = sum(1 for line in open(corpus, encoding="utf-8") if line.strip())
     if not index.exists() or index.count() < documents - 10:  # a few lines of a corpus may be rejected
         splade_os.ingest(cluster, corpus, index.name, options=IngestOptions(dead_letter=Path(f"{index.name}.rejected.jsonl")))
-    return {run: index.evaluate(queries, qrels, body=body).metrics for run, body in RUNS.items()}
+    return {run: index.evaluate(queries, qrels, **arguments).metrics for run, arguments in RUNS.items()}
 
 
 def check(measured: dict, expected: dict) -> list:

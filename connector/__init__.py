@@ -18,12 +18,14 @@ Ingesting encodes documents with the model's document route (needs `splade-os[en
 from .cluster import Cluster, connect
 from .errors import (ClusterError, IndexStateError, IngestInterrupted, InputError, MissingExtraError, ModelError,
                      ModelMismatchError, NodeError, RegistryError, SpladeOSError)
+from .hybrid import Hybrid
 from .index import IndexSettings, SpladeIndex
 from .ingest import IngestOptions, IngestStats, ingest
 from .keys import escape_key, unescape_key
 from .model import Model, resolve_model
 from .query import QueryEncoder, query_body
 from .search import Hit
+from .vectors import VectorOptions
 
 __version__ = "0.2.0"
 
@@ -39,7 +41,8 @@ def __getattr__(name):
 
 __all__ = [
     "connect", "Cluster", "SpladeIndex", "IndexSettings", "Model", "resolve_model", "QueryEncoder", "query_body",
-    "Hit", "ingest", "DocumentEncoder", "IngestOptions", "IngestStats", "escape_key", "unescape_key",
+    "Hit", "Hybrid", "VectorOptions", "ingest", "DocumentEncoder", "IngestOptions", "IngestStats", "escape_key",
+    "unescape_key",
     "SpladeOSError", "InputError", "MissingExtraError", "ModelError", "RegistryError", "ClusterError",
     "IndexStateError", "ModelMismatchError", "IngestInterrupted", "NodeError",
 ]

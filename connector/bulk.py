@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 
 from .errors import ClusterError
+from .vectors import pack
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # well under http.max_content_length (100 MB by default)
 
@@ -112,10 +113,13 @@ class BulkLines:
         >>> body = lines.document("doc-1", {"title": "T", "text": "..."}, vector)
     """
 
-    def __init__(self, index: str, field: str, keys: Sequence[str]):
+    def __init__(self, index: str, field: str, keys: Sequence[str], packed_field: Optional[str] = None):
         self._action = b'{"index":{"_index":' + orjson.dumps(index) + b',"_id":'
         self._field = orjson.dumps(field) + b":"
         self._keys = [orjson.dumps(key) + b":" for key in keys]
+        # With a packed field, each document also carries `splade_os.vectors.pack` of its vector.
+        self._packed = b"," + orjson.dumps(packed_field) + b":" if packed_field else b""
+        self._vocab_size = len(keys)
 
     def features(self, ids: np.ndarray, values: np.ndarray) -> bytes:
         """The `rank_features` object {"key": value, ...} for parallel id and value arrays."""
@@ -135,9 +139,12 @@ class BulkLines:
         """
         head = orjson.dumps(fields)
         separator = b"," if len(head) > 2 else b""
+        packed = b""
+        if self._packed:
+            packed = self._packed + orjson.dumps(pack(vector.ids, vector.values, self._vocab_size))
         versioned = b"" if version is None else b',"version":%d,"version_type":"external_gte"' % version
         return (self._action + orjson.dumps(doc_id) + versioned + b"}}\n"
-                + head[:-1] + separator + self._field + self.features(vector.ids, vector.values) + b"}\n")
+                + head[:-1] + separator + self._field + self.features(vector.ids, vector.values) + packed + b"}\n")
 
 
 def _reason(result: dict, engine_label: str) -> str:

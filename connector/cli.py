@@ -117,6 +117,11 @@ def model_option(help_text):
     return click.option("--model", "model", default=None, help=help_text)
 
 
+allow_pickle_option = click.option(
+    "--allow-pickle", is_flag=True,
+    help="Load document weights that exist only as pytorch_model.bin (a pickle: only for a model you trust).")
+
+
 def index_option(required=True, help_text="Index (or alias) name."):
     return click.option("--index", "-i", default=None, required=required, help=help_text)
 
@@ -136,6 +141,77 @@ def cli(debug, quiet):
     # reports real failures itself, on one line.
     for name in ("opensearch", "elastic_transport", "elasticsearch"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _options(decorators):
+    def apply(f):
+        for option in reversed(decorators):
+            f = option(f)
+        return f
+    return apply
+
+
+def hybrid_options(f):
+    """--hybrid, --fusion, --hybrid-weight, --hybrid-depth, --rrf-k -> `hybrid` (a `Hybrid`, or None)."""
+
+    @functools.wraps(f)
+    def wrapper(*args, hybrid, fusion, hybrid_weight, hybrid_depth, rrf_k, **kwargs):
+        from .errors import InputError
+        from .hybrid import Hybrid
+
+        given = {"method": fusion, "weight": hybrid_weight, "depth": hybrid_depth, "rrf_k": rrf_k}
+        given = {name: value for name, value in given.items() if value is not None}
+        if given and not hybrid:
+            raise click.UsageError("--fusion, --hybrid-weight, --hybrid-depth and --rrf-k need --hybrid")
+        try:
+            return f(*args, hybrid=Hybrid(**given) if hybrid else None, **kwargs)
+        except InputError as e:
+            raise click.UsageError(str(e)) from None
+
+    return _options([
+        click.option("--hybrid", is_flag=True, help="BM25 and SPLADE on the same index, fused (one _msearch)."),
+        click.option("--fusion", type=click.Choice(["rrf", "minmax"]), default=None,
+                     help="With --hybrid: reciprocal rank fusion (default) or a min-max normalised weighted sum."),
+        click.option("--hybrid-weight", type=float, default=None,
+                     help="With --fusion minmax: SPLADE's share, 0..1 (default 0.4; BM25 gets the rest)."),
+        click.option("--hybrid-depth", type=click.IntRange(min=1), default=None,
+                     help="With --hybrid: hits fetched from each list before fusing (default 50)."),
+        click.option("--rrf-k", type=click.IntRange(min=0), default=None,
+                     help="With --fusion rrf: the rank constant (default 10)."),
+    ])(wrapper)
+
+
+def document_options(f):
+    """--long-docs, --max-windows, --prune-top-k, --prune-threshold, --source-features -> `documents`:
+    (source_features or None, VectorOptions or None)."""
+
+    @functools.wraps(f)
+    def wrapper(*args, long_docs, max_windows, prune_top_k, prune_threshold, source_features, **kwargs):
+        from .errors import InputError
+        from .vectors import DEFAULT_MAX_WINDOWS, VectorOptions
+
+        vectors = None
+        if any(v is not None for v in (long_docs, max_windows, prune_top_k, prune_threshold)):
+            try:
+                vectors = VectorOptions(long_docs or "truncate", max_windows or DEFAULT_MAX_WINDOWS, prune_top_k,
+                                        prune_threshold)
+            except InputError as e:
+                raise click.UsageError(str(e)) from None
+        return f(*args, documents=(source_features, vectors), **kwargs)
+
+    return _options([
+        click.option("--long-docs", type=click.Choice(["truncate", "windows"]), default=None,
+                     help="Documents longer than the model's length: truncate (default) or encode every window "
+                          "of that length and max-pool them."),
+        click.option("--max-windows", type=click.IntRange(min=1), default=None,
+                     help="With --long-docs windows: the most token windows per document (default 8)."),
+        click.option("--prune-top-k", type=click.IntRange(min=1), default=None,
+                     help="Keep only each document's K highest feature weights."),
+        click.option("--prune-threshold", type=click.FloatRange(min=0), default=None,
+                     help="Drop document feature weights below T."),
+        click.option("--source-features", type=click.Choice(["map", "packed", "none"]), default=None,
+                     help="What _source keeps of the features: the map (default), a compact packed copy, or none."),
+    ])(wrapper)
 
 
 def _pruning(prune: bool):
@@ -204,10 +280,15 @@ def _ray_options(address: Optional[str], workers: Optional[int], shard: Optional
 @click.option("--replicas", default=0, show_default=True, type=click.IntRange(min=0), help="Replicas, when the index is created.")
 @click.option("--refresh-interval", default="1s", show_default=True, help="Index refresh interval, when created.")
 @click.option("--field", default="splade", show_default=True, help="The sparse field, when the index is created.")
+@document_options
+@click.option("--idf-from-corpus", is_flag=True,
+              help="Query table = the IDF of this corpus (with the model's document route), pushed to the registry.")
+@click.option("--idf-model-name", default=None, help="Registry name of the --idf-from-corpus model (default <index>-idf).")
+@allow_pickle_option
 @handle_errors
 def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_workers, bulk_docs, bulk_mb, shard,
            ray_address, ray_workers, cluster, model, device, dtype, id_field, text_field, title_field, dead_letter,
-           window, shards, replicas, refresh_interval, field):
+           window, shards, replicas, refresh_interval, field, documents, idf_from_corpus, idf_model_name, allow_pickle):
     """Encode a JSONL corpus (or, with --ray, a Parquet file) and index it.
 
     Example: splade-os ingest corpus.jsonl --index docs
@@ -223,20 +304,27 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
         raise click.ClickException(f"{corpus}: no such file")
     if bool(index) == bool(alias):
         raise click.ClickException("give exactly one of --index or --alias")
+    fields = CorpusFields(id_field, text_field, title_field)
     options = IngestOptions(
-        fields=CorpusFields(id_field, text_field, title_field),
-        index=IndexSettings(shards, replicas, refresh_interval, field),
+        fields=fields, index=IndexSettings(shards, replicas, refresh_interval, field, *documents),
         bulk=BulkOptions(bulk_docs, int(bulk_mb * 1024 * 1024), bulk_workers, RetryPolicy(deadline=retry_deadline)),
         window=window, device=device, dtype=dtype, dead_letter=dead_letter, checkpoint=checkpoint, resume=resume,
-        keep=keep, shard=_shard(shard), ray=_ray_options(ray_address, ray_workers, shard))
+        keep=keep, shard=_shard(shard), ray=_ray_options(ray_address, ray_workers, shard), allow_pickle=allow_pickle)
     target = cluster.connect()
-    chosen = resolve_model(model, target, show_progress=not _quiet()) if model else None
+    chosen = resolve_model(model, target, show_progress=not _quiet(), allow_pickle=allow_pickle) if model else None
+    if idf_from_corpus:
+        from .corpus_idf import corpus_idf_model
+
+        chosen = corpus_idf_model(target, corpus, idf_model_name or f"{index or alias}-idf", chosen, fields,
+                                  show_progress=not _quiet())
     stats = run_ingest(target, corpus, index, chosen, alias=alias, options=options, show_progress=not _quiet())
     click.echo(
         f"indexed {stats.indexed}, rejected {stats.rejected}, {stats.seconds:.1f} s, "
         f"{stats.docs_per_second:.1f} docs/s; index {stats.index!r} now holds {stats.count_after} documents "
         f"(_count after refresh)" + (f"; alias {alias!r} now points to it" if stats.alias_switched else "")
     )
+    if stats.cut:
+        click.echo(f"Note: {stats.cut_note}", err=True)
     if stats.rejected:
         raise click.ClickException(f"{stats.rejected} line(s) rejected; see {stats.dead_letter_path}")
 
@@ -257,11 +345,12 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
               help="With --two-phase: tokens in the first pass (default: measured, see docs/scale.md).")
 @click.option("--rescore-window", type=click.IntRange(min=1), default=None,
               help="With --two-phase: first-pass hits rescored with the full query (default: measured).")
+@hybrid_options
 @handle_errors
-def search(text, index, cluster, model, k, as_json, prune, two_phase, first_tokens, rescore_window):
-    """Search an index with the inference-free query side.
+def search(text, index, cluster, model, k, as_json, prune, two_phase, first_tokens, rescore_window, hybrid):
+    """Search an index with the inference-free query side (with --hybrid: fused with BM25).
 
-    Example: splade-os search "what is lift?" --index docs -k 5
+    Example: splade-os search "what is lift?" --index docs -k 5 --hybrid
     """
     from .query import TwoPhase
 
@@ -270,7 +359,7 @@ def search(text, index, cluster, model, k, as_json, prune, two_phase, first_toke
     phases = TwoPhase(first_tokens or TwoPhase.tokens, rescore_window or TwoPhase.window) if two_phase else None
     target = cluster.connect().index(index)
     hits = target.search(text, k=k, encoder=target.query_encoder(model, show_progress=not _quiet()),
-                         pruning=_pruning(prune), two_phase=phases)
+                         pruning=_pruning(prune), two_phase=phases, hybrid=hybrid)
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
@@ -293,9 +382,13 @@ def search(text, index, cluster, model, k, as_json, prune, two_phase, first_toke
               help="The cluster's indices.query.bool.max_clause_count (default 1024, or the cluster's with --index); "
                    "the highest weights are kept.")
 @click.option("--prune", is_flag=True, help="Elasticsearch: the pruned body (first pass + exact rescore).")
+@hybrid_options
 @handle_errors
-def query(text, model, index, cluster, field, size, max_clauses, prune):
+def query(text, model, index, cluster, field, size, max_clauses, prune, hybrid):
     """Print the search body for a query, for apps to send (no cluster needed without --index).
+
+    With --hybrid: the NDJSON body of the `_msearch` request (BM25, then SPLADE), which the app
+    fuses itself (docs/quality.md gives the rule).
 
     Example: splade-os query "what is lift?" --engine elasticsearch > body.json
     """
@@ -309,8 +402,15 @@ def query(text, model, index, cluster, field, size, max_clauses, prune):
     else:
         encoder = resolve_model(model, show_progress=not _quiet()).query_encoder
         engine, cap = cluster.engine or "opensearch", max_clauses or DEFAULT_MAX_CLAUSES
-    body = encoder.to_dsl(text, field=field, size=size, max_clauses=cap, engine=engine, pruning=_pruning(prune))
-    click.echo(json.dumps(body, ensure_ascii=False, indent=2))
+    hits = size if hybrid is None else max(size, hybrid.depth)
+    body = encoder.to_dsl(text, field=field, size=hits, max_clauses=cap, engine=engine, pruning=_pruning(prune))
+    if hybrid is None:
+        click.echo(json.dumps(body, ensure_ascii=False, indent=2))
+        return
+    from .hybrid import msearch_payload
+    from .query import bm25_body
+
+    click.echo(msearch_payload(index, [bm25_body(text, hits, hybrid.fields), body]).decode("utf-8"), nl=False)
 
 
 @cli.command()
@@ -321,8 +421,9 @@ def query(text, model, index, cluster, field, size, max_clauses, prune):
 @click.option("--replicas", default=0, show_default=True, type=click.IntRange(min=0), help="Replicas.")
 @click.option("--refresh-interval", default="1s", show_default=True, help="Index refresh interval.")
 @click.option("--field", default="splade", show_default=True, help="The sparse field.")
+@document_options
 @handle_errors
-def init(index, cluster, model, shards, replicas, refresh_interval, field):
+def init(index, cluster, model, shards, replicas, refresh_interval, field, documents):
     """Create an index (and its ingest pipeline) for a model.
 
     Example: splade-os init --index docs --shards 3 --replicas 1
@@ -332,7 +433,7 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field):
 
     target = cluster.connect()
     chosen = resolve_model(model, target, show_progress=not _quiet())
-    created = target.index(index).create(chosen, IndexSettings(shards, replicas, refresh_interval, field))
+    created = target.index(index).create(chosen, IndexSettings(shards, replicas, refresh_interval, field, *documents))
     identity = chosen.identity
     click.echo(f"{'created' if created else 'already exists:'} index {index!r} for model {identity.name} "
                f"({identity.version})")
@@ -413,10 +514,13 @@ def train(output, data, query_column, positive_column, negative_column, beir, be
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("splade-os-eval"),
               show_default=True, help="Each run writes <index>-<time>.json here.")
 @click.option("--prune", is_flag=True, help="Elasticsearch: evaluate the pruned query (first pass + exact rescore).")
+@hybrid_options
 @model_option("Model (default: the one recorded in the index).")
+@allow_pickle_option
 @cluster_options
 @handle_errors
-def eval_command(index, beir, split, queries, qrels, corpus, exact, k, as_json, results_dir, prune, model, cluster):
+def eval_command(index, beir, split, queries, qrels, corpus, exact, k, as_json, results_dir, prune, hybrid, model,
+                 allow_pickle, cluster):
     """Evaluate an index on a test collection (the model card's metrics, graded nDCG, latency).
 
     Example: splade-os eval --index docs --beir data/cranfield --exact
@@ -437,10 +541,11 @@ def eval_command(index, beir, split, queries, qrels, corpus, exact, k, as_json, 
     target = cluster.connect().index(index)
     encoder = target.query_encoder(model, show_progress=not _quiet())
     result = target.evaluate(query_texts, judgments, k=k, encoder=encoder, show_progress=not _quiet(),
-                             pruning=_pruning(prune))
+                             pruning=_pruning(prune), hybrid=hybrid)
     if exact:
-        full = model_of_index(target, model, show_progress=not _quiet())
-        vectors = evaluate.exact_doc_vectors(corpus_path, full, show_progress=not _quiet())
+        full = model_of_index(target, model, show_progress=not _quiet(), allow_pickle=allow_pickle)
+        vectors = evaluate.exact_doc_vectors(corpus_path, full, show_progress=not _quiet(),
+                                             options=target.vector_options)
         result.exact_metrics = evaluate.evaluate_exact(vectors, query_texts, judgments, encoder, k=k)
     record = {"index": index, "metrics": result.metrics, "exact_metrics": result.exact_metrics,
               "latency": result.latency, "queries": result.queries, "settings": result.settings}
@@ -461,6 +566,28 @@ def eval_command(index, beir, split, queries, qrels, corpus, exact, k, as_json, 
     click.echo(f"latency p50 {lat['p50_ms']:.1f} ms, p90 {lat['p90_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
                f"{lat['qps']:.1f} queries/s (sequential)")
     click.echo(f"results: {out}")
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("target")
+@click.option("--shards", default=1, show_default=True, type=click.IntRange(min=1), help="Primary shards of TARGET.")
+@click.option("--replicas", default=0, show_default=True, type=click.IntRange(min=0), help="Replicas of TARGET.")
+@click.option("--refresh-interval", default="1s", show_default=True, help="Refresh interval of TARGET.")
+@document_options
+@cluster_options
+@handle_errors
+def reindex(source, target, shards, replicas, refresh_interval, documents, cluster):
+    """Copy index SOURCE into a new index TARGET (vectors read back, or encoded again when SOURCE kept none).
+
+    Example: splade-os reindex docs docs-v2 --source-features packed --prune-threshold 0.2
+    """
+    from .index import IndexSettings
+    from .reindex import reindex as run_reindex
+
+    settings = IndexSettings(shards, replicas, refresh_interval, "splade", *documents)
+    stats = run_reindex(cluster.connect(), source, target, settings, show_progress=not _quiet())
+    click.echo(f"{stats.method}: {stats.documents} documents from {source!r} into {target!r} in {stats.seconds:.1f} s")
 
 
 @cli.command()

@@ -13,13 +13,19 @@ encoder computes the same numbers with less work and memory:
 - inputs are sorted by length and cut into batches by a token budget, so padding is small
   and memory is bounded by the budget, not by batch x length x vocabulary;
 - the result is sparsified on the device and only (ids, values) go to the host.
+
+Long documents are truncated at the model's length (as sentence-transformers does), or, with
+`long_docs="windows"`, cut into consecutive windows of that length, each with the model's
+special tokens (the tokenizer's overflowing encodings); all windows are encoded in the normal
+batches and a document's vector is the max over its windows (a sum for sum pooling), which for
+max pooling is the same pooling over the whole text. `DocumentEncoder.cut` counts the documents
+whose text was not encoded in full (truncated, or over `max_windows`), so none is cut silently.
 """
 
 import collections
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .extras import require
@@ -31,22 +37,12 @@ import torch  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 from .errors import InputError, ModelError  # noqa: E402
-from .layout import max_length_of  # noqa: E402
+from .layout import PICKLED_WEIGHTS, max_length_of  # noqa: E402
 from .projection import Int8Screen, cpu_has_int8_dot, pad_with_first_token, tiled_max  # noqa: E402
+from .vectors import DEFAULT_MAX_WINDOWS, LONG_DOCS, SparseVector, max_merge  # noqa: E402
 
 
 _ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-
-
-@dataclass
-class SparseVector:
-    """A document vector: vocabulary ids and their positive weights."""
-
-    ids: np.ndarray  # int64
-    values: np.ndarray  # float32
-
-    def to_dict(self, keys: Sequence[str]) -> dict:
-        return {keys[i]: float(v) for i, v in zip(self.ids.tolist(), self.values.tolist())}
 
 
 def best_device() -> str:
@@ -104,6 +100,13 @@ class DocumentEncoder:
         max_length: truncation length; the model's own (as sentence-transformers) when None.
         window: documents sorted by length together (`encode` cuts its input into windows).
         tokenizer_threads: threads tokenizing the next windows while the device works.
+        long_docs: "truncate" (the first `max_length` tokens) or "windows" (every window of
+            `max_length` tokens, max-pooled; see the module docstring).
+        max_windows: with "windows", the most token windows encoded per document.
+
+    Attributes:
+        cut: documents whose text was not encoded in full so far (truncated, or more windows
+            than `max_windows`).
 
     Example:
         >>> encoder = DocumentEncoder(resolve_model("default"))
@@ -123,12 +126,18 @@ class DocumentEncoder:
         max_length: Optional[int] = None,
         window: int = 4096,
         tokenizer_threads: Optional[int] = None,
+        long_docs: str = "truncate",
+        max_windows: int = DEFAULT_MAX_WINDOWS,
     ):
         from tokenizers import Tokenizer
         from transformers import AutoModelForMaskedLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
+        if long_docs not in LONG_DOCS or max_windows < 1:
+            raise InputError(f"long documents {long_docs!r} with {max_windows} windows: expected one of "
+                             f"{', '.join(LONG_DOCS)} and at least 1 window")
+        self.long_docs, self.max_windows = long_docs, max_windows
 
         self.model = model  # the splade_os Model; the torch module is self.network
         layout = model.layout
@@ -143,8 +152,14 @@ class DocumentEncoder:
         self.tokenizer_threads = tokenizer_threads or max(1, min(16, (os.cpu_count() or 2) - 1))
         self.prefetch = 2
         self.pad_slack = 0.1
+        if layout.pickled_weights and not getattr(model, "allow_pickle", False):
+            raise ModelError(f"{layout.document_dir}: the weights exist only as {PICKLED_WEIGHTS}, a pickle (loading "
+                             "it can run code); convert them to safetensors, or pass --allow-pickle for a model you "
+                             "trust")
         try:
-            mlm = AutoModelForMaskedLM.from_pretrained(str(layout.document_dir), dtype=self.dtype)
+            # Without the user's leave, transformers may read safetensors only.
+            mlm = AutoModelForMaskedLM.from_pretrained(str(layout.document_dir), dtype=self.dtype,
+                                                       use_safetensors=None if layout.pickled_weights else True)
         except (OSError, ValueError) as e:
             raise ModelError(f"{layout.document_dir}: cannot load the masked-LM ({e})") from None
         weight, bias = _split_output_layer(mlm)
@@ -170,11 +185,26 @@ class DocumentEncoder:
         self.screen = Int8Screen(weight, self._bias, self.vocab_chunk, self.tile_tokens) \
             if int8_screen and usable else None
         self.calls = 0  # forward passes, for tests and benchmarks
-        self.documents = 0  # documents encoded
+        self.documents = 0  # documents (with "windows": token windows) encoded
+        self.cut = 0
 
     def tokenize(self, texts: Sequence[str]) -> List[List[int]]:
         """Token ids with special tokens, truncated to `max_length` (as sentence-transformers)."""
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
+
+    def token_windows(self, texts: Sequence[str]) -> Tuple[List[List[List[int]]], int]:
+        """Each text's token windows (one with "truncate"), and how many texts were not taken in full.
+
+        A window is at most `max_length` tokens with the model's special tokens; the windows of
+        a text are consecutive and cover it up to `max_windows` of them.
+        """
+        out, cut = [], 0
+        keep = self.max_windows if self.long_docs == "windows" else 1
+        for encoding in self.tokenizer.encode_batch(list(texts), add_special_tokens=True):
+            rest = encoding.overflowing
+            cut += len(rest) >= keep
+            out.append([encoding.ids] + [e.ids for e in rest[: keep - 1]])
+        return out, cut
 
     def batches(self, lengths: Sequence[int]) -> List[List[int]]:
         """Indices grouped into batches of similar length whose padded size fits the token budget.
@@ -234,13 +264,38 @@ class DocumentEncoder:
                 if not ahead:
                     return
                 payload, parts = ahead.popleft()
-                ids = [x for part in parts for x in part.result()]
-                yield payload, self.encode_tokenized(ids, on_batch)
+                windows_of_docs = []
+                for part in parts:
+                    docs, cut = part.result()
+                    windows_of_docs += docs
+                    self.cut += cut
+                yield payload, self.encode_windows(windows_of_docs, on_batch)
+
+    def encode_windows(self, windows_of_docs: List[List[List[int]]],
+                       on_batch: Optional[Callable[[int], None]] = None) -> List[SparseVector]:
+        """One vector per document from its token windows: the max over the windows (a sum for sum pooling)."""
+        if all(len(windows) == 1 for windows in windows_of_docs):
+            return self.encode_tokenized([windows[0] for windows in windows_of_docs], on_batch)
+        flat = [window for windows in windows_of_docs for window in windows]
+        vectors = self.encode_tokenized(flat)
+        out, start = [], 0
+        for windows in windows_of_docs:
+            parts = vectors[start : start + len(windows)]
+            start += len(windows)
+            if len(parts) == 1:
+                out.append(parts[0])
+            elif self.pooling == "max":
+                out.append(SparseVector(*max_merge([(v.ids, v.values) for v in parts])))
+            else:
+                out.append(_sum_merge(parts))
+        if on_batch is not None:
+            on_batch(len(windows_of_docs))
+        return out
 
     def _tokenize_async(self, pool, texts: Sequence[str]) -> list:
         # Several slices per window so that every tokenizer thread has work.
         step = max(64, -(-len(texts) // self.tokenizer_threads))
-        return [pool.submit(self.tokenize, texts[i : i + step]) for i in range(0, len(texts), step)]
+        return [pool.submit(self.token_windows, texts[i : i + step]) for i in range(0, len(texts), step)]
 
     def encode_tokenized(self, ids: List[List[int]], on_batch: Optional[Callable[[int], None]] = None
                          ) -> List[SparseVector]:
@@ -314,6 +369,14 @@ class DocumentEncoder:
         return out
 
 
+def _sum_merge(parts: List[SparseVector]) -> SparseVector:
+    ids = np.concatenate([v.ids for v in parts])
+    unique, inverse = np.unique(ids, return_inverse=True)
+    values = np.zeros(len(unique), dtype=np.float32)
+    np.add.at(values, inverse, np.concatenate([v.values for v in parts]))
+    return SparseVector(unique, values)
+
+
 class MultiDeviceEncoder:
     """One `DocumentEncoder` per device (e.g. every GPU of a host), fed windows round-robin.
 
@@ -334,6 +397,11 @@ class MultiDeviceEncoder:
     @property
     def documents(self) -> int:
         return sum(e.documents for e in self.encoders)
+
+    @property
+    def cut(self) -> int:
+        """Documents whose text was not encoded in full (see `DocumentEncoder.cut`)."""
+        return sum(e.cut for e in self.encoders)
 
     def encode(self, texts: Sequence[str]) -> List[SparseVector]:
         windows = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))

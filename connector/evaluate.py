@@ -15,7 +15,7 @@ Nothing here prints: results are returned, progress bars appear only with `show_
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -178,6 +178,7 @@ def evaluate_index(
     show_progress: bool = False,
     pruning=None,
     body: Optional[Callable[[str, int], dict]] = None,
+    hybrid=None,
 ) -> EvalResult:
     """Run every judged query against the index and compute the model-card metrics.
 
@@ -196,6 +197,8 @@ def evaluate_index(
         pruning: Elasticsearch's query pruning (`splade_os.query.Pruning`); None: the exact query.
         body: build another search body from (text, k) instead of the SPLADE query, e.g.
             `splade_os.query.bm25_body` for the BM25 baseline on the same index.
+        hybrid: a `splade_os.hybrid.Hybrid`: evaluate BM25 + SPLADE fused (one `_msearch` per
+            query, timed whole); None: SPLADE alone (or `body`).
 
     Returns:
         EvalResult, with `exact_metrics` None (see `evaluate_exact`).
@@ -207,19 +210,15 @@ def evaluate_index(
     from .progress import bar
 
     query_ids = _judged(queries, qrels, k)
-    # Only ids and scores are needed. `_source: []` would return the whole source (an empty
-    # include list means "everything"), so the source is switched off explicitly.
-    build = body or (lambda text, size: index.body(text, size, encoder, pruning=pruning))
-    bodies = {qid: {**build(queries[qid], k), "_source": False} for qid in query_ids}
-    index.request_search(bodies[query_ids[0]])  # warm-up, not timed
+    search = _searcher(index, queries, query_ids, encoder, k, pruning, body, hybrid)
+    search(query_ids[0])  # warm-up, not timed
     run: Dict[str, Dict[str, float]] = {}
     seconds: List[float] = []
     with bar(show_progress, total=len(query_ids), unit="query", desc=f"evaluate {index.name}") as progress:
         for qid in query_ids:
             started = time.perf_counter()
-            response = index.request_search(bodies[qid])
+            run[qid] = search(qid)
             seconds.append(time.perf_counter() - started)
-            run[qid] = {hit["_id"]: float(hit["_score"]) for hit in response["hits"]["hits"]}
             progress.update(1)
 
     metrics = retrieval_metrics(queries, qrels, run)
@@ -232,7 +231,7 @@ def evaluate_index(
         "field": index.field,
         "max_clauses": index.cluster.max_clause_count,
         "pruning": vars(pruning) if pruning is not None else None,
-        "query": "splade" if body is None else getattr(body, "__name__", "custom"),
+        "query": "hybrid" if hybrid is not None else "splade" if body is None else getattr(body, "__name__", "custom"),
         "model": encoder.name,
         "model_hash": encoder.hash,
         "queries_given": len(queries),
@@ -241,7 +240,34 @@ def evaluate_index(
         + GRADED_NDCG,
         "versions": _versions(),
     }
+    if hybrid is not None:
+        settings["hybrid"] = asdict(hybrid)
     return EvalResult(metrics, None, _latency(seconds), len(query_ids), run, settings)
+
+
+def _searcher(index, queries: Dict[str, str], query_ids: List[str], encoder: QueryEncoder, k: int, pruning,
+              body: Optional[Callable[[str, int], dict]], hybrid) -> Callable[[str], Dict[str, float]]:
+    """query id -> {document id: score} from the cluster; bodies are built before any is timed."""
+    if hybrid is None:
+        # Only ids and scores are needed. `_source: []` would return the whole source (an empty
+        # include list means "everything"), so the source is switched off explicitly.
+        build = body or (lambda text, size: index.body(text, size, encoder, pruning=pruning))
+        bodies = {qid: {**build(queries[qid], k), "_source": False} for qid in query_ids}
+
+        def search(qid: str) -> Dict[str, float]:
+            response = index.request_search(bodies[qid])
+            return {hit["_id"]: float(hit["_score"]) for hit in response["hits"]["hits"]}
+
+        return search
+    from .hybrid import fuse, hit_lists
+
+    many = {qid: index.hybrid_bodies(queries[qid], k, encoder, hybrid, False, pruning) for qid in query_ids}
+
+    def search_hybrid(qid: str) -> Dict[str, float]:
+        bm25, splade = hit_lists(index.request_msearch(many[qid]), index.name)
+        return {hit["_id"]: score for hit, score in fuse(bm25, splade, hybrid, k)}
+
+    return search_hybrid
 
 
 def _judged(queries: Dict[str, str], qrels: Dict[str, Dict[str, int]], k: int) -> List[str]:
@@ -264,12 +290,13 @@ def _query_active_dims(encoder: QueryEncoder, queries: Dict[str, str], query_ids
 
 
 def exact_doc_vectors(corpus_path, model, device: Optional[str] = None, show_progress: bool = False,
-                      dtype: str = "float32") -> Dict[str, Any]:
+                      dtype: str = "float32", options=None) -> Dict[str, Any]:
     """Encode a corpus in memory with the model's document route.
 
     Documents are read like `splade-os ingest` reads them (`splade_os.corpus.read_corpus`, BEIR
     field names): rejected lines are skipped, title and text are joined like
-    `Document.content`, and a document the model gives no feature is left out, as ingest
+    `Document.content`, long documents are cut and vectors pruned as `options` say (an index's
+    `SpladeIndex.vector_options`), and a document left with no feature is left out, as ingest
     rejects it.
 
     Args:
@@ -279,6 +306,7 @@ def exact_doc_vectors(corpus_path, model, device: Optional[str] = None, show_pro
         show_progress: draw a progress bar on stderr.
         dtype: encoder precision; float32 by default, so the reference is the model's numbers
             even on a GPU (where ingest defaults to bf16).
+        options: a `splade_os.vectors.VectorOptions` (default: truncate, no pruning).
 
     Returns:
         document id -> `splade_os.encoder.SparseVector`.
@@ -287,7 +315,11 @@ def exact_doc_vectors(corpus_path, model, device: Optional[str] = None, show_pro
     from .encoder import DocumentEncoder
     from .progress import bar
 
-    encoder = DocumentEncoder(model, device=device, dtype=dtype)
+    from .vectors import VectorOptions
+
+    options = options or VectorOptions()
+    encoder = DocumentEncoder(model, device=device, dtype=dtype, long_docs=options.long_docs,
+                              max_windows=options.max_windows)
     window = 1024
 
     def windows() -> Iterable:
@@ -306,6 +338,8 @@ def exact_doc_vectors(corpus_path, model, device: Optional[str] = None, show_pro
     with bar(show_progress, unit="doc", desc=f"encode {Path(corpus_path).name}") as progress:
         for docs, encoded in encoder.encode_stream(windows(), on_batch=progress.update):
             for doc, vector in zip(docs, encoded):
+                if options.prunes and len(vector.ids):
+                    vector = type(vector)(*options.prune(vector.ids, vector.values))
                 if len(vector.ids):
                     vectors[doc.id] = vector
     return vectors

@@ -14,7 +14,7 @@ from typing import List
 
 import numpy as np
 
-from .layout import ModelLayout, max_length_of
+from .layout import PICKLED_WEIGHTS, ModelLayout, max_length_of
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ def vocabulary_hash(tokens: List[str], table: np.ndarray) -> str:
 def document_fingerprint(layout: ModelLayout, query_hash: str) -> str:
     """sha256 of the query hash, the document route's weights and config, pooling and truncation."""
     digest = hashlib.sha256(query_hash.encode("ascii"))
-    for path in sorted(layout.document_dir.glob("*.safetensors")) + [layout.document_dir / "config.json"]:
+    weights = sorted(layout.document_dir.glob("*.safetensors")) or [layout.document_dir / PICKLED_WEIGHTS]
+    for path in weights + [layout.document_dir / "config.json"]:
         if path.exists():
             digest.update(path.name.encode("utf-8"))
             digest.update(file_sha256(path).encode("ascii"))

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import List, Optional
 
-from .errors import ClusterError, IndexStateError, ModelMismatchError
+from .errors import ClusterError, IndexStateError, InputError, ModelMismatchError
 from .identity import ModelIdentity
+from .vectors import VectorOptions
 
 _PLACEHOLDER = re.compile(r"@([a-z_]+)@")
 SCHEMA = 2
+SOURCE_FEATURES = ("map", "packed", "none")
 
 
 @dataclass
@@ -37,12 +39,26 @@ class IndexSettings:
         shards, replicas: primary shards and replicas per shard.
         refresh_interval: how soon new documents become searchable.
         field: the sparse field holding the SPLADE features.
+        source_features: what `_source` keeps of a document's features: "map" (the feature map
+            itself), "packed" (a compact copy in `<field>_packed`, see `splade_os.vectors.pack`:
+            hits are fetched faster and the vectors can still be read back for a re-index) or
+            "none" (nothing: a re-index encodes the texts again with the index's model).
+            None: "map" for a new index; for an existing one, whatever it was made with.
+        vectors: how document vectors are made (`splade_os.vectors.VectorOptions`: long
+            documents, pruning); None: the defaults for a new index, the recorded ones for an
+            existing one.
     """
 
     shards: int = 1
     replicas: int = 0
     refresh_interval: str = "1s"
     field: str = "splade"
+    source_features: Optional[str] = None
+    vectors: Optional[VectorOptions] = None
+
+    def __post_init__(self):
+        if self.source_features not in (None,) + SOURCE_FEATURES:
+            raise InputError(f"source features {self.source_features!r}: expected one of {', '.join(SOURCE_FEATURES)}")
 
 
 def fill_template(template, values: dict):
@@ -89,14 +105,34 @@ def index_body(index: str, identity: ModelIdentity, settings: IndexSettings, eng
                          _values(index, identity, settings, engine, pipeline))
     if not pipeline:
         del body["settings"]["index"]["default_pipeline"]
-    body["mappings"]["_meta"]["splade_os"]["schema"] = SCHEMA
+    meta = body["mappings"]["_meta"]["splade_os"]
+    meta["schema"] = SCHEMA
+    source = settings.source_features or "map"
+    meta["source_features"] = source
+    meta["vectors"] = (settings.vectors or VectorOptions()).as_meta()
+    if source != "map":
+        # The features are still sent (and indexed); only the stored source leaves them out.
+        body["mappings"]["_source"] = {"excludes": [settings.field]}
+    if source == "packed":
+        body["mappings"]["properties"][packed_field(settings.field)] = {"type": "binary"}
     return body
+
+
+def packed_field(field: str) -> str:
+    """The `_source` field holding the compact copy of the features (`source_features="packed"`)."""
+    return f"{field}_packed"
 
 
 def pipeline_body(index: str, identity: ModelIdentity, settings: IndexSettings, engine) -> dict:
     """The ingest pipeline body for one index and model."""
     return fill_template(_template("splade_os.pipelines", "ingest.json"),
                          _values(index, identity, settings, engine, pipeline_id(index)))
+
+
+def _show(value) -> str:
+    if isinstance(value, VectorOptions):
+        return "(" + ", ".join(f"{k}={v}" for k, v in value.as_meta().items()) + ")"
+    return repr(value)
 
 
 class SpladeIndex:
@@ -160,6 +196,31 @@ class SpladeIndex:
             return self.meta["pipeline"] or None
         return pipeline_id(self.name)  # indexes made before the schema recorded it always had one
 
+    @property
+    def source_features(self) -> str:
+        """What `_source` keeps of the features: "map", "packed" or "none" (see `IndexSettings`)."""
+        return self.meta.get("source_features", "map")
+
+    @property
+    def packed_field(self) -> Optional[str]:
+        """The `_source` field with the compact copy of each document's features, or None."""
+        return packed_field(self.field) if self.source_features == "packed" else None
+
+    @property
+    def vector_options(self) -> VectorOptions:
+        """How the index's document vectors are made (long documents, pruning)."""
+        return VectorOptions.from_meta(self.meta.get("vectors"))
+
+    def check_settings(self, settings: IndexSettings) -> None:
+        """Refuse settings given explicitly that differ from what the existing index was made with."""
+        given = {"source_features": settings.source_features, "vectors": settings.vectors}
+        recorded = {"source_features": self.source_features, "vectors": self.vector_options}
+        for name, value in given.items():
+            if value is not None and value != recorded[name]:
+                raise IndexStateError(
+                    f"index {self.name!r} was made with {name} {_show(recorded[name])}, not {_show(value)}; "
+                    "leave the option out to use the index's, or ingest into another index")
+
     def check_hash(self, query_hash: str) -> None:
         """Refuse a query side whose vocabulary + table hash differs from the index's."""
         self._check("hash", query_hash)
@@ -195,11 +256,15 @@ class SpladeIndex:
         """
         from .registry import store_query_side
 
-        settings = settings or IndexSettings()
-        identity = model.identity
         store_query_side(self.cluster, model.query_encoder)
+        return self.create_for(model.identity, settings)
+
+    def create_for(self, identity: ModelIdentity, settings: Optional[IndexSettings] = None) -> bool:
+        """`create` from a model's identity alone (its query side must be stored already, e.g. a re-index)."""
+        settings = settings or IndexSettings()
         if self.exists():
             self.check_fingerprint(identity.fingerprint)
+            self.check_settings(settings)
             return False
         pipeline = ""
         if self.cluster.has_ingest_checks:
@@ -214,6 +279,7 @@ class SpladeIndex:
             if e.error_type == "resource_already_exists_exception":  # another writer was first
                 self.__dict__.pop("meta", None)
                 self.check_fingerprint(identity.fingerprint)
+                self.check_settings(settings)
                 return False
             raise
         self.__dict__.pop("meta", None)
@@ -266,17 +332,68 @@ class SpladeIndex:
                               source=source, engine=self.cluster.engine, pruning=pruning,
                               two_phase=TwoPhase() if two_phase is True else two_phase or None)
 
-    def search(self, text: str, k: int = 10, encoder=None, pruning=None, two_phase=None) -> List["Hit"]:
-        """The top `k` hits for `text`, best first (title and text from `_source`); see `body`."""
+    def hybrid_bodies(self, text: str, k: int = 10, encoder=None, hybrid=None, source=None, pruning=None,
+                      two_phase=None) -> List[dict]:
+        """The two search bodies of a hybrid search, [BM25, SPLADE], each asking for the fused depth.
+
+        Sent together in one `_msearch` request (`splade_os.hybrid.msearch_payload`), then fused
+        with `splade_os.hybrid.fuse`; see `search`.
+        """
+        from .hybrid import Hybrid
+        from .query import bm25_body
+
+        hybrid = hybrid or Hybrid()
+        size = max(k, hybrid.depth)
+        return [bm25_body(text, size, hybrid.fields, source), self.body(text, size, encoder, source, pruning, two_phase)]
+
+    def search(self, text: str, k: int = 10, encoder=None, pruning=None, two_phase=None, hybrid=None) -> List["Hit"]:
+        """The top `k` hits for `text`, best first (title and text from `_source`); see `body`.
+
+        With `hybrid` (a `splade_os.hybrid.Hybrid`), BM25 and SPLADE results are fused (one
+        `_msearch` request) and a hit's score is the fused score.
+        """
         from .search import Hit
 
-        response = self.request_search(self.body(text, k, encoder, source=["title", "text"], pruning=pruning,
-                                                 two_phase=two_phase))
-        return [Hit.from_engine(h) for h in response["hits"]["hits"]]
+        if hybrid is None:
+            response = self.request_search(self.body(text, k, encoder, source=["title", "text"], pruning=pruning,
+                                                     two_phase=two_phase))
+            return [Hit.from_engine(h) for h in response["hits"]["hits"]]
+        return [Hit.from_engine(dict(hit, _score=score))
+                for hit, score in self.hybrid_hits(text, k, encoder, hybrid, ["title", "text"], pruning, two_phase)]
+
+    def hybrid_hits(self, text: str, k: int, encoder=None, hybrid=None, source=None, pruning=None,
+                    two_phase=None) -> List[tuple]:
+        """(engine hit, fused score) of a hybrid search, best first; see `search`.
+
+        One `_msearch` request. On an index whose `_source` holds the feature map, reading a hit
+        means reading that whole map, which for `2 x depth` hits costs more than a second round
+        trip: there both lists come without `_source` and the fused top `k` are read with one
+        `_mget` (measured in docs/quality.md).
+        """
+        from .hybrid import Hybrid, fuse, hit_lists
+
+        hybrid = hybrid or Hybrid()
+        later = source is not False and self.source_features == "map"
+        bodies = self.hybrid_bodies(text, k, encoder, hybrid, False if later else source, pruning, two_phase)
+        fused = fuse(*hit_lists(self.request_msearch(bodies), self.name), hybrid, k)
+        if not later or not fused:
+            return fused
+        docs = self.cluster.request("POST", f"/{self.name}/_mget", {"ids": [hit["_id"] for hit, _ in fused]},
+                                    params={"_source": ",".join(source)} if source else None,
+                                    action=f"reading hits of {self.name!r}")["docs"]
+        sources = {doc["_id"]: doc.get("_source") for doc in docs if doc.get("found")}
+        return [(dict(hit, _source=sources.get(hit["_id"])), score) for hit, score in fused]
 
     def request_search(self, body: dict) -> dict:
         """Send a search body to this index; the engine's raw answer."""
         return self.cluster.request("POST", f"/{self.name}/_search", body, action=f"searching {self.name!r}")
+
+    def request_msearch(self, bodies: List[dict]) -> dict:
+        """Send several search bodies to this index in one `_msearch` request; the engine's raw answer."""
+        from .hybrid import msearch_payload
+
+        return self.cluster.request("POST", "/_msearch", msearch_payload(self.name, bodies), ndjson=True,
+                                    action=f"searching {self.name!r}")
 
     def count(self) -> int:
         """`_count` of the index."""
@@ -293,9 +410,10 @@ class SpladeIndex:
         return ingest(self.cluster, corpus, self.name, model, **kwargs)
 
     def evaluate(self, queries, qrels, k: int = 100, encoder=None, show_progress: bool = False, pruning=None,
-                 body=None):
-        """Evaluate the index on judged queries; see `splade_os.evaluate.evaluate_index`."""
+                 body=None, hybrid=None):
+        """Evaluate the index on judged queries (hybrid: BM25 + SPLADE fused); see
+        `splade_os.evaluate.evaluate_index`."""
         from .evaluate import evaluate_index
 
         return evaluate_index(self, queries, qrels, encoder or self._default_encoder, k=k,
-                              show_progress=show_progress, pruning=pruning, body=body)
+                              show_progress=show_progress, pruning=pruning, body=body, hybrid=hybrid)

@@ -38,6 +38,7 @@ from .errors import IndexStateError, IngestInterrupted, InputError, ModelError
 from .files import atomic_write
 from .progress import bar, note, ticking
 from .sender import document_fields, send_documents, usable
+from .vectors import VectorOptions
 
 if TYPE_CHECKING:  # the index module offers `SpladeIndex.ingest`, which calls into this one
     from .index import IndexSettings, SpladeIndex
@@ -65,6 +66,7 @@ class IngestOptions:
         shard: (i, n) to take only the lines whose (line - 1) % n == i.
         ray: a `splade_os.ray_ingest.RayOptions` to encode and send on a Ray cluster (an actor pool
             of encoders, each with its own cluster client) instead of in this process.
+        allow_pickle: the index's own model may load weights that exist only as a pickle.
     """
 
     fields: CorpusFields = field(default_factory=CorpusFields)
@@ -79,6 +81,7 @@ class IngestOptions:
     keep: Optional[int] = None
     shard: Optional[Tuple[int, int]] = None
     ray: Optional["RayOptions"] = None
+    allow_pickle: bool = False
 
 
 @dataclass
@@ -94,6 +97,17 @@ class IngestStats:
     checkpoint_path: Optional[Path] = None
     resumed_from_line: int = 0
     alias_switched: bool = False
+    cut: int = 0  # documents not encoded in full (truncated, or more token windows than allowed)
+    vectors: Optional[VectorOptions] = None  # how the index makes document vectors
+
+    @property
+    def cut_note(self) -> str:
+        """What happened to the documents counted in `cut`, in one line."""
+        if self.vectors is not None and self.vectors.long_docs == "windows":
+            return (f"{self.cut} document(s) had more than {self.vectors.max_windows} token windows; only their "
+                    "first windows were encoded (raise --max-windows to encode more)")
+        return (f"{self.cut} document(s) were longer than the model's maximum length and were truncated "
+                "(--long-docs windows encodes them in full)")
 
     @property
     def docs_per_second(self) -> float:
@@ -156,12 +170,7 @@ def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: O
                             checkpoint_path=plan.checkpoint_path,
                             dead_letter_path=plan.dead_letter_path if rejected else None)
     else:
-        if encoder is None:
-            from .encoder import make_encoder
-
-            note(show_progress, f"Loading the document encoder of {plan.model.name}...")
-            encoder = make_encoder(plan.model, device=options.device, dtype=options.dtype)
-        stats = run_pipeline(plan, encoder, options, show_progress)
+        stats = run_pipeline(plan, _encoder(plan, options, encoder, show_progress), options, show_progress)
     publish(plan, stats, options.keep)
     stats.seconds = time.perf_counter() - started
     return stats
@@ -187,8 +196,8 @@ def plan_ingest(cluster, corpus, index: Optional[str], model, alias: Optional[st
         index, alias = state.index, state.alias
     target = cluster.index(index) if index else None
     if model is None:
-        model = model_of_index(target, show_progress=show_progress) if target and target.exists() \
-            else resolve_model(None, cluster, show_progress)
+        model = model_of_index(target, show_progress=show_progress, allow_pickle=options.allow_pickle) \
+            if target and target.exists() else resolve_model(None, cluster, show_progress)
     identity = model.identity
     if options.resume:
         if state.fingerprint != identity.fingerprint:
@@ -221,7 +230,8 @@ class _Sender(threading.Thread):
         self.plan, self.dead, self.stats = plan, dead, stats
         cluster = plan.index.cluster
         self.cluster = cluster
-        self.lines = BulkLines(plan.index.name, plan.index.field, plan.model.query_encoder.keys)
+        self.lines = BulkLines(plan.index.name, plan.index.field, plan.model.query_encoder.keys,
+                               plan.index.packed_field)
         self.max_docs = bulk.docs
         # Half the cluster's request limit leaves room for a chunk's last document.
         self.max_bytes = max(1, min(bulk.max_bytes, cluster.max_content_length // 2))
@@ -277,6 +287,23 @@ def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progre
     yield (pending, last_line[0]), [d.content for d in pending]
 
 
+def _encoder(plan: IngestPlan, options: IngestOptions, encoder, show_progress: bool):
+    """The given encoder (checked against how the index cuts long documents), or one built for the plan."""
+    vectors = plan.index.vector_options
+    if encoder is None:
+        from .encoder import make_encoder
+
+        note(show_progress, f"Loading the document encoder of {plan.model.name}...")
+        return make_encoder(plan.model, device=options.device, dtype=options.dtype, long_docs=vectors.long_docs,
+                            max_windows=vectors.max_windows)
+    if (getattr(encoder, "long_docs", vectors.long_docs), getattr(encoder, "max_windows", vectors.max_windows)) \
+            != (vectors.long_docs, vectors.max_windows):
+        raise InputError(f"the given encoder cuts long documents as {encoder.long_docs!r} ({encoder.max_windows} "
+                         f"windows) but index {plan.index.name!r} records {vectors.long_docs!r} "
+                         f"({vectors.max_windows} windows)")
+    return encoder
+
+
 def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progress: bool = True) -> IngestStats:
     """Read, encode and send the corpus from the plan's starting line; see the module docstring."""
     if encoder.vocab_size != len(plan.model.query_encoder.keys):
@@ -298,10 +325,11 @@ def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progres
         sender.start()
         last_line = [state.line]
         interrupted = False
+        vector_options = plan.index.vector_options
         try:
             for (docs, line), vectors in encoder.encode_stream(_windows(plan, options, dead, progress, last_line),
                                                                on_batch=progress.update):
-                _put(sender, (*usable(docs, vectors, dead), line))
+                _put(sender, (*usable(docs, vectors, dead, vector_options), line))
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -314,6 +342,7 @@ def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progres
                 f"interrupted: everything up to line {state.line} of {plan.corpus} is settled "
                 f"({state.indexed} indexed, {state.rejected} rejected); continue with --resume")
         stats.rejected = dead.count
+    stats.cut, stats.vectors = getattr(encoder, "cut", 0), vector_options
     stats.dead_letter_path = plan.dead_letter_path if stats.rejected else None
     return stats
 

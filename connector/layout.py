@@ -1,10 +1,27 @@
 """The file layout of a saved inference-free SPLADE model: which folder holds what.
 
-A sentence-transformers `SparseEncoder` of this kind is a `Router` with two routes:
-`query` -> one `SparseStaticEmbedding` (tokenizer + one weight per vocabulary entry), and
-`document` -> a masked-LM transformer followed by `SpladePooling`. This module reads that
-layout from the files (`modules.json`, `router_config.json`, the module folders) without
-importing torch, so the query side can start fast. Nothing here unpickles anything.
+Two layouts are read, without importing torch (so the query side can start fast) and without
+unpickling anything:
+
+- **sentence-transformers** (`modules.json` present): a `SparseEncoder` whose `Router` has two
+  routes, `query` -> one `SparseStaticEmbedding` (tokenizer + one weight per vocabulary entry)
+  and `document` -> a masked-LM transformer followed by `SpladePooling`. A module's files are
+  in the folder named by its id, relative to the Router's path; an id of "" (what
+  sentence-transformers writes for a module at the repository root), or an id whose folder is
+  missing or holds no files of that module, means the repository root, where OpenSearch's
+  published inference-free models keep the masked-LM and its tokenizer. The query table is
+  the module's `model.safetensors` ("weight"), or the `idf.json` its config names (`"path"`):
+  tokens missing from that file get 0, as sentence-transformers' `SparseStaticEmbedding.from_json`
+  gives them.
+- **OpenSearch's older inference-free models** (no sentence-transformers files): a masked-LM
+  (`config.json`, weights, `tokenizer.json`) with an `idf.json` beside it, which OpenSearch
+  deploys as a `SPARSE_TOKENIZE` model for the queries. The rule is that runtime's (ml-commons
+  `SparseTokenizerModel`; the neural-search analyzer `HFModelTokenizer` does the same): a token
+  missing from `idf.json` weighs 1.0, and special tokens are dropped (weight 0). Documents are
+  max-pooled with one `log1p(relu(.))`, as their model cards compute them.
+
+Document weights are read from safetensors; a model that has only `pytorch_model.bin` (a pickle:
+loading it can run code) loads only when the caller allows it (`allow_pickle`).
 """
 
 import json
@@ -17,17 +34,31 @@ from .errors import ModelError
 QUERY_MODULE_TYPES = ("SparseStaticEmbedding", "IDF")
 DOCUMENT_MODULE_TYPES = ("Transformer", "MLMTransformer")
 POOLING_MODULE_TYPES = ("SpladePooling",)
+SENTENCE_TRANSFORMERS, OPENSEARCH_IDF = "sentence-transformers", "opensearch-idf"
+PICKLED_WEIGHTS = "pytorch_model.bin"
 
 
 @dataclass
 class ModelLayout:
-    """Where the query table, the tokenizer and the document route of a model live."""
+    """Where the query table, the tokenizer and the document route of a model live.
+
+    Attributes:
+        root: the model folder.
+        query_dir: the folder of the query module (its tokenizer, table, truncation length).
+        document_dir: the folder of the masked-LM.
+        pooling_strategy, activation_function: SpladePooling's settings.
+        idf_file: the `idf.json` the query table is built from, or None (`model.safetensors`).
+        kind: `SENTENCE_TRANSFORMERS` or `OPENSEARCH_IDF`, whose rule fills tokens missing
+            from `idf_file` (0, or 1.0 with special tokens at 0).
+    """
 
     root: Path
     query_dir: Path
     document_dir: Path
     pooling_strategy: str = "max"
     activation_function: str = "relu"
+    idf_file: Optional[Path] = None
+    kind: str = SENTENCE_TRANSFORMERS
 
     @property
     def tokenizer_file(self) -> Path:
@@ -36,6 +67,11 @@ class ModelLayout:
     @property
     def document_tokenizer_file(self) -> Path:
         return _first_existing(self.document_dir / "tokenizer.json", self.root / "tokenizer.json")
+
+    @property
+    def pickled_weights(self) -> bool:
+        """Whether the masked-LM's weights exist only as a pickle (`pytorch_model.bin`)."""
+        return not any(self.document_dir.glob("*.safetensors")) and (self.document_dir / PICKLED_WEIGHTS).exists()
 
 
 def _first_existing(*paths: Path) -> Path:
@@ -59,15 +95,23 @@ def _class_name(type_path: str) -> str:
     return type_path.rsplit(".", 1)[-1]
 
 
-def _module_dir(router_dir: Path, module_id: str) -> Path:
-    # Some hub repos keep the masked-LM and its tokenizer at the repo root instead of in
-    # the module's own subfolder.
+# The files that show a folder holds a module of that kind (else the module is at the root).
+_MODULE_FILES = {
+    "query": ("model.safetensors", "config.json"),
+    "document": ("config.json",),
+    "pooling": ("config.json",),
+}
+
+
+def _module_dir(router_dir: Path, module_id: str, kind: str) -> Path:
     folder = router_dir / module_id
-    return folder if folder.is_dir() else router_dir
+    if module_id and folder.is_dir() and any((folder / name).exists() for name in _MODULE_FILES[kind]):
+        return folder
+    return router_dir
 
 
 def read_layout(root: Path) -> ModelLayout:
-    """Read the Router layout of a saved model folder.
+    """Read the layout of a saved model folder (see the module docstring for the two layouts).
 
     Raises:
         ModelError: the folder is missing, or is not an inference-free SPLADE model.
@@ -75,11 +119,25 @@ def read_layout(root: Path) -> ModelLayout:
     root = Path(root)
     if not root.is_dir():
         raise ModelError(f"{root}: no such model folder")
+    if not (root / "modules.json").exists() and (root / "idf.json").exists() and (root / "config.json").exists():
+        layout = ModelLayout(root, root, root, idf_file=root / "idf.json", kind=OPENSEARCH_IDF)
+    else:
+        layout = _router_layout(root)
+    if not layout.tokenizer_file.exists():
+        raise ModelError(f"{layout.query_dir}: missing tokenizer.json (the query tokenizer)")
+    return layout
+
+
+def _router_layout(root: Path) -> ModelLayout:
+    if not (root / "modules.json").exists():
+        raise ModelError(f"{root}: missing modules.json (a sentence-transformers model), and no idf.json beside "
+                         "a masked-LM's config.json (an OpenSearch inference-free model)")
     modules = _read_json(root / "modules.json", "the list of sentence-transformers modules")
     routers = [m for m in modules if _class_name(m.get("type", "")) == "Router"]
     if not routers:
         raise ModelError(
-            f"{root}: not an inference-free SPLADE model (modules.json has no Router with a query route)"
+            f"{root}: not an inference-free SPLADE model (modules.json has no Router with a query route, "
+            "and there is no idf.json beside a masked-LM)"
         )
     router_dir = root / routers[0].get("path", "")
     config = _read_json(router_dir / "router_config.json", "the Router's routes")
@@ -100,15 +158,17 @@ def read_layout(root: Path) -> ModelLayout:
             f"{root}: the document route must be a masked-LM transformer and SpladePooling, found {document}"
         )
     pooling = {}
-    pool_config = _module_dir(router_dir, pool_ids[0]) / "config.json"
+    pool_config = _module_dir(router_dir, pool_ids[0], "pooling") / "config.json"
     if pool_config.exists():
         pooling = _read_json(pool_config, "SpladePooling settings")
+    query_dir = _module_dir(router_dir, query_ids[0], "query")
     layout = ModelLayout(
         root=root,
-        query_dir=_module_dir(router_dir, query_ids[0]),
-        document_dir=_module_dir(router_dir, doc_ids[0]),
+        query_dir=query_dir,
+        document_dir=_module_dir(router_dir, doc_ids[0], "document"),
         pooling_strategy=pooling.get("pooling_strategy", "max"),
         activation_function=pooling.get("activation_function", "relu"),
+        idf_file=_idf_reference(query_dir, root),
     )
     if layout.pooling_strategy not in ("max", "sum"):
         raise ModelError(f"{pool_config}: pooling_strategy must be 'max' or 'sum', got {layout.pooling_strategy!r}")
@@ -116,19 +176,42 @@ def read_layout(root: Path) -> ModelLayout:
         raise ModelError(
             f"{pool_config}: activation_function must be 'relu' or 'log1p_relu', got {layout.activation_function!r}"
         )
-    if not layout.tokenizer_file.exists():
-        raise ModelError(f"{layout.query_dir}: missing tokenizer.json (the query tokenizer)")
     return layout
+
+
+def _idf_reference(query_dir: Path, root: Path) -> Optional[Path]:
+    """The `idf.json` a SparseStaticEmbedding config names instead of holding a table, or None.
+
+    A relative path is looked up beside the module, then at the model's root.
+    """
+    config_path = query_dir / "config.json"
+    if (query_dir / "model.safetensors").exists() or not config_path.exists():
+        return None
+    path = str(_read_json(config_path, "SparseStaticEmbedding settings").get("path", ""))
+    if not path.endswith(".json"):
+        return None
+    candidates = [Path(path)] if Path(path).is_absolute() else [query_dir / path, root / path]
+    for candidate in candidates + [root / Path(path).name]:
+        if candidate.is_file():
+            return candidate
+    raise ModelError(f"{config_path}: the query table {path!r} is not in the model folder")
 
 
 def max_length_of(folder: Path) -> Optional[int]:
     """The truncation length sentence-transformers uses for a module folder, or None (no limit).
 
-    That is the tokenizer's `model_max_length`, capped at the transformer's position embeddings.
+    That is `max_seq_length` of `sentence_bert_config.json` when set (sentence-transformers 5
+    writes it), else the tokenizer's `model_max_length`, capped at the transformer's position
+    embeddings.
     """
     limit = None
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.exists():
+        value = _read_json(st_config, "sentence-transformers module settings").get("max_seq_length")
+        if isinstance(value, int) and value > 0:
+            limit = value
     tok_config = folder / "tokenizer_config.json"
-    if tok_config.exists():
+    if limit is None and tok_config.exists():
         value = _read_json(tok_config, "tokenizer settings").get("model_max_length")
         if isinstance(value, int) and value < 10**9:
             limit = value

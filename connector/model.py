@@ -34,12 +34,15 @@ class Model:
         name: a short name ("splade-os-default", the registry name, the folder name).
         source: how to find it again: "default", a folder path, a hub id, "cluster:NAME@VERSION".
         version: the registry version; None: the index records a version derived from the fingerprint.
+        allow_pickle: the document encoder may load `pytorch_model.bin` when there are no
+            safetensors weights (unpickling can run code: only for a model you trust).
     """
 
     layout: ModelLayout
     name: str
     source: str
     version: Optional[str] = None
+    allow_pickle: bool = False  # may the document encoder load weights that exist only as a pickle
 
     @property
     def root(self) -> Path:
@@ -65,13 +68,15 @@ def is_registry_ref(spec: str) -> bool:
     return spec.startswith("cluster:") or bool(_REGISTRY_REF.match(spec))
 
 
-def resolve_model(spec: Optional[str] = None, cluster=None, show_progress: bool = True) -> Model:
+def resolve_model(spec: Optional[str] = None, cluster=None, show_progress: bool = True,
+                  allow_pickle: bool = False) -> Model:
     """Turn what a user passed as `--model` into a `Model` (see the module docstring for the forms).
 
     Args:
         spec: the model's name, folder, hub id or registry reference; None means the default.
         cluster: the `Cluster` whose registry holds "cluster:" models.
         show_progress: notes and bars on stderr while building, pulling or downloading.
+        allow_pickle: allow document weights that exist only as `pytorch_model.bin` (see `Model`).
 
     Raises:
         ModelError: the folder is not a model, the registry has no such model, or no cluster was given.
@@ -83,7 +88,7 @@ def resolve_model(spec: Optional[str] = None, cluster=None, show_progress: bool 
         return Model(read_layout(ensure_default_model(show_progress=show_progress)), "splade-os-default", DEFAULT)
     path = Path(spec).expanduser()
     if path.exists() or spec.startswith((".", "/", "~")):
-        return Model(read_layout(path), path.resolve().name, str(path.resolve()))
+        return Model(read_layout(path), path.resolve().name, str(path.resolve()), allow_pickle=allow_pickle)
     if is_registry_ref(spec):
         from .registry import metadata, parse_ref, pull
 
@@ -94,27 +99,29 @@ def resolve_model(spec: Optional[str] = None, cluster=None, show_progress: bool 
         ref = f"{name}@{meta['version']}"
         folder = pull(cluster, ref, show_progress=show_progress)
         return Model(read_layout(folder), name, f"cluster:{ref}", str(meta["version"]))
-    return Model(read_layout(_download_from_hub(spec)), spec, spec)
+    return Model(read_layout(_download_from_hub(spec, allow_pickle)), spec, spec, allow_pickle=allow_pickle)
 
 
-def model_of_index(index, spec: Optional[str] = None, show_progress: bool = True) -> Model:
+def model_of_index(index, spec: Optional[str] = None, show_progress: bool = True, allow_pickle: bool = False) -> Model:
     """The whole model (document route included) to encode for `index`: `spec`, else the index's own.
 
     Raises:
         ModelMismatchError: `spec` is another model than the index's.
     """
-    model = resolve_model(spec if spec is not None else index.model["source"], index.cluster, show_progress)
+    model = resolve_model(spec if spec is not None else index.model["source"], index.cluster, show_progress,
+                          allow_pickle)
     index.check_fingerprint(model.identity.fingerprint)
     return model
 
 
-def _download_from_hub(model_id: str) -> Path:
+def _download_from_hub(model_id: str, allow_pickle: bool = False) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
         raise ModelError(f"{model_id}: not a local folder, and huggingface_hub is not installed") from None
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.md"] + (["pytorch_model.bin"] if allow_pickle else [])
     try:
-        return Path(snapshot_download(model_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md"]))
+        return Path(snapshot_download(model_id, allow_patterns=patterns))
     except Exception as e:  # the hub client raises many kinds; all mean the same to the user
         raise ModelError(
             f"{model_id}: not a local folder and could not be fetched from the model hub "

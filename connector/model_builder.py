@@ -76,6 +76,7 @@ def build_model(
     query_weights=None,
     max_seq_length: Optional[int] = None,
     activation_function: str = "relu",
+    pooling_strategy: str = "max",
 ) -> Path:
     """Assemble and save an inference-free SPLADE model (sentence-transformers Router format).
 
@@ -85,6 +86,7 @@ def build_model(
         query_weights: float array of vocabulary length for the query table (ones when None).
         max_seq_length: document truncation length (the model's own when None).
         activation_function: SpladePooling's "relu" or "log1p_relu".
+        pooling_strategy: SpladePooling's "max" or "sum".
     """
     require("encode", "building a model")
     import torch
@@ -97,7 +99,7 @@ def build_model(
         document.max_seq_length = max_seq_length
     weight = None if query_weights is None else torch.as_tensor(query_weights, dtype=torch.float32)
     query = SparseStaticEmbedding(tokenizer=document.tokenizer, weight=weight, frozen=False)
-    pooling = SpladePooling(pooling_strategy="max", activation_function=activation_function)
+    pooling = SpladePooling(pooling_strategy=pooling_strategy, activation_function=activation_function)
     router = Router.for_query_document(query_modules=[query], document_modules=[document, pooling])
     model = SparseEncoder(modules=[router], similarity_fn_name="dot")
     output = Path(output)
@@ -106,11 +108,11 @@ def build_model(
     return output
 
 
-def sample_texts(corpus: Path = SAMPLE_DIR / "corpus.jsonl"):
-    """Title + text of each document of a BEIR corpus file (the bundled sample by default)."""
+def sample_texts(corpus: Path = SAMPLE_DIR / "corpus.jsonl", fields=None):
+    """Title + text of each document of a JSONL corpus (the bundled sample by default), as ingest reads them."""
     from .corpus import Document, read_corpus
 
-    for item in read_corpus(corpus):
+    for item in read_corpus(corpus, fields):
         if isinstance(item, Document):
             yield item.content
 

@@ -24,7 +24,7 @@ from .engine import ELASTICSEARCH, OPENSEARCH, engine_named
 from .errors import InputError, ModelError
 from .identity import vocabulary_hash
 from .keys import escape_key
-from .layout import ModelLayout, max_length_of, read_layout
+from .layout import OPENSEARCH_IDF, ModelLayout, max_length_of, read_layout
 from .query_tokenizer import QueryTokenizer
 
 DEFAULT_FIELD = "splade"
@@ -65,8 +65,6 @@ class NegativeWeightWarning(UserWarning):
 
 def load_query_table(query_dir: Path, vocab_size: int) -> np.ndarray:
     """Read a `SparseStaticEmbedding` weight table as float32 of length `vocab_size`."""
-    config_path = query_dir / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
     weights_path = query_dir / "model.safetensors"
     if weights_path.exists():
         from safetensors.numpy import load_file
@@ -75,16 +73,43 @@ def load_query_table(query_dir: Path, vocab_size: int) -> np.ndarray:
         if "weight" not in tensors:
             raise ModelError(f"{weights_path}: has no tensor named 'weight' (found {sorted(tensors)})")
         table = np.asarray(tensors["weight"], dtype=np.float32).reshape(-1)
-    elif str(config.get("path", "")).endswith(".json"):
-        raise ModelError(
-            f"{query_dir}: the query table is an idf.json reference ({config['path']}); "
-            "save the model once with sentence-transformers to get model.safetensors"
-        )
     elif (query_dir / "pytorch_model.bin").exists():
         raise ModelError(f"{query_dir}: only safetensors query tables are read (pickled pytorch_model.bin refused)")
     else:
         raise ModelError(f"{query_dir}: missing model.safetensors (the query weight table)")
     return fit_table(table, vocab_size, str(weights_path))
+
+
+def idf_table(path: Path, tokenizer, missing: float = 0.0) -> np.ndarray:
+    """A query table from an `idf.json` ({token: weight}), one float32 per token id.
+
+    Args:
+        path: the JSON file.
+        tokenizer: the model's `tokenizers.Tokenizer` (token strings -> ids).
+        missing: the weight of a token the file does not list: 0.0 as sentence-transformers'
+            `SparseStaticEmbedding.from_json`; 1.0 as OpenSearch's `SPARSE_TOKENIZE` runtime,
+            which also drops special tokens (they get 0 here).
+
+    Raises:
+        ModelError: the file is not a JSON object of finite numbers.
+    """
+    try:
+        weights = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: cannot be read as an idf.json ({e})") from None
+    if not isinstance(weights, dict):
+        raise ModelError(f"{path}: expected a JSON object of token -> weight")
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    table = np.full(len(vocab), missing, dtype=np.float32)
+    for token, weight in weights.items():
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+            raise ModelError(f"{path}: the weight of {token!r} is not a number")
+        if token in vocab:  # a token outside the vocabulary can never be a query token
+            table[vocab[token]] = weight
+    if missing:
+        special = [t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special]
+        table[[vocab[t] for t in special if t in vocab]] = 0.0
+    return table
 
 
 def fit_table(table: np.ndarray, vocab_size: int, where: str) -> np.ndarray:
@@ -140,7 +165,12 @@ class QueryEncoder:
     @classmethod
     def from_layout(cls, layout: ModelLayout, name: str = "") -> "QueryEncoder":
         """The query side of a model folder's layout (see `splade_os.layout.read_layout`)."""
-        return cls.from_files(layout.tokenizer_file, layout.query_dir, name or layout.root.name)
+        if layout.idf_file is None:
+            return cls.from_files(layout.tokenizer_file, layout.query_dir, name or layout.root.name)
+        tokenizer = _read_tokenizer(layout.tokenizer_file)
+        missing = 1.0 if layout.kind == OPENSEARCH_IDF else 0.0
+        return cls(tokenizer, idf_table(layout.idf_file, tokenizer, missing), name or layout.root.name,
+                   max_length_of(layout.query_dir), str(layout.idf_file))
 
     @classmethod
     def from_files(cls, tokenizer_file: Path, query_dir: Path, name: str = "") -> "QueryEncoder":
@@ -155,7 +185,7 @@ class QueryEncoder:
         """Load from a saved model folder, or from a query-side folder (`tokenizer.json`,
         `model.safetensors`, optionally `tokenizer_config.json`)."""
         path = Path(path)
-        if (path / "modules.json").exists() or not path.is_dir():
+        if (path / "modules.json").exists() or (path / "idf.json").exists() or not path.is_dir():
             return cls.from_layout(read_layout(path), name)
         return cls.from_files(path / "tokenizer.json", path, name or path.name)
 

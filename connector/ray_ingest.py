@@ -266,6 +266,8 @@ class Job:
     bulk: BulkOptions
     version_base: int
     cpus: Optional[float]
+    vectors: Optional[dict] = None  # the index's `VectorOptions` (long documents, pruning), as its _meta has them
+    packed_field: Optional[str] = None  # where `_source` keeps the packed copy of the features, if it does
 
     def version(self, line: int) -> int:
         # Later runs write higher versions; inside a run, a lower line a higher one.
@@ -290,8 +292,9 @@ class BlockWorker:
         import ray
 
         from .encoder import DocumentEncoder
-        from .sender import document_fields
         from .model import resolve_model
+        from .sender import document_fields
+        from .vectors import VectorOptions
 
         self.job = job
         model = resolve_model(job.model_source, job.cluster, show_progress=False)
@@ -301,8 +304,10 @@ class BlockWorker:
         device = job.device or ("cuda" if ray.get_gpu_ids() else "cpu")
         if device == "cpu" and job.cpus:
             torch.set_num_threads(max(1, int(job.cpus)))
-        self.encoder = DocumentEncoder(model, device=device, dtype=job.dtype)
-        self.lines = BulkLines(job.index, job.field, model.query_encoder.keys)
+        self.options = VectorOptions.from_meta(job.vectors)
+        self.encoder = DocumentEncoder(model, device=device, dtype=job.dtype, long_docs=self.options.long_docs,
+                                       max_windows=self.options.max_windows)
+        self.lines = BulkLines(job.index, job.field, model.query_encoder.keys, job.packed_field)
         self.fields = document_fields(job.pipeline, model.identity)
         self.max_bytes = max(1, min(job.bulk.max_bytes, job.cluster.max_content_length // 2))
         self.chunks = ThreadPoolExecutor(max_workers=job.bulk.workers, thread_name_prefix="splade-os-bulk")
@@ -339,7 +344,7 @@ class BlockWorker:
         windows = ((docs[i : i + job.window], [d.content for d in docs[i : i + job.window]])
                    for i in range(0, len(docs), job.window))
         for window_docs, vectors in self.encoder.encode_stream(windows):
-            kept, kept_vectors = usable(window_docs, vectors, dead)
+            kept, kept_vectors = usable(window_docs, vectors, dead, self.options)
             actions = [self.lines.document(d.id, self.fields(d), v, version=job.version(d.line))
                        for d, v in zip(kept, kept_vectors)]
             in_flight.append((kept, self.windows.submit(send_documents, job.cluster, actions, job.bulk.docs,
@@ -415,7 +420,7 @@ def run_on_ray(plan, options, show_progress: bool = True):
         job = Job(plan.index.cluster, str(plan.corpus.resolve()), ledger.plan["format"], options.fields,
                   plan.index.name, plan.index.field, plan.index.pipeline, plan.model.source,
                   plan.model.identity.fingerprint, options.device, options.dtype, options.window, options.bulk,
-                  ledger.plan["version_base"], cpus)
+                  ledger.plan["version_base"], cpus, plan.index.vector_options.as_meta(), plan.index.packed_field)
         note(show_progress, f"Ray: {workers} {'GPU' if gpus else 'CPU'} worker(s), {len(ledger.blocks)} block(s)")
         _run_blocks(ray, ledger, job, workers, gpus, cpus, show_progress)
     finally:

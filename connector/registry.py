@@ -95,6 +95,19 @@ def versions(cluster, name: str) -> List[int]:
     return sorted(hit["_source"]["version"] for hit in response["hits"]["hits"])
 
 
+def find_version(cluster, name: str, fingerprint: str) -> Optional[int]:
+    """The newest version of `name` with this document fingerprint, or None."""
+    if not cluster.exists(f"/{REGISTRY_INDEX}"):
+        return None
+    cluster.request("POST", f"/{REGISTRY_INDEX}/_refresh", action="refreshing the model registry")
+    response = cluster.request("POST", f"/{REGISTRY_INDEX}/_search", {
+        "size": 1000, "_source": ["version"],
+        "query": {"bool": {"filter": [{"term": {"name": name}}, {"term": {"fingerprint": fingerprint}}]}}},
+        action="reading the model registry")
+    found = [hit["_source"]["version"] for hit in response["hits"]["hits"]]
+    return max(found) if found else None
+
+
 def _files(folder: Path) -> List[Path]:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     refused = [p for p in files if p.suffix not in ALLOWED_SUFFIXES]

@@ -9,6 +9,7 @@ import numpy as np
 
 from .bulk import chunk_actions, send_chunk
 from .corpus import DeadLetters, Document
+from .vectors import VectorOptions
 
 
 def document_fields(pipeline: Optional[str], identity) -> Callable[[Document], dict]:
@@ -35,10 +36,17 @@ def send_documents(cluster, actions: List[bytes], max_docs: int, max_bytes: int,
     return reasons
 
 
-def usable(docs: List[Document], vectors: list, dead: DeadLetters):
-    """The documents with a usable vector; the others are dead-lettered (the checks a pipeline makes)."""
+def usable(docs: List[Document], vectors: list, dead: DeadLetters, options: Optional[VectorOptions] = None):
+    """The documents with a usable vector, pruned as the index's `options` say; the others are
+    dead-lettered (the checks a pipeline makes)."""
     kept, usable = [], []
     for doc, vector in zip(docs, vectors):
+        if options is not None and options.prunes and len(vector.ids):
+            vector = type(vector)(*options.prune(vector.ids, vector.values))
+            if len(vector.ids) == 0:
+                dead.add(doc.line, f"no feature of this document reaches the prune threshold {options.prune_threshold}",
+                         doc.raw)
+                continue
         if len(vector.ids) == 0:
             dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
         elif not np.all(np.isfinite(vector.values)):

@@ -188,13 +188,15 @@ def test_identity_recorded_in_meta(cranfield, default_model):
 def test_expected_retrieval_scores(cranfield, sample_dir):
     """The scores kept in benchmarks/regressions.json, within their tolerances, on each engine."""
     from splade_os.beir import load_beir
+    from splade_os.hybrid import Hybrid
     from splade_os.query import bm25_body
 
     expected = json.loads((ROOT / "benchmarks" / "regressions.json").read_text())["cranfield"]["runs"]
     index = cranfield[0]
     queries, qrels, _ = load_beir(sample_dir)
     measured = {"splade-default": index.evaluate(queries, qrels).metrics,
-                "bm25": index.evaluate(queries, qrels, body=bm25_body).metrics}
+                "bm25": index.evaluate(queries, qrels, body=bm25_body).metrics,
+                "hybrid": index.evaluate(queries, qrels, hybrid=Hybrid()).metrics}
     failures = [f"{run} {metric}: {measured[run][metric]:.4f}, expected {value} +- {tolerance}"
                 for run, spec in expected.items() for metric, (value, tolerance) in spec["metrics"].items()
                 if abs(measured[run][metric] - value) > tolerance]

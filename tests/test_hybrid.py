@@ -1,0 +1,62 @@
+"""Hybrid fusion rules, settings and the `_msearch` body (no cluster)."""
+
+import json
+
+import pytest
+
+from splade_os.errors import ClusterError, InputError
+from splade_os.hybrid import Hybrid, fuse, hit_lists, msearch_payload
+
+
+def _hits(*pairs):
+    return [{"_id": doc_id, "_score": score} for doc_id, score in pairs]
+
+
+def test_rrf_sums_reciprocal_ranks():
+    bm25 = _hits(("a", 9.0), ("b", 5.0), ("c", 1.0))
+    splade = _hits(("c", 30.0), ("a", 20.0))
+    fused = fuse(bm25, splade, Hybrid("rrf", rrf_k=10), k=10)
+    scores = {hit["_id"]: score for hit, score in fused}
+    assert scores == pytest.approx({"a": 1 / 11 + 1 / 12, "c": 1 / 13 + 1 / 11, "b": 1 / 12})
+    assert [hit["_id"] for hit, _ in fused] == ["a", "c", "b"]
+
+
+def test_minmax_weights_normalised_scores():
+    bm25 = _hits(("a", 10.0), ("b", 6.0), ("c", 2.0))
+    splade = _hits(("b", 40.0), ("d", 20.0), ("a", 10.0))
+    fused = dict((hit["_id"], score) for hit, score in fuse(bm25, splade, Hybrid("minmax", weight=0.25), k=10))
+    assert fused == pytest.approx({"a": 0.75 * 1.0 + 0.25 * 0.0, "b": 0.75 * 0.5 + 0.25 * 1.0,
+                                   "c": 0.0, "d": 0.25 * (1 / 3)})
+
+
+def test_fusion_edge_cases():
+    # one list empty, all scores equal, ties broken by id, k cuts
+    assert [h["_id"] for h, _ in fuse([], _hits(("z", 1.0), ("y", 1.0)), Hybrid("minmax"), k=5)] == ["y", "z"]
+    assert fuse([], [], Hybrid(), k=5) == []
+    fused = fuse(_hits(("a", 2.0), ("b", 1.0)), _hits(("b", 2.0), ("a", 1.0)), Hybrid("rrf"), k=1)
+    assert [h["_id"] for h, _ in fused] == ["a"]  # a tie: the smaller id first
+    # the hit kept carries its _source
+    bm25 = [{"_id": "a", "_score": 1.0, "_source": {"title": "T"}}]
+    assert fuse(bm25, [], Hybrid(), k=1)[0][0]["_source"] == {"title": "T"}
+
+
+@pytest.mark.parametrize("kwargs", [{"method": "sum"}, {"weight": 1.5}, {"weight": -0.1}, {"depth": 0},
+                                    {"rrf_k": -1}, {"fields": ()}])
+def test_settings_are_checked(kwargs):
+    with pytest.raises(InputError):
+        Hybrid(**kwargs)
+
+
+def test_msearch_payload_is_ndjson_headers_and_bodies():
+    bodies = [{"size": 3, "query": {"match_all": {}}}, {"size": 3, "query": {"match_none": {}}}]
+    lines = msearch_payload("docs", bodies).decode().splitlines()
+    assert [json.loads(line) for line in lines] == [{"index": "docs"}, bodies[0], {"index": "docs"}, bodies[1]]
+    assert msearch_payload(None, bodies[:1]).decode().splitlines()[0] == "{}"
+
+
+def test_a_failed_search_in_msearch_raises():
+    answer = {"responses": [{"hits": {"hits": []}}, {"error": {"type": "x", "reason": "no such field"},
+                                                     "status": 400}]}
+    with pytest.raises(ClusterError, match="no such field") as error:
+        hit_lists(answer, "docs")
+    assert error.value.status == 400
