@@ -11,7 +11,6 @@ TFLOP/s against a bf16 matrix product measured in the same run.
 """
 
 import argparse
-import json
 import statistics
 import sys
 import threading
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from benchlib import bench_model, machine, passages, table  # noqa: E402
+from benchlib import bench_model, machine, passages, save_results, table  # noqa: E402
 from splade_os.encoder import DocumentEncoder  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield" / "corpus.jsonl"
@@ -261,9 +260,7 @@ def main():
     print(f"{summary['machine']} | model {args.model} | {len(texts)} docs, {tokens} tokens "
           f"(mean {tokens / len(texts):.0f}, max_length {ours.max_length}) | {summary['date']}")
     print(table(rows, [c for c in columns if any(c in r for r in rows)]))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=2))
+    save_results(args.out, summary)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ Indexes are named `bench-engines-<collection>` and deleted at the end unless `--
 
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import sys
@@ -54,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from benchlib import bench_model, cluster, drop, machine, table, working_dir  # noqa: E402
+from benchlib import bench_model, cluster, drop, machine, save_results, table, working_dir  # noqa: E402
 from splade_os.beir import load_beir  # noqa: E402
 from splade_os.corpus import Document, read_corpus  # noqa: E402
 from splade_os.engine import ELASTICSEARCH, OPENSEARCH  # noqa: E402
@@ -321,9 +320,7 @@ def main():
                "load_average_1min": {"before": load_before, "after": load_after}, "date": time.strftime("%Y-%m-%d")}
     print(f"\n{summary['machine']} | {engines} | load avg {load_before:.1f} -> {load_after:.1f} | {summary['date']}")
     print(f"$ {command}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=2))
+    save_results(args.out, summary)
 
 
 if __name__ == "__main__":

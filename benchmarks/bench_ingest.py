@@ -39,7 +39,7 @@ import sentence_transformers  # noqa: E402,F401  (imported here so that load tim
 import torch  # noqa: E402
 import transformers  # noqa: E402,F401
 
-from benchlib import bench_model, cluster, drop, machine, table, working_dir  # noqa: E402
+from benchlib import bench_model, cluster, drop, machine, save_results, table, working_dir  # noqa: E402
 from splade_os.bulk import BulkOptions  # noqa: E402
 from splade_os.encoder import DocumentEncoder  # noqa: E402
 from splade_os.engine import ELASTICSEARCH  # noqa: E402
@@ -267,9 +267,7 @@ def main():
     print(table([{"bulk request bytes from (document, vector)": name, "us/doc": f"{r['us_per_doc']:.0f}",
                   "docs/s on one core": f"{r['docs_per_s_one_core']:,.0f}"} for name, r in serialization.items()],
                 ["bulk request bytes from (document, vector)", "us/doc", "docs/s on one core"]))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=2))
+    save_results(args.out, summary)
 
 
 if __name__ == "__main__":

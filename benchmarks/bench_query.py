@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from benchlib import bench_model, cluster, drop, machine, table, working_dir  # noqa: E402
+from benchlib import bench_model, cluster, drop, machine, query_texts, save_results, table, working_dir  # noqa: E402
 from splade_os.query import QueryEncoder, query_body  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -191,7 +191,7 @@ def main():
     command = "python " + shlex.join(sys.argv)
 
     model = bench_model(args.model)
-    queries = [json.loads(line)["text"] for line in open(args.queries, encoding="utf-8") if line.strip()]
+    queries = query_texts(args.queries)
     encoder = model.query_encoder
     from sentence_transformers import SparseEncoder
 
@@ -262,9 +262,7 @@ def main():
     print(table(stage_rows, ["stage of `search` in a fresh process", "median s"]))
     print(f"heavy modules imported by `splade-os search`: {cli_heavy or 'none'} "
           f"(checked: {', '.join(HEAVY)})")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    save_results(args.out, summary)
 
 
 if __name__ == "__main__":

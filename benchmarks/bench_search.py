@@ -27,7 +27,6 @@ Without `--url` a throw-away OpenSearch node is started on loopback.
 """
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from benchlib import bench_model, cluster, drop, machine, table, working_dir  # noqa: E402
+from benchlib import bench_model, cluster, drop, machine, query_texts, save_results, table, working_dir  # noqa: E402
 from splade_os.engine import ELASTICSEARCH  # noqa: E402
 from splade_os.errors import ClusterError  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
@@ -185,7 +184,7 @@ def main():
     command = "python " + shlex.join(sys.argv)
 
     model = bench_model(args.model)
-    queries = [json.loads(line)["text"] for line in open(args.queries, encoding="utf-8") if line.strip()]
+    queries = query_texts(args.queries)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, cluster(args.url, timeout=600) as target:
         stamp = time.strftime("%Y%m%d%H%M%S")
@@ -257,9 +256,7 @@ def main():
     print(table(size_rows, ["index", "docs", "segments", "store MiB", "bytes/doc", "stored fields MiB",
                             "terms+postings MiB", "other MiB"]))
     print(f"per-field _disk_usage API: {disk_usage}; per-field split {split}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=2))
+    save_results(args.out, summary)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,19 @@ def table(rows: List[dict], columns: List[str]) -> str:
     return "\n".join(lines)
 
 
+def query_texts(path: Path) -> List[str]:
+    """The query texts of a BEIR queries.jsonl, in file order."""
+    with open(path, encoding="utf-8") as lines:
+        return [json.loads(line)["text"] for line in lines if line.strip()]
+
+
+def save_results(path: Optional[Path], summary: dict) -> None:
+    """Write a benchmark's summary as JSON beside the script's other results (nothing when no path)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
 def machine() -> str:
     """What ran the benchmark: the GPU's name, or the CPU's model and core count."""
     import os

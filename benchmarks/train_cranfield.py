@@ -10,7 +10,6 @@ through a real OpenSearch index, next to BM25 (`multi_match` on title and text) 
 """
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchlib import cluster, machine, table  # noqa: E402
+from benchlib import cluster, machine, save_results, table  # noqa: E402
 from splade_os.beir import load_beir  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
 from splade_os.model import resolve_model  # noqa: E402
@@ -82,9 +81,7 @@ def main():
         print(f"{summary['machine']} | {summary['date']} | trained {trained.steps} steps on {len(pairs)} "
               f"title->text pairs in {seconds:.0f} s")
         print(table(rows, ["system", "ndcg@10", "ndcg@10_graded", "mrr@10", "map@100", "recall@10", "p50 ms"]))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(summary, indent=2))
+        save_results(args.out, summary)
 
 
 if __name__ == "__main__":

@@ -65,55 +65,54 @@ def _docker_answers() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def opensearch_url():
-    url = os.environ.get("OPENSEARCH_URL")
-    say = BACKEND.append
+def _opensearch_container():
+    from testcontainers.community.opensearch import OpenSearchContainer
+
+    return OpenSearchContainer(OPENSEARCH_IMAGE, security_enabled=False), 9200
+
+
+def _elasticsearch_container():
+    from testcontainers.community.elasticsearch import ElasticSearchContainer
+
+    container = ElasticSearchContainer(ELASTICSEARCH_IMAGE, mem_limit="2G")
+    # The container itself turns security off for 8.x; these keep it small and alone.
+    for key, value in (("discovery.type", "single-node"), ("xpack.ml.enabled", "false"),
+                       ("ES_JAVA_OPTS", "-Xms512m -Xmx512m")):
+        container.with_env(key, value)
+    return container, container.port
+
+
+def _cluster_url(engine: str, env_var: str, image: str, container_factory):
+    """Yield one engine's URL: from env_var, else a Testcontainers container, else a local node."""
+    from splade_os.engine import engine_named
+
+    url = os.environ.get(env_var)
     if url:
-        say(f"OPENSEARCH_URL={url}")
+        BACKEND.append(f"{env_var}={url}")
         yield url
         return
     if _docker_answers():
-        from testcontainers.community.opensearch import OpenSearchContainer
-
-        with OpenSearchContainer(OPENSEARCH_IMAGE, security_enabled=False) as container:
-            host, port = container.get_container_host_ip(), container.get_exposed_port(9200)
-            say(f"Testcontainers {OPENSEARCH_IMAGE}")
-            yield f"http://{host}:{port}"
+        container, port = container_factory()
+        with container:
+            BACKEND.append(f"Testcontainers {image}")
+            yield f"http://{container.get_container_host_ip()}:{container.get_exposed_port(port)}"
         return
     from splade_os.node import LocalNode
 
-    with LocalNode(show_progress=False) as node:
-        say(f"local OpenSearch node from the Maven Central distribution at {node.url}")
+    with LocalNode(engine, show_progress=False) as node:
+        BACKEND.append(f"local {engine_named(engine).label} node from the Maven Central distribution "
+                       f"at {node.url}")
         yield node.url
+
+
+@pytest.fixture(scope="session")
+def opensearch_url():
+    yield from _cluster_url("opensearch", "OPENSEARCH_URL", OPENSEARCH_IMAGE, _opensearch_container)
 
 
 @pytest.fixture(scope="session")
 def elasticsearch_url():
-    url = os.environ.get("ELASTICSEARCH_URL")
-    say = BACKEND.append
-    if url:
-        say(f"ELASTICSEARCH_URL={url}")
-        yield url
-        return
-    if _docker_answers():
-        from testcontainers.community.elasticsearch import ElasticSearchContainer
-
-        container = ElasticSearchContainer(ELASTICSEARCH_IMAGE, mem_limit="2G")
-        # The container itself turns security off for 8.x; these keep it small and alone.
-        for key, value in (("discovery.type", "single-node"), ("xpack.ml.enabled", "false"),
-                           ("ES_JAVA_OPTS", "-Xms512m -Xmx512m")):
-            container.with_env(key, value)
-        with container:
-            host, port = container.get_container_host_ip(), container.get_exposed_port(container.port)
-            say(f"Testcontainers {ELASTICSEARCH_IMAGE}")
-            yield f"http://{host}:{port}"
-        return
-    from splade_os.node import LocalNode
-
-    with LocalNode("elasticsearch", show_progress=False) as node:
-        say(f"local Elasticsearch node from the Maven Central distribution at {node.url}")
-        yield node.url
+    yield from _cluster_url("elasticsearch", "ELASTICSEARCH_URL", ELASTICSEARCH_IMAGE, _elasticsearch_container)
 
 
 @pytest.fixture(scope="session", params=ENGINES)
