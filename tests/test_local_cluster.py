@@ -1,8 +1,8 @@
-"""A local cluster of three OpenSearch nodes: they form one cluster, and it keeps answering (and
-ingesting) while one of them is stopped.
+"""A local cluster of three nodes, OpenSearch and then Elasticsearch: they form one cluster, and it
+keeps answering (and ingesting) while one of them is stopped.
 
-One cluster (three JVMs, 384 MiB heap each, quick-start JIT) serves the module; a test that needs every node starts
-the stopped ones again. The client is given every node's URL (comma-separated), so it skips a node
+One cluster per engine (three JVMs, 384 MiB heap each, quick-start JIT) serves the module's tests in
+turn; a test that needs every node starts the stopped ones again. The client is given every node's URL (comma-separated), so it skips a node
 that does not answer.
 """
 
@@ -24,9 +24,9 @@ SPREAD = {"number_of_shards": 3, "number_of_replicas": 1}
 DOCS = 120  # Cranfield documents ingested while a node goes away (after the first 40)
 
 
-@pytest.fixture(scope="module")
-def local():
-    with LocalCluster("opensearch", nodes=3, heap="384m", show_progress=False, java_options=QUICK_START) as cluster:
+@pytest.fixture(scope="module", params=["opensearch", "elasticsearch"])
+def local(request):
+    with LocalCluster(request.param, nodes=3, heap="384m", show_progress=False, java_options=QUICK_START) as cluster:
         yield cluster
 
 
@@ -54,17 +54,17 @@ def node_names(cluster):
 
 
 def a_non_master(cluster, local) -> int:
-    """The number of a node that is not the elected cluster manager."""
-    master = cluster.request("GET", "/_cat/cluster_manager", params={"format": "json"})[0]["node"]
+    """The number of a node that is not the elected cluster manager (master), on either engine."""
+    rows = cluster.request("GET", "/_cat/nodes", params={"format": "json", "h": "name,master"})
+    master = next(row["name"] for row in rows if row["master"] == "*")
     return next(i for i, node in enumerate(local.nodes) if node.name != master)
 
 
 def test_three_nodes_join_and_one_may_stop(full):
     cluster = connect(",".join(full.urls))
     assert node_names(cluster) == ["splade-os-0", "splade-os-1", "splade-os-2"]
-    cluster.request("PUT", "/spread", {"settings": SPREAD,
-                                       "mappings": {"properties": {"feats": {"type": "rank_features"}}}})
-    lines = "".join(f'{{"index": {{"_id": "{i}"}}}}\n{{"feats": {{"lift": {i + 1}}}}}\n' for i in range(30))
+    cluster.request("PUT", "/spread", {"settings": SPREAD, "mappings": {"properties": {"n": {"type": "integer"}}}})
+    lines = "".join(f'{{"index": {{"_id": "{i}"}}}}\n{{"n": {i}}}\n' for i in range(30))
     answer = cluster.request("POST", "/spread/_bulk", lines.encode(), params={"refresh": "true"}, ndjson=True)
     assert not answer["errors"]
     assert health(cluster, 3, status=("green",))["status"] == "green"
@@ -77,7 +77,7 @@ def test_three_nodes_join_and_one_may_stop(full):
     after = health(cluster, 2)
     # The copies on the stopped node are gone: every primary remains, some replicas do not.
     assert (after["number_of_nodes"], after["status"]) == (2, "yellow")
-    query = {"query": {"rank_feature": {"field": "feats.lift", "linear": {}}}, "size": 1}
+    query = {"query": {"match_all": {}}, "sort": [{"n": "desc"}], "size": 1}
     for _ in range(6):  # round-robin over all three URLs, the stopped one included
         hits = cluster.request("POST", "/spread/_search", query)
         assert hits["hits"]["total"]["value"] == 30 and hits["hits"]["hits"][0]["_id"] == "29"

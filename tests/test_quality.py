@@ -205,17 +205,17 @@ def test_hybrid_is_the_fusion_of_the_two_searches(cluster, corpus, default_model
     assert only_bm25 and only_bm25 <= {h.id for h in index.search("hangar", k=10, hybrid=Hybrid())}
 
 
-def test_hybrid_on_the_command_line(opensearch_url, cluster, corpus, default_model, vectors):
+def test_hybrid_on_the_command_line(engine_url, cluster, corpus, default_model, vectors):
     index = cluster.index("q-map") if cluster.exists("/q-map") else _build(cluster, "q-map", corpus, default_model,
                                                                            vectors)
     runner = CliRunner()
-    result = runner.invoke(cli, ["-q", "search", "shock wave", "--index", index.name, "--url", opensearch_url,
+    result = runner.invoke(cli, ["-q", "search", "shock wave", "--index", index.name, "--url", engine_url,
                                  "--hybrid", "--json"], catch_exceptions=False)
     assert result.exit_code == 0
     hits = json.loads(result.output)
     assert [h["id"] for h in hits] == [h.id for h in index.search("shock wave", k=10, hybrid=Hybrid())]
     # `query --hybrid` prints what an app sends: the node takes it as it is.
-    result = runner.invoke(cli, ["-q", "query", "shock wave", "--index", index.name, "--url", opensearch_url,
+    result = runner.invoke(cli, ["-q", "query", "shock wave", "--index", index.name, "--url", engine_url,
                                  "--hybrid", "--fusion", "minmax"], catch_exceptions=False)
     assert result.exit_code == 0
     lines = [json.loads(line) for line in result.output.splitlines()]
