@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray  # the `ray` extra: the test environment installs it (never skipped)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +20,6 @@ from splade_os.corpus import read_lines
 from splade_os.ingest import IngestOptions, ingest
 from splade_os.ray_ingest import LINE_LIMIT, Job, Ledger, RayOptions, jsonl_blocks
 
-ray = pytest.importorskip("ray")
 FAST_RETRY = RetryPolicy(initial=0.2, maximum=2.0, deadline=120)
 
 
