@@ -2,8 +2,8 @@
 
 - `MeasuredFlops`: the FLOPS regularizer of `SpladeLoss`, which also records how many
   dimensions the batch's documents activate (the loss sees them anyway: no extra forward).
-- `DocDimsController`: sets `SpladeLoss.document_regularizer_weight` each step so that documents
-  stay near a target number of active dimensions. FLOPS at a fixed weight cuts dimensions by
+- `DocDimsController`: sets `SpladeLoss.document_regularizer_weight` each step (below zero if
+  need be) so that documents stay near a target number of active dimensions. FLOPS at a fixed weight cuts dimensions by
   an amount nobody chose (issue #15: 285 -> 92 at the seed's weight on a 66M-parameter model);
   the right weight depends on the model, the data and the step count, so it is found by
   feedback instead. It subclasses sentence-transformers' regularizer-weight scheduler, so the
@@ -40,8 +40,11 @@ class DocDimsController(SpladeRegularizerWeightSchedulerCallback):
     """Feedback on the document regularizer weight: documents end near `target` active dimensions.
 
     Each step, the smoothed active dimensions `d` of the batch's documents are compared with the
-    target `t`, and the weight is multiplied by `exp(gain * ln(d / t))` (integral action on the
-    log error, within `bounds`): too many dimensions raise it, too few lower it.
+    target `t`, and the weight moves by `gain * ln(d / t) * max(|weight|, floor)`: relative steps
+    while the weight is large, steps of `floor` near zero. Too many dimensions raise it, too few
+    lower it, below zero if need be: the ranking loss alone drives dimensions down (on hard
+    negatives, lowering shared activations lowers the negatives' scores), and a negative FLOPS
+    weight rewards activation, the one counter-force. The weight stays within `bounds`.
 
     The target is on real documents; the training batch's documents can be shorter (crops,
     truncation), so the batch's own target is the target scaled by the ratio measured at the
@@ -54,13 +57,14 @@ class DocDimsController(SpladeRegularizerWeightSchedulerCallback):
         flops: its document regularizer (a `MeasuredFlops`).
         target: active dimensions per document to end near; None: the start's.
         start_weight: the weight of the first step.
-        gain, smoothing, bounds: controller settings (defaults measured in docs/training.md).
+        gain, floor, smoothing, bounds: controller settings (measured in docs/training.md).
     """
 
     def __init__(self, loss, flops: MeasuredFlops, target: Optional[float] = None, start_weight: float = 1e-5,
-                 gain: float = 0.3, smoothing: float = 0.8, bounds=(1e-7, 1e-1)):
+                 gain: float = 0.5, floor: float = 1e-5, smoothing: float = 0.8, bounds=(-1e-3, 1e-2)):
         super().__init__(loss)
-        self.flops, self.target, self.gain, self.smoothing, self.bounds = flops, target, gain, smoothing, bounds
+        self.flops, self.target, self.gain, self.floor = flops, target, gain, floor
+        self.smoothing, self.bounds = smoothing, bounds
         self.weight = start_weight
         self.start_doc_dims: Optional[float] = None
         self.batch_target: Optional[float] = None
@@ -86,8 +90,9 @@ class DocDimsController(SpladeRegularizerWeightSchedulerCallback):
             self.batch_target = max(1.0, self.target * scale if self.target else dims)
             self.smoothed = dims
         self.smoothed = self.smoothing * self.smoothed + (1 - self.smoothing) * dims
-        log_weight = math.log(self.weight) + self.gain * math.log(max(self.smoothed, 1e-3) / self.batch_target)
-        self.weight = min(max(math.exp(log_weight), self.bounds[0]), self.bounds[1])
+        error = math.log(max(self.smoothed, 1e-3) / self.batch_target)
+        weight = self.weight + self.gain * error * max(abs(self.weight), self.floor)
+        self.weight = min(max(weight, self.bounds[0]), self.bounds[1])
         self.history.append({"step": state.global_step, "doc_active_dims": dims, "weight": self.weight})
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -62,12 +62,6 @@ class MiningStats:
     requests: int = 0
 
 
-def bm25_body(text: str, size: int) -> dict:
-    """A BM25 search body over a splade-os index's `title` and `text` fields."""
-    return {"size": size, "query": {"multi_match": {"query": text, "fields": ["title", "text"]}},
-            "_source": ["title", "text"], "track_total_hits": False}
-
-
 def msearch(index, bodies: Sequence[dict]) -> List[dict]:
     """Send search bodies to `index` in one `_msearch` request; the answers, in order.
 
@@ -133,6 +127,7 @@ def mine(index, queries: Sequence[str], positives: Sequence[str], positive_ids: 
         show_progress: a progress bar on stderr.
     """
     from .progress import bar
+    from .query import bm25_body
 
     options.check()
     # Room for the positive, the skipped ranks and a few duplicates.
@@ -141,7 +136,7 @@ def mine(index, queries: Sequence[str], positives: Sequence[str], positive_ids: 
         encoder = index.query_encoder()
         make = lambda text: index.body(text, size, encoder, source=["title", "text"])  # noqa: E731
     else:
-        make = lambda text: bm25_body(text, size)  # noqa: E731
+        make = lambda text: bm25_body(text, size, source=["title", "text"])  # noqa: E731
     found: List[List[str]] = []
     with bar(show_progress, total=len(queries), unit="query", desc=f"mining {options.method} negatives") as progress:
         for start in range(0, len(queries), options.batch):

@@ -21,6 +21,7 @@ On top of that (issue #15):
 `splade-os train` calls.
 """
 
+import contextlib
 import json
 import random
 import re
@@ -383,6 +384,7 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
     from sentence_transformers.sparse_encoder import SparseEncoderTrainer
 
     from .callbacks import KeepBest, NonNegativeQueryTable
+    from .pooling import fast_max_pooling
 
     output = Path(args.output_dir)
     columns = [c for c in train_dataset.column_names if c in ("query", "positive") or c.startswith("negative_")]
@@ -402,7 +404,9 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
         args=_training_arguments(args, output, columns, table_name, evaluator is not None, show_progress))
     _check_static_learning_rate(trainer, table, args.static_learning_rate)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    # The argmax-only backward is exact in fp32; under autocast sentence-transformers' own path runs.
+    with fast_max_pooling(model) if trainer.args.fp16 is False and trainer.args.bf16 is False else _nothing():
+        trainer.train(resume_from_checkpoint=True if args.resume else None)
     seconds = time.perf_counter() - started
     model.max_seq_length = serving
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -423,6 +427,11 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
     _write_record(result.model_dir, args, result)
     _append_card(result.model_dir, result)
     return result
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield False
 
 
 def _short_metrics(metrics: Dict[str, float], evaluator) -> Dict[str, float]:

@@ -43,8 +43,14 @@ def test_the_controller_raises_the_weight_above_the_target_and_lowers_it_below()
     assert controller.batch_target == 100
     raised = loss.document_regularizer_weight
     assert raised > 10 * controller.history[0]["weight"]
-    _steps(controller, flops, [50] * 40)
+    _steps(controller, flops, [50] * 20)
     assert loss.document_regularizer_weight < raised / 10
+    # Below the target with the weight near zero, it goes negative: activation is rewarded.
+    _steps(controller, flops, [50] * 20)
+    assert controller.bounds[0] <= loss.document_regularizer_weight < 0
+    # Back at the target, the weight settles where it is.
+    _steps(controller, flops, [100] * 30)
+    assert controller.history[-1]["weight"] == pytest.approx(controller.history[-2]["weight"], rel=1e-3)
 
 
 def test_the_target_is_scaled_from_real_documents_to_training_batches():
