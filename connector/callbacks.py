@@ -14,12 +14,15 @@
   table that goes negative in training is not the table that is served.
 - `KeepBest`: remembers the first evaluation (the start) and the weights of the best one after
   it, and asks for an evaluation at the last step.
+- `ValidationEvaluator`: sentence-transformers' retrieval evaluator that also keeps each query's
+  nDCG@10, so the gate can tell a gain from the noise of a few hundred queries.
 """
 
 import math
 from typing import Dict, List, Optional
 
 from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import SpladeRegularizerWeightSchedulerCallback
+from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
 from sentence_transformers.sparse_encoder.losses import FlopsLoss
 from transformers import TrainerCallback
 
@@ -61,7 +64,7 @@ class DocDimsController(SpladeRegularizerWeightSchedulerCallback):
     """
 
     def __init__(self, loss, flops: MeasuredFlops, target: Optional[float] = None, start_weight: float = 1e-5,
-                 gain: float = 0.5, floor: float = 1e-5, smoothing: float = 0.8, bounds=(-1e-3, 1e-2)):
+                 gain: float = 1.0, floor: float = 1e-3, smoothing: float = 0.8, bounds=(-0.1, 0.1)):
         super().__init__(loss)
         self.flops, self.target, self.gain, self.floor = flops, target, gain, floor
         self.smoothing, self.bounds = smoothing, bounds
@@ -136,11 +139,13 @@ class KeepBest(TrainerCallback):
     Attributes:
         start: the metrics of the first evaluation (before any step).
         best: the metrics of the best evaluation after a step; `best_step` its step.
-        history: (step, metric, corpus active dims) of every evaluation.
+        history: step, metric, corpus active dims and seconds of every evaluation.
     """
 
-    def __init__(self, metric: str):
-        self.metric = metric
+    def __init__(self, metric: str, evaluator=None):
+        self.metric, self.evaluator = metric, evaluator
+        self.start_per_query: Optional[List[float]] = None
+        self.best_per_query: Optional[List[float]] = None
         self.start: Optional[Dict[str, float]] = None
         self.best: Optional[Dict[str, float]] = None
         self.best_step: Optional[int] = None
@@ -158,12 +163,26 @@ class KeepBest(TrainerCallback):
             return
         value = metrics[key]
         dims = next((v for k, v in metrics.items() if k.endswith("corpus_active_dims")), None)
-        self.history.append({"step": state.global_step, "value": value, "corpus_active_dims": dims})
+        self.history.append({"step": state.global_step, "value": value, "corpus_active_dims": dims,
+                             "seconds": metrics.get("eval_runtime")})
+        per_query = list(getattr(self.evaluator, "per_query_ndcg", None) or [])
         if self.start is None:
-            self.start, self.start_value = dict(metrics), value
+            self.start, self.start_value, self.start_per_query = dict(metrics), value, per_query
         elif self.best is None or value > self.best_value:
             self.best, self.best_step, self.best_value = dict(metrics), state.global_step, value
+            self.best_per_query = per_query
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def gain(self) -> Dict[str, float]:
+        """The best checkpoint's mean per-query nDCG@10 gain over the start, and its z score."""
+        start, best = self.start_per_query or [], self.best_per_query or []
+        if not start or len(start) != len(best):
+            return {"gain": self.best_value - self.start_value, "z": float("nan")}
+        diffs = [b - a for a, b in zip(start, best)]
+        mean = sum(diffs) / len(diffs)
+        spread = math.sqrt(sum((d - mean) ** 2 for d in diffs) / max(1, len(diffs) - 1))
+        z = mean / (spread / math.sqrt(len(diffs))) if spread > 0 else 0.0
+        return {"gain": mean, "z": z}
 
     def restore(self, model) -> bool:
         """Load the best weights into `model`; False when no evaluation after the start happened."""
@@ -172,3 +191,25 @@ class KeepBest(TrainerCallback):
         model.load_state_dict(self.best_state)
         return True
 
+
+
+class ValidationEvaluator(SparseInformationRetrievalEvaluator):
+    """`SparseInformationRetrievalEvaluator` that also keeps each query's nDCG@10 (`per_query_ndcg`).
+
+    nDCG@10 per query is computed as sentence-transformers computes its mean (binary relevance,
+    ties broken by document id), in the order of `queries_ids`.
+    """
+
+    per_query_ndcg: Optional[List[float]] = None
+
+    def compute_metrics(self, queries_result_list):
+        scores = super().compute_metrics(queries_result_list)
+        per_query = []
+        for query_id, results in zip(self.queries_ids, queries_result_list):
+            relevant = self.relevant_docs[query_id]
+            top = sorted(results, key=lambda x: (-x["score"], x["corpus_id"]))[:10]
+            gains = [1 if hit["corpus_id"] in relevant else 0 for hit in top]
+            ideal = self.compute_dcg_at_k([1] * len(relevant), 10)
+            per_query.append(self.compute_dcg_at_k(gains, 10) / ideal if ideal else 0.0)
+        self.per_query_ndcg = per_query
+        return scores

@@ -321,9 +321,9 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field):
 @click.option("--beir", type=click.Path(file_okay=False, path_type=Path),
               help="Build pairs from a BEIR folder: queries + qrels/<split>.tsv, else self-supervised pairs of its corpus.")
 @click.option("--beir-split", default="train", show_default=True, help="qrels split used with --beir.")
-@click.option("--pairs", type=click.Choice(PAIR_KINDS), default="ict", show_default=True,
-              help="Self-supervised pairs (--beir without training qrels): ict = a span -> the rest of its "
-                   "document; crop = two independent spans; title = title -> text.")
+@click.option("--pairs", type=click.Choice(PAIR_KINDS), default="lead", show_default=True,
+              help="Self-supervised pairs (--beir without training qrels): lead = the title, or the first "
+                   "words -> the rest; ict = a span -> the rest; crop = two independent spans; title = title -> text.")
 @click.option("--hard-negatives", type=click.Choice(["none", "bm25", "splade"]), default="none", show_default=True,
               help="Mine negatives from --index: top BM25 (title+text) or SPLADE hits that are not the positive.")
 @click.option("--negatives", "negative_count", default=1, show_default=True, type=click.IntRange(min=1),

@@ -41,7 +41,7 @@ class MiningOptions:
 
     method: str = "bm25"
     count: int = 1
-    skip: int = 3
+    skip: int = 5
     batch: int = 64
 
     def check(self) -> None:

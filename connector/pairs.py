@@ -1,7 +1,11 @@
 """Self-supervised training pairs from a corpus alone: no test query is ever used.
 
-Three constructions, each giving `query`, `positive` and `positive_id` (the source document):
+Four constructions, each giving `query`, `positive` and `positive_id` (the source document):
 
+- "lead": the title when the document has one (as "title"), else its first few words (a
+  random 4-10) as the query and the rest as the positive. Abstract collections without a title
+  field run the title into the text (Vaswani's documents start "compact memories have flexible
+  capacities a digital data storage system..."), so the leading words stand in for it.
 - "title": the title as the query, the text (less a leading copy of the title) as the
   positive. Needs titles (Vaswani has none), and titles share most of their words with their
   abstracts: in-batch negatives are then trivially easy to rank (issue #15).
@@ -24,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .errors import InputError
 
-PAIR_KINDS = ("ict", "crop", "title")
+PAIR_KINDS = ("lead", "ict", "crop", "title")
 
 
 @dataclass
@@ -36,12 +40,14 @@ class SpanSettings:
             11-18 words on average (Cranfield 18.0, Vaswani 10.9).
         min_words: documents shorter than this give no pair (too little left to rank on).
         crop_min_ratio: with "crop", the positive covers at least this share of the document.
+        lead_max: with "lead", the longest leading query (titles of abstracts are short).
     """
 
     query_min: int = 4
     query_max: int = 16
     min_words: int = 16
     crop_min_ratio: float = 0.5
+    lead_max: int = 10
 
 
 def _rng(seed: int, doc_id: str) -> random.Random:
@@ -64,6 +70,12 @@ def crop_pair(words: List[str], rng: random.Random, spans: SpanSettings) -> Tupl
     return " ".join(words[start:start + length]), " ".join(words[first:first + size])
 
 
+def lead_pair(words: List[str], rng: random.Random, spans: SpanSettings) -> Tuple[str, str]:
+    """(the first few words, the rest) of a document without a title."""
+    length = rng.randint(spans.query_min, min(spans.lead_max, len(words) // 3))
+    return " ".join(words[:length]), " ".join(words[length:])
+
+
 def title_pair(title: str, text: str) -> Optional[Tuple[str, str]]:
     """(title, text less a leading copy of the title), or None when the document has no usable title."""
     title, text = title.strip(), text.strip()
@@ -76,12 +88,12 @@ def title_pair(title: str, text: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def corpus_pairs(corpus: Path, kind: str = "ict", seed: int = 42, spans: Optional[SpanSettings] = None):
+def corpus_pairs(corpus: Path, kind: str = "lead", seed: int = 42, spans: Optional[SpanSettings] = None):
     """Self-supervised pairs of a JSONL corpus as a `datasets.Dataset`.
 
     Args:
         corpus: the corpus file (BEIR fields `_id`, `title`, `text`).
-        kind: "ict", "crop" or "title" (see the module docstring).
+        kind: "lead", "ict", "crop" or "title" (see the module docstring).
         seed: the spans' seed.
         spans: span lengths (`SpanSettings()` by default).
 
@@ -105,8 +117,11 @@ def corpus_pairs(corpus: Path, kind: str = "ict", seed: int = 42, spans: Optiona
     for doc in read_corpus(corpus):
         if not isinstance(doc, Document):
             continue
-        if kind == "title":
+        if kind == "title" or (kind == "lead" and doc.title.strip()):
             pair = title_pair(doc.title, doc.text)
+        elif kind == "lead":
+            words = doc.text.split()
+            pair = lead_pair(words, _rng(seed, doc.id), spans) if len(words) >= 3 * spans.query_min else None
         else:
             words = doc.content.split()
             if len(words) < max(spans.min_words, 3 * spans.query_min):

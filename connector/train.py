@@ -52,6 +52,9 @@ class TrainArgs:
         max_seq_length: document truncation during training; the saved model keeps its own.
         evaluations: validation evaluations after the start, evenly spaced (the last step is
             always one); `eval_steps` sets the spacing instead.
+        gate_z: the best checkpoint beats the start when its mean per-query nDCG@10 gain is
+            positive and at least `gate_z` standard errors (paired; 1.645: one-sided 95%);
+            0 accepts any gain.
         force: save the best trained checkpoint even when it did not beat the start.
     """
 
@@ -73,6 +76,7 @@ class TrainArgs:
     logging_steps: int = 10
     evaluations: int = 4
     eval_steps: Optional[int] = None
+    gate_z: float = 1.645
     force: bool = False
     resume: bool = False
 
@@ -147,12 +151,12 @@ def load_pairs(source: str, query_column: str = "query", positive_column: str = 
     return dataset.rename_columns({k: v for k, v in names.items() if k != v})
 
 
-def beir_pairs(folder: Path, split: str = "train", pairs: str = "ict", seed: int = 42):
+def beir_pairs(folder: Path, split: str = "train", pairs: str = "lead", seed: int = 42):
     """Training pairs from a BEIR folder.
 
     With `qrels/<split>.tsv`, each judged pair with a score > 0 gives (query text, document);
     without it (no training queries), self-supervised pairs of its corpus
-    (`splade_os.pairs.corpus_pairs`, `pairs` = "ict", "crop" or "title"), which never use the
+    (`splade_os.pairs.corpus_pairs`, `pairs` = "lead", "ict", "crop" or "title"), which never use the
     collection's test queries. Either way the rows have `query`, `positive` and `positive_id`.
     """
     import datasets
@@ -268,7 +272,7 @@ def validation_evaluator(heldout, distractors: Sequence[str] = (), name: str = "
     positive above all of them. Metrics are those of `splade-os eval` (sentence-transformers'
     `SparseInformationRetrievalEvaluator`).
     """
-    from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
+    from .callbacks import ValidationEvaluator
 
     corpus: Dict[str, str] = {}
     by_text: Dict[str, str] = {}
@@ -291,14 +295,13 @@ def validation_evaluator(heldout, distractors: Sequence[str] = (), name: str = "
             add(row[column], "n")
     for text in distractors:
         add(text, "d")
-    return SparseInformationRetrievalEvaluator(queries, corpus, relevant, name=name, write_csv=False, batch_size=16)
+    return ValidationEvaluator(queries, corpus, relevant, name=name, write_csv=False, batch_size=16)
 
 
 def beir_evaluator(folder: Path, split: str = "test", name: str = "eval"):
     """The validation evaluator over a BEIR folder's judged queries and its corpus."""
-    from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
-
     from .beir import load_beir, relevant
+    from .callbacks import ValidationEvaluator
     from .corpus import Document, read_corpus
 
     queries, qrels, corpus_path = load_beir(folder, split)
@@ -306,7 +309,7 @@ def beir_evaluator(folder: Path, split: str = "test", name: str = "eval"):
     judged = {qid: {d for d in docs if d in corpus} for qid, docs in relevant(qrels).items()}
     judged = {qid: docs for qid, docs in judged.items() if docs and qid in queries}
     queries = {q: t for q, t in queries.items() if q in judged}
-    return SparseInformationRetrievalEvaluator(queries, corpus, judged, name=name, write_csv=False, batch_size=16)
+    return ValidationEvaluator(queries, corpus, judged, name=name, write_csv=False, batch_size=16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +399,7 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
     if args.max_seq_length:
         model.max_seq_length = args.max_seq_length
     loss, flops, controller = _loss_and_sparsity(model, args)
-    keep = KeepBest(VALIDATION_METRIC) if evaluator is not None else None
+    keep = KeepBest(VALIDATION_METRIC, evaluator) if evaluator is not None else None
     non_negative = NonNegativeQueryTable(table)
     callbacks = [c for c in (controller, non_negative, keep) if c is not None]
     trainer = SparseEncoderTrainer(
@@ -413,8 +416,8 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
     result = TrainResult(None, trainer.state.global_step, seconds, losses,
                          sparsity=_sparsity_record(args, controller, flops, non_negative))
     if keep is not None:
-        result.validation = _validation_record(keep, evaluator)
-        better = keep.best is not None and keep.best_value > keep.start_value
+        result.validation = _validation_record(keep, evaluator, args.gate_z)
+        better = result.validation["passed"]
         if better or args.force:
             keep.restore(model)
             result.metrics = _short_metrics(keep.best or {}, evaluator)
@@ -444,17 +447,21 @@ def _short_metrics(metrics: Dict[str, float], evaluator) -> Dict[str, float]:
     return out
 
 
-def _validation_record(keep, evaluator) -> Dict:
+def _validation_record(keep, evaluator, gate_z: float) -> Dict:
+    gain = keep.gain() if keep.best is not None else {"gain": 0.0, "z": 0.0}
+    passed = keep.best is not None and gain["gain"] > 0 and not gain["z"] < gate_z
     return {"metric": VALIDATION_METRIC, "evaluator": evaluator.name, "queries": len(evaluator.queries),
             "documents": len(evaluator.corpus), "start": _short_metrics(keep.start or {}, evaluator),
             "best": _short_metrics(keep.best or {}, evaluator), "best_step": keep.best_step,
-            "history": keep.history}
+            "gain": gain["gain"], "z": gain["z"], "gate_z": gate_z, "passed": passed, "history": keep.history}
 
 
 def _not_better(validation: Dict) -> str:
     start, best = validation["start"].get(VALIDATION_METRIC, 0.0), validation["best"].get(VALIDATION_METRIC, 0.0)
+    why = "" if validation["gain"] <= 0 else (f", a gain within the noise of {validation['queries']} queries: "
+                                             f"z {validation['z']:.2f} < {validation['gate_z']}")
     return (f"training did not beat the start on {validation['queries']} validation queries: {VALIDATION_METRIC} "
-            f"{start:.4f} before, {best:.4f} at best (step {validation['best_step']}); no model saved "
+            f"{start:.4f} before, {best:.4f} at best (step {validation['best_step']}{why}); no model saved "
             "(--force saves the best trained checkpoint anyway)")
 
 
@@ -520,7 +527,7 @@ class Recipe:
         data: a source of training rows for `load_pairs` (or None with `beir`).
         columns: the query, positive and negative column names of `data`.
         beir: a BEIR folder: judged pairs of `beir_split` if it has them, else self-supervised `pairs`.
-        pairs: "ict", "crop" or "title" (see `splade_os.pairs`).
+        pairs: "lead", "ict", "crop" or "title" (see `splade_os.pairs`).
         base, init_idf, continue_from: the starting model (see `starting_model`).
         negatives: `splade_os.negatives.MiningOptions` for hard negatives; None: in-batch only.
         index: the index negatives are mined from; ingested from the BEIR corpus when missing.
@@ -533,7 +540,7 @@ class Recipe:
     columns: Tuple[str, ...] = ("query", "positive")
     beir: Optional[Path] = None
     beir_split: str = "train"
-    pairs: str = "ict"
+    pairs: str = "lead"
     base: Optional[str] = None
     init_idf: Optional[Path] = None
     continue_from: Optional[str] = None

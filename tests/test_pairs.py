@@ -52,3 +52,15 @@ def test_corpus_pairs_are_reproducible_and_name_their_document(tmp_path):
         corpus_pairs(corpus, "title")
     with pytest.raises(InputError, match="expected one of"):
         corpus_pairs(corpus, "clozes")
+
+
+def test_lead_pairs_take_the_title_or_the_first_words(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    words = " ".join(f"w{j}" for j in range(40))
+    corpus.write_text(json.dumps({"_id": "t", "title": "Heat transfer in cones", "text": "Heat transfer in cones. "
+                                  "Measurements of heat transfer on cones at high speed are reported."}) + "\n"
+                      + json.dumps({"_id": "n", "title": "", "text": words}) + "\n")
+    rows = corpus_pairs(corpus, "lead")
+    assert rows[0]["query"] == "Heat transfer in cones" and rows[0]["positive"].startswith("Measurements")
+    lead, rest = rows[1]["query"].split(), rows[1]["positive"].split()
+    assert lead + rest == words.split() and 4 <= len(lead) <= SpanSettings().lead_max
