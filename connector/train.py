@@ -151,13 +151,14 @@ def load_pairs(source: str, query_column: str = "query", positive_column: str = 
     return dataset.rename_columns({k: v for k, v in names.items() if k != v})
 
 
-def beir_pairs(folder: Path, split: str = "train", pairs: str = "lead", seed: int = 42):
+def beir_pairs(folder: Path, split: str = "train", pairs: str = "lead", seed: int = 42, with_ids: bool = False):
     """Training pairs from a BEIR folder.
 
     With `qrels/<split>.tsv`, each judged pair with a score > 0 gives (query text, document);
     without it (no training queries), self-supervised pairs of its corpus
     (`splade_os.pairs.corpus_pairs`, `pairs` = "lead", "ict", "crop" or "title"), which never use the
-    collection's test queries. Either way the rows have `query`, `positive` and `positive_id`.
+    collection's test queries. The rows have `query` and `positive`, and with `with_ids` the
+    positive's document id, `positive_id` (what negative mining and the validation split key on).
     """
     import datasets
 
@@ -167,7 +168,8 @@ def beir_pairs(folder: Path, split: str = "train", pairs: str = "lead", seed: in
 
     folder = Path(folder)
     if not (folder / "qrels" / f"{split}.tsv").exists():
-        return corpus_pairs(folder / "corpus.jsonl", pairs, seed)
+        rows = corpus_pairs(folder / "corpus.jsonl", pairs, seed)
+        return rows if with_ids else rows.remove_columns("positive_id")
     queries, qrels, corpus = load_beir(folder, split)
     docs = {item.id: item for item in read_corpus(corpus) if isinstance(item, Document)}
     rows = {"query": [], "positive": [], "positive_id": []}
@@ -179,6 +181,8 @@ def beir_pairs(folder: Path, split: str = "train", pairs: str = "lead", seed: in
                 rows["positive_id"].append(docid)
     if not rows["query"]:
         raise InputError(f"{folder}: no training pairs could be built from qrels/{split}.tsv")
+    if not with_ids:
+        del rows["positive_id"]
     return datasets.Dataset.from_dict(rows)
 
 
@@ -349,6 +353,7 @@ def _training_arguments(args: TrainArgs, output: Path, columns: Sequence[str], t
         eval_steps=(args.eval_steps or 1.0 / (args.evaluations + 1e-9)) if evaluate else None,
         eval_on_start=evaluate,
         disable_tqdm=not show_progress,
+        dataloader_pin_memory=cuda,
         report_to="none",
     )
 
@@ -384,6 +389,11 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
             saved unless `args.force`); the numbers are in `args.output_dir/splade_os_training.json`.
         TrainingError: the static table's learning rate did not apply to its parameter.
     """
+    with _quiet(show_progress):
+        return _train(model, train_dataset, args, evaluator, show_progress)
+
+
+def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool) -> TrainResult:
     from sentence_transformers.sparse_encoder import SparseEncoderTrainer
 
     from .callbacks import KeepBest, NonNegativeQueryTable
@@ -402,9 +412,14 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
     keep = KeepBest(VALIDATION_METRIC, evaluator) if evaluator is not None else None
     non_negative = NonNegativeQueryTable(table)
     callbacks = [c for c in (controller, non_negative, keep) if c is not None]
+    model.model_card_data.generate_widget_examples = show_progress  # its own bar, which nothing turns off
     trainer = SparseEncoderTrainer(
         model=model, loss=loss, evaluator=evaluator, callbacks=callbacks, train_dataset=train_dataset,
         args=_training_arguments(args, output, columns, table_name, evaluator is not None, show_progress))
+    if not show_progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # with tqdm off, transformers prints every log line instead
     _check_static_learning_rate(trainer, table, args.static_learning_rate)
     started = time.perf_counter()
     # The argmax-only backward is exact in fp32; under autocast sentence-transformers' own path runs.
@@ -435,6 +450,25 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
 @contextlib.contextmanager
 def _nothing():
     yield False
+
+
+@contextlib.contextmanager
+def _quiet(show_progress: bool):
+    """Without progress, transformers' bars (loading, saving) and its log lines stay off, then come back."""
+    if show_progress:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _short_metrics(metrics: Dict[str, float], evaluator) -> Dict[str, float]:
@@ -564,12 +598,17 @@ def run(recipe: Recipe, args: TrainArgs, cluster=None, show_progress: bool = Tru
         InputError: no data, or negatives without a cluster or an index to mine.
         TrainingNotBetterError: see `train`.
     """
+    with _quiet(show_progress):
+        return _run(recipe, args, cluster, show_progress)
+
+
+def _run(recipe: Recipe, args: TrainArgs, cluster, show_progress: bool) -> TrainResult:
     from .negatives import add_hard_negatives
 
     if bool(recipe.data) == bool(recipe.beir):
         raise InputError("give exactly one source of training pairs: data or a BEIR folder")
     rows = (load_pairs(recipe.data, recipe.columns[0], recipe.columns[1], recipe.columns[2:]) if recipe.data
-            else beir_pairs(recipe.beir, recipe.beir_split, recipe.pairs, args.seed))
+            else beir_pairs(recipe.beir, recipe.beir_split, recipe.pairs, args.seed, with_ids=True))
     model = starting_model(recipe.base, recipe.init_idf, recipe.continue_from)
     mining = {}
     if recipe.negatives is not None:

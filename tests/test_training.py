@@ -62,7 +62,7 @@ def test_the_target_is_scaled_from_real_documents_to_training_batches():
 
 
 def test_validation_holds_out_whole_documents(sample_dir):
-    rows = beir_pairs(sample_dir, pairs="ict")
+    rows = beir_pairs(sample_dir, pairs="ict", with_ids=True)
     rest, held = split_validation(rows, queries=50)
     assert len(held) == 50 and len(rest) == len(rows) - 50
     assert not set(held["positive_id"]) & set(rest["positive_id"])
@@ -90,6 +90,14 @@ def test_a_worse_model_is_refused_and_said_so(sample_dir, tmp_path):
     assert saved["validation"]["best_step"] == 3 and "## splade-os validation" in (final / "README.md").read_text()
 
 
+def _served_weights(body) -> dict:
+    """{feature key: weight} of a search body, on either engine."""
+    query = body["query"]
+    if "sparse_vector" in query:
+        return dict(query["sparse_vector"]["query_vector"])
+    return {c["rank_feature"]["field"].split(".", 1)[1]: c["rank_feature"]["boost"] for c in query["bool"]["should"]}
+
+
 @pytest.mark.slow
 def test_the_trained_query_table_is_the_served_one(cluster, sample_dir, tmp_path):
     """A static learning rate that would drive weights negative: the table stays >= 0, and the
@@ -108,8 +116,9 @@ def test_the_trained_query_table_is_the_served_one(cluster, sample_dir, tmp_path
     trained = resolve_model(str(result.model_dir), show_progress=False)
     table = trained.query_encoder.table
     assert table.min() == 0.0
+    # Adam never lands a weight on exactly 0.0: these were clamped, they had gone below zero.
     zeroed = np.flatnonzero((table == 0) & (start > 0))
-    assert len(zeroed) > 10  # the clamp was at work: these went below zero
+    assert len(zeroed) > 0
     assert trained.query_encoder.max_length == 512  # training truncation is not saved
 
     corpus = tmp_path / "small.jsonl"
@@ -125,8 +134,7 @@ def test_the_trained_query_table_is_the_served_one(cluster, sample_dir, tmp_path
         with warnings.catch_warnings():
             warnings.simplefilter("error", NegativeWeightWarning)
             body = index.body(text, k=5)
-        served = {c["rank_feature"]["field"].split(".", 1)[1]: c["rank_feature"]["boost"]
-                  for c in body["query"]["bool"]["should"]}
+        served = _served_weights(body)
         vector = st.encode_query([text], convert_to_sparse_tensor=True)[0].coalesce()
         ids, values = vector.indices()[0].tolist(), vector.values().tolist()
         expected = {trained.query_encoder.keys[i]: v for i, v in zip(ids, values) if v != 0}
