@@ -412,7 +412,8 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
     keep = KeepBest(VALIDATION_METRIC, evaluator) if evaluator is not None else None
     non_negative = NonNegativeQueryTable(table)
     callbacks = [c for c in (controller, non_negative, keep) if c is not None]
-    model.model_card_data.generate_widget_examples = show_progress  # its own bar, which nothing turns off
+    if not show_progress:
+        _widget_examples_quietly(model, train_dataset)
     trainer = SparseEncoderTrainer(
         model=model, loss=loss, evaluator=evaluator, callbacks=callbacks, train_dataset=train_dataset,
         args=_training_arguments(args, output, columns, table_name, evaluator is not None, show_progress))
@@ -445,6 +446,18 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
     _write_record(result.model_dir, args, result)
     _append_card(result.model_dir, result)
     return result
+
+
+def _widget_examples_quietly(model, train_dataset) -> None:
+    """The model card's widget examples, chosen now with their bar muted (the trainer then skips them).
+
+    sentence-transformers draws a tqdm bar for them that neither `disable_tqdm` nor
+    `generate_widget_examples` turns off; only this one call's stderr is muted.
+    """
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        model.model_card_data.set_widget_examples(train_dataset)
 
 
 @contextlib.contextmanager

@@ -77,7 +77,9 @@ def test_a_worse_model_is_refused_and_said_so(sample_dir, tmp_path):
     runner = CliRunner()
     refused = runner.invoke(cli, ["-q", *base, "-o", str(tmp_path / "a")])
     assert refused.exit_code == 1, refused.output
-    message = refused.output.strip().splitlines()[-1]
+    lines = refused.output.strip().splitlines()
+    message = lines[-1]
+    assert len(lines) == 1, lines  # -q: no bars (widget examples included), no log lines, only the message
     assert message.startswith("Error: training did not beat the start on 20 validation queries: ndcg@10 ")
     assert "--force" in message and not (tmp_path / "a" / "final").exists()
     record = json.loads((tmp_path / "a" / "splade_os_training.json").read_text())
