@@ -27,6 +27,7 @@ import random
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -467,21 +468,27 @@ def _nothing():
 
 @contextlib.contextmanager
 def _quiet(show_progress: bool):
-    """Without progress, transformers' bars (loading, saving) and its log lines stay off, then come back."""
-    if show_progress:
-        yield
-        return
-    from transformers.utils import logging as hf_logging
+    """Without progress, transformers' bars (loading, saving) and its log lines stay off, then come back.
 
-    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+    Either way, torch's notice that sparse CSR tensors (the evaluator's) are in beta is not shown:
+    it says nothing about the run, and the CLI prints every warning as a line of its own.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        if show_progress:
+            yield
+            return
+        from transformers.utils import logging as hf_logging
+
+        bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
 
 
 def _short_metrics(metrics: Dict[str, float], evaluator) -> Dict[str, float]:
