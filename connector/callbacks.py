@@ -60,7 +60,8 @@ class DocDimsController(SpladeRegularizerWeightSchedulerCallback):
         flops: its document regularizer (a `MeasuredFlops`).
         target: active dimensions per document to end near; None: the start's.
         start_weight: the weight of the first step.
-        gain, floor, smoothing, bounds: controller settings (measured in docs/training.md).
+        gain, floor, smoothing, bounds: controller settings (what they did in the runs measured
+            so far is in docs/training.md, "Sparsity by target").
     """
 
     def __init__(self, loss, flops: MeasuredFlops, target: Optional[float] = None, start_weight: float = 1e-5,
