@@ -503,7 +503,8 @@ def _short_metrics(metrics: Dict[str, float], evaluator) -> Dict[str, float]:
 
 def _validation_record(keep, evaluator, gate_z: float) -> Dict:
     gain = keep.gain() if keep.best is not None else {"gain": 0.0, "z": 0.0}
-    passed = keep.best is not None and gain["gain"] > 0 and not gain["z"] < gate_z
+    # bool(): per-query gains are numpy floats, and a numpy bool would be written as the string "False".
+    passed = bool(keep.best is not None and gain["gain"] > 0 and not gain["z"] < gate_z)
     return {"metric": VALIDATION_METRIC, "evaluator": evaluator.name, "queries": len(evaluator.queries),
             "documents": len(evaluator.corpus), "start": _short_metrics(keep.start or {}, evaluator),
             "best": _short_metrics(keep.best or {}, evaluator), "best_step": keep.best_step,

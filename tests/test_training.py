@@ -84,6 +84,7 @@ def test_a_worse_model_is_refused_and_said_so(sample_dir, tmp_path):
     assert "--force" in message and not (tmp_path / "a" / "final").exists()
     record = json.loads((tmp_path / "a" / "splade_os_training.json").read_text())
     assert record["validation"]["best"]["ndcg@10"] < record["validation"]["start"]["ndcg@10"]
+    assert record["validation"]["passed"] is False
 
     forced = runner.invoke(cli, ["-q", *base, "--force", "-o", str(tmp_path / "b")])
     assert forced.exit_code == 0, forced.output
