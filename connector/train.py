@@ -468,7 +468,7 @@ def _nothing():
 
 @contextlib.contextmanager
 def _quiet(show_progress: bool):
-    """Without progress, transformers' bars (loading, saving) and its log lines stay off, then come back.
+    """Without progress, transformers' and datasets' bars and transformers' log lines stay off, then come back.
 
     Either way, torch's notice that sparse CSR tensors (the evaluator's) are in beta is not shown:
     it says nothing about the run, and the CLI prints every warning as a line of its own.
@@ -478,17 +478,22 @@ def _quiet(show_progress: bool):
         if show_progress:
             yield
             return
+        import datasets
         from transformers.utils import logging as hf_logging
 
         bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+        dataset_bars = datasets.is_progress_bar_enabled()  # "Flattening the indices" of select/shuffle
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+        datasets.disable_progress_bars()
         try:
             yield
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
+            if dataset_bars:
+                datasets.enable_progress_bars()
 
 
 def _short_metrics(metrics: Dict[str, float], evaluator) -> Dict[str, float]:
