@@ -19,6 +19,8 @@ from typing import Optional
 import click
 
 from .errors import IngestInterrupted, SpladeOSError
+from .negatives import MiningOptions
+from .pairs import PAIR_KINDS
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -447,8 +449,19 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field, docum
 @click.option("--positive-column", default="positive", show_default=True, help="Column with the relevant document (--data).")
 @click.option("--negative-column", multiple=True, help="Column(s) with hard negatives (--data); repeatable.")
 @click.option("--beir", type=click.Path(file_okay=False, path_type=Path),
-              help="Build pairs from a BEIR folder: queries + qrels/<split>.tsv, else title -> text of its corpus.")
+              help="Build pairs from a BEIR folder: queries + qrels/<split>.tsv, else self-supervised pairs of its corpus.")
 @click.option("--beir-split", default="train", show_default=True, help="qrels split used with --beir.")
+@click.option("--pairs", type=click.Choice(PAIR_KINDS), default="lead", show_default=True,
+              help="Self-supervised pairs (--beir without training qrels): lead = the title, or the first "
+                   "words -> the rest; ict = a span -> the rest; crop = two independent spans; title = title -> text.")
+@click.option("--hard-negatives", type=click.Choice(["none", "bm25", "splade"]), default="none", show_default=True,
+              help="Mine negatives from --index: top BM25 (title+text) or SPLADE hits that are not the positive.")
+@click.option("--negatives", "negative_count", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Hard negatives per query.")
+@click.option("--negatives-skip", default=MiningOptions.skip, show_default=True, type=click.IntRange(min=0),
+              help="Top hits passed over before negatives are taken (they are often unlabelled positives).")
+@index_option(required=False, help_text="Index to mine negatives from (ingested from the --beir corpus when missing).")
+@cluster_options
 @click.option("--base", help="Masked-LM folder or hub id to start the document route from (default: the bundled one).")
 @click.option("--init-idf", type=click.Path(dir_okay=False, path_type=Path),
               help="JSONL corpus whose IDF starts the query table (default: ones).")
@@ -459,45 +472,54 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field, docum
 @click.option("--epochs", default=1.0, show_default=True, help="Passes over the data.")
 @click.option("--max-steps", default=-1, show_default=True, help="Stop after this many steps (-1: epochs decide).")
 @click.option("--warmup-ratio", default=0.1, show_default=True, help="Fraction of steps with a rising learning rate.")
-@click.option("--doc-reg", default=3e-4, show_default=True, help="FLOPS regularizer weight on documents.")
+@click.option("--target-doc-dims", type=click.FloatRange(min=1), default=None,
+              help="Set the FLOPS weight by feedback so documents end near this many active dimensions "
+                   "(default: the start's).")
+@click.option("--doc-reg", type=click.FloatRange(min=0), default=None,
+              help="A fixed FLOPS weight on documents instead (the seed model's was 3e-4), with the trainer's warm-up.")
 @click.option("--query-reg", default=0.0, show_default=True, help="FLOPS regularizer weight on queries.")
 @click.option("--seed", default=42, show_default=True, help="Random seed.")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
               help="auto: bf16 (or fp16) on GPU, fp32 on CPU.")
-@click.option("--max-seq-length", type=int, help="Document truncation length (default: the model's).")
+@click.option("--max-seq-length", type=int, help="Document truncation while training (the saved model keeps its own).")
 @click.option("--save-steps", default=500, show_default=True, help="Checkpoint every N steps.")
+@click.option("--validation-queries", default=200, show_default=True, type=click.IntRange(min=0),
+              help="Training queries held out to validate the start and each checkpoint (0: no validation).")
 @click.option("--eval-beir", type=click.Path(file_okay=False, path_type=Path),
-              help="BEIR folder evaluated (qrels/test.tsv) at the end, and every --eval-steps.")
-@click.option("--eval-steps", type=int, help="Evaluate every N steps (with --eval-beir).")
+              help="Validate on this BEIR folder's qrels/test.tsv instead of held-out pairs.")
+@click.option("--eval-steps", type=int, help="Validate every N steps (default: 4 times, and at the end).")
+@click.option("--force", is_flag=True, help="Save the best trained checkpoint even if it did not beat the start.")
 @click.option("--resume", is_flag=True, help="Resume from the last checkpoint in --output.")
 @handle_errors
-def train(output, data, query_column, positive_column, negative_column, beir, beir_split, base, init_idf,
-          continue_from, lr, static_lr, batch_size, epochs, max_steps, warmup_ratio, doc_reg, query_reg, seed,
-          precision, max_seq_length, save_steps, eval_beir, eval_steps, resume):
-    """Train an inference-free SPLADE model (SpladeLoss + in-batch negatives + FLOPS).
+def train(output, data, query_column, positive_column, negative_column, beir, beir_split, pairs, hard_negatives,
+          negative_count, negatives_skip, index, cluster, base, init_idf, continue_from, lr, static_lr, batch_size,
+          epochs, max_steps, warmup_ratio, target_doc_dims, doc_reg, query_reg, seed, precision, max_seq_length,
+          save_steps, validation_queries, eval_beir, eval_steps, force, resume):
+    """Train an inference-free SPLADE model; keep it only if it beats the start on held-out queries.
 
-    Example: splade-os train --beir data/cranfield --init-idf data/cranfield/corpus.jsonl -o runs/cran
+    Exits with status 1 when no checkpoint beat the start (see --force).
+
+    Example: splade-os train --beir data/cranfield --init-idf data/cranfield/corpus.jsonl
+    --hard-negatives bm25 --index cranfield -o runs/cran
     """
     from . import train as training
 
-    if bool(data) == bool(beir):
-        raise click.ClickException("give exactly one of --data or --beir")
-    rows = (training.load_pairs(data, query_column, positive_column, negative_column) if data
-            else training.beir_pairs(beir, beir_split))
-    model = training.starting_model(base, init_idf, continue_from, max_seq_length)
-    evaluator = training.beir_evaluator(eval_beir) if eval_beir else None
+    mining = None if hard_negatives == "none" else MiningOptions(hard_negatives, negative_count, negatives_skip)
+    recipe = training.Recipe(data, (query_column, positive_column, *negative_column), beir, beir_split, pairs, base,
+                             init_idf, continue_from, mining, index, validation_queries, eval_beir=eval_beir)
     args = training.TrainArgs(
         output_dir=output, learning_rate=lr, static_learning_rate=static_lr, batch_size=batch_size, epochs=epochs,
         max_steps=max_steps, warmup_ratio=warmup_ratio, document_regularizer_weight=doc_reg,
-        query_regularizer_weight=query_reg, seed=seed, precision=precision, max_seq_length=max_seq_length,
-        save_steps=save_steps, eval_steps=eval_steps, resume=resume)
-    result = training.train(model, rows, args, evaluator, show_progress=not _quiet())
-    click.echo(f"trained {result.steps} steps on {len(rows)} pairs in {result.seconds:.0f} s; "
-               f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; query table changed by up to "
-               f"{result.table_change:.4g}" if result.losses else f"trained {result.steps} steps")
-    for name, value in sorted(result.metrics.items()):
-        if name.endswith(("ndcg@10", "mrr@10", "map@100")):
-            click.echo(f"{name}: {value:.4f}")
+        target_doc_dims=target_doc_dims, query_regularizer_weight=query_reg, seed=seed, precision=precision,
+        max_seq_length=max_seq_length, save_steps=save_steps, eval_steps=eval_steps, force=force, resume=resume)
+    result = training.run(recipe, args, cluster.connect() if mining else None, show_progress=not _quiet())
+    click.echo(f"trained {result.steps} steps on {result.pairs} pairs in {result.seconds:.0f} s"
+               + (f"; loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}" if result.losses else ""))
+    if result.validation:
+        start, best = result.validation["start"], result.validation["best"]
+        click.echo(f"validation ({result.validation['queries']} queries): ndcg@10 {start['ndcg@10']:.4f} -> "
+                   f"{best['ndcg@10']:.4f}, document active dims {start['corpus_active_dims']:.0f} -> "
+                   f"{best['corpus_active_dims']:.0f} (step {result.validation['best_step']})")
     click.echo(f"model: {result.model_dir}")
 
 

@@ -70,5 +70,13 @@ class NodeError(SpladeOSError):
     """A local search node could not be fetched, started or stopped."""
 
 
+class TrainingError(SpladeOSError):
+    """Training cannot start or went wrong (bad data, a learning-rate mapping that matched nothing)."""
+
+
+class TrainingNotBetterError(TrainingError):
+    """The trained model did not beat the model training started from on the held-out validation queries."""
+
+
 class IngestInterrupted(SpladeOSError):
     """Ctrl-C during an ingest: the windows in flight were settled and the checkpoint written."""

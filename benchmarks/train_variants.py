@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""One training variant through the library, then every test query, exactly in memory.
+
+The experiments behind the defaults of docs/training.md (pair construction, static learning
+rate, controller): `splade_os.train.run` with hard negatives mined from an index that already
+holds the collection (ingested with the default model), then `exact_doc_vectors` /
+`evaluate_exact` of the saved model over the whole corpus at its serving length. The run is
+forced, so a model the gate refused is measured too. Each run appends to --out.
+
+    python benchmarks/train_variants.py NAME --url URL --index cranfield-default \\
+        --data ../shared/data/cranfield --pairs lead [--steps 60] [--static-lr 1e-3] \\
+        --out benchmarks/results/train_variants.json
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import splade_os
+from splade_os.beir import load_beir
+from splade_os.evaluate import evaluate_exact, exact_doc_vectors
+from splade_os.negatives import MiningOptions
+from splade_os.train import Recipe, TrainArgs, run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--index", required=True, help="the index negatives are mined from")
+    parser.add_argument("--data", type=Path, required=True, help="the BEIR folder")
+    parser.add_argument("--pairs", default="lead")
+    parser.add_argument("--negatives", default="bm25", help="bm25, splade or none")
+    parser.add_argument("--skip", type=int, default=MiningOptions.skip)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--static-lr", type=float, default=1e-3)
+    parser.add_argument("--doc-reg", type=float, default=None)
+    parser.add_argument("--target-doc-dims", type=float, default=None)
+    parser.add_argument("--validation-queries", type=int, default=100)
+    parser.add_argument("--validation-distractors", type=int, default=100)
+    parser.add_argument("--work", type=Path, default=Path("runs"))
+    parser.add_argument("--out", type=Path, required=True)
+    a = parser.parse_args()
+    mining = None if a.negatives == "none" else MiningOptions(a.negatives, 1, a.skip)
+    recipe = Recipe(beir=a.data, pairs=a.pairs, init_idf=a.data / "corpus.jsonl", negatives=mining, index=a.index,
+                    validation_queries=a.validation_queries, validation_distractors=a.validation_distractors)
+    args = TrainArgs(output_dir=a.work / a.name, batch_size=a.batch_size, max_steps=a.steps, logging_steps=5,
+                     max_seq_length=a.max_seq_length, evaluations=2, force=True, learning_rate=a.lr,
+                     static_learning_rate=a.static_lr, document_regularizer_weight=a.doc_reg,
+                     target_doc_dims=a.target_doc_dims, save_steps=10**6)
+    started = time.perf_counter()
+    result = run(recipe, args, splade_os.connect(a.url), show_progress=False)
+    record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+              "train_seconds": round(time.perf_counter() - started), "steps": result.steps,
+              "validation": {k: result.validation[k] for k in ("start", "best", "best_step", "gain", "z", "passed")},
+              "sparsity": {k: v for k, v in result.sparsity.items() if k != "history"}}
+    queries, qrels, corpus = load_beir(a.data)
+    model = splade_os.resolve_model(str(result.model_dir), show_progress=False)
+    metrics = evaluate_exact(exact_doc_vectors(corpus, model, device="cpu"), queries, qrels, model.query_encoder)
+    record["test"] = {k: round(metrics[k], 4) for k in ("ndcg@10", "mrr@10", "recall@10", "map@100",
+                                                        "corpus_active_dims", "query_active_dims")}
+    print(a.name, record["validation"]["start"]["ndcg@10"], "->", record["validation"]["best"]["ndcg@10"],
+          "test", record["test"])
+    runs = json.loads(a.out.read_text()) if a.out.exists() else {}
+    runs[a.name] = record
+    a.out.write_text(json.dumps(runs, indent=2))
+
+
+if __name__ == "__main__":
+    main()

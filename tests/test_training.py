@@ -1,0 +1,179 @@
+"""Training that helps (issue #15): the validation gate, sparsity by target, a servable query table."""
+
+import json
+import shutil
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from splade_os.cli import cli
+from splade_os.ingest import IngestOptions, ingest
+from splade_os.negatives import MiningOptions, add_hard_negatives
+from splade_os.pairs import corpus_pairs
+from splade_os.query import NegativeWeightWarning
+from splade_os.train import TrainArgs, beir_pairs, split_validation, starting_model, static_table_parameter, train
+
+
+def _controller(target=None, start_doc_dims=None):
+    from sentence_transformers.sparse_encoder.losses import SpladeLoss
+
+    from splade_os.callbacks import DocDimsController
+
+    loss = SpladeLoss(None, SimpleNamespace(compute_loss_from_embeddings=None), document_regularizer_weight=0.0,
+                      query_regularizer_weight=0.0)
+    flops = SimpleNamespace(active_dims=None)
+    controller = DocDimsController(loss, flops, target=target)
+    controller.start_doc_dims = start_doc_dims
+    return controller, flops, loss
+
+
+def _steps(controller, flops, dims):
+    for step, value in enumerate(dims, 1):
+        flops.active_dims = value
+        controller.on_step_end(None, SimpleNamespace(global_step=step), None)
+        controller.on_step_begin(None, None, None)
+
+
+def test_the_controller_raises_the_weight_above_the_target_and_lowers_it_below():
+    controller, flops, loss = _controller()  # target: the start's dims
+    _steps(controller, flops, [100] + [200] * 20)
+    assert controller.batch_target == 100
+    raised = loss.document_regularizer_weight
+    assert raised > 10 * controller.history[0]["weight"]
+    _steps(controller, flops, [50] * 20)
+    assert loss.document_regularizer_weight < raised / 10
+    # Below the target with the weight near zero, it goes negative: activation is rewarded.
+    _steps(controller, flops, [50] * 20)
+    assert controller.bounds[0] <= loss.document_regularizer_weight < 0
+    # Back at the target, the weight settles where it is.
+    _steps(controller, flops, [100] * 30)
+    assert controller.history[-1]["weight"] == pytest.approx(controller.history[-2]["weight"], rel=1e-3)
+
+
+def test_the_target_is_scaled_from_real_documents_to_training_batches():
+    # Real documents start at 300 dims, training batches (truncated) at 150: a target of 200
+    # real dims is 100 batch dims.
+    controller, flops, _ = _controller(target=200, start_doc_dims=300)
+    _steps(controller, flops, [150])
+    assert controller.batch_target == pytest.approx(100)
+
+
+def test_validation_holds_out_whole_documents(sample_dir):
+    rows = beir_pairs(sample_dir, pairs="ict", with_ids=True)
+    rest, held = split_validation(rows, queries=50)
+    assert len(held) == 50 and len(rest) == len(rows) - 50
+    assert not set(held["positive_id"]) & set(rest["positive_id"])
+
+
+@pytest.mark.slow
+def test_a_worse_model_is_refused_and_said_so(sample_dir, tmp_path):
+    """A destructive learning rate makes the model worse: exit status 1, one line, nothing saved; --force saves."""
+    base = ["train", "--beir", str(sample_dir), "--init-idf", str(sample_dir / "corpus.jsonl"), "--max-steps", "3",
+            "--batch-size", "8", "--max-seq-length", "32", "--lr", "0.05", "--static-lr", "1.0",
+            "--validation-queries", "20", "--eval-steps", "3"]
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["-q", *base, "-o", str(tmp_path / "a")])
+    assert refused.exit_code == 1, refused.output
+    lines = refused.output.strip().splitlines()
+    message = lines[-1]
+    assert len(lines) == 1, lines  # -q: no bars (widget examples included), no log lines, only the message
+    assert message.startswith("Error: training did not beat the start on 20 validation queries: ndcg@10 ")
+    assert "--force" in message and not (tmp_path / "a" / "final").exists()
+    record = json.loads((tmp_path / "a" / "splade_os_training.json").read_text())
+    assert record["validation"]["best"]["ndcg@10"] < record["validation"]["start"]["ndcg@10"]
+    assert record["validation"]["passed"] is False
+
+    forced = runner.invoke(cli, ["-q", *base, "--force", "-o", str(tmp_path / "b")])
+    assert forced.exit_code == 0, forced.output
+    final = tmp_path / "b" / "final"
+    saved = json.loads((final / "splade_os_training.json").read_text())
+    assert saved["validation"]["best_step"] == 3 and "## splade-os validation" in (final / "README.md").read_text()
+
+
+def _served_weights(body) -> dict:
+    """{feature key: weight} of a search body, on either engine."""
+    query = body["query"]
+    if "sparse_vector" in query:
+        return dict(query["sparse_vector"]["query_vector"])
+    return {c["rank_feature"]["field"].split(".", 1)[1]: c["rank_feature"]["boost"] for c in query["bool"]["should"]}
+
+
+@pytest.mark.slow
+def test_the_trained_query_table_is_the_served_one(cluster, sample_dir, tmp_path):
+    """A static learning rate that would drive weights negative: the table stays >= 0, and the
+    cluster query of the trained model carries exactly sentence-transformers' encode_query weights."""
+    from sentence_transformers import SparseEncoder
+
+    from splade_os.model import resolve_model
+
+    rows = corpus_pairs(sample_dir / "corpus.jsonl", "ict").select(range(48))
+    model = starting_model(init_idf=sample_dir / "corpus.jsonl", max_seq_length=32)
+    name = static_table_parameter(model)
+    start = dict(model.named_parameters())[name].detach().clone().numpy()
+    args = TrainArgs(output_dir=tmp_path / "run", batch_size=16, max_steps=3, static_learning_rate=0.5,
+                     document_regularizer_weight=0.0, save_steps=1000, logging_steps=1)
+    result = train(model, rows, args, show_progress=False)
+    trained = resolve_model(str(result.model_dir), show_progress=False)
+    table = trained.query_encoder.table
+    assert table.min() == 0.0
+    # Adam never lands a weight on exactly 0.0: these were clamped, they had gone below zero.
+    zeroed = np.flatnonzero((table == 0) & (start > 0))
+    assert len(zeroed) > 0
+    assert trained.query_encoder.max_length == 512  # training truncation is not saved
+
+    corpus = tmp_path / "small.jsonl"
+    corpus.write_text("".join(open(sample_dir / "corpus.jsonl").readlines()[:20]))
+    ingest(cluster, corpus, "trained-table", trained, options=IngestOptions(dead_letter=tmp_path / "dead.jsonl"),
+           show_progress=False)
+    index = cluster.index("trained-table")
+    st = SparseEncoder(str(result.model_dir), device="cpu")
+    tokens = trained.query_encoder.tokens
+    queries = [" ".join(rows[i]["query"] for i in range(3)), "what is the effect of the boundary layer on heat"]
+    queries.append(" ".join(tokens[i] for i in zeroed[:5]) + " flow")
+    for text in queries:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", NegativeWeightWarning)
+            body = index.body(text, k=5)
+        served = _served_weights(body)
+        vector = st.encode_query([text], convert_to_sparse_tensor=True)[0].coalesce()
+        ids, values = vector.indices()[0].tolist(), vector.values().tolist()
+        expected = {trained.query_encoder.keys[i]: v for i, v in zip(ids, values) if v != 0}
+        assert served.keys() == expected.keys(), text
+        for key, weight in expected.items():
+            assert served[key] == pytest.approx(weight, rel=1e-6), key
+        assert any(start[i] != table[i] for i in ids)  # the trained weights, not the start's
+    assert len(index.search(queries[1], k=3)) == 3
+
+
+@pytest.mark.slow
+def test_negatives_mined_on_a_node_are_other_documents(cluster, default_model, sample_dir, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(open(sample_dir / "corpus.jsonl").readlines()[:60]))
+    ingest(cluster, corpus, "mining", default_model, options=IngestOptions(dead_letter=tmp_path / "dead.jsonl"),
+           show_progress=False)
+    rows = corpus_pairs(corpus, "ict").select(range(20))
+    texts = {json.loads(line)["_id"]: json.loads(line) for line in open(corpus)}
+    calls = []
+    index = cluster.index("mining")
+    original = cluster.request
+
+    def counting(method, path, *a, **k):
+        calls.append(path)
+        return original(method, path, *a, **k)
+
+    cluster.request = counting
+    try:
+        for method in ("bm25", "splade"):
+            calls.clear()
+            mined, stats = add_hard_negatives(rows, index, MiningOptions(method, count=2, skip=1, batch=8))
+            assert sum(path.endswith("/_msearch") for path in calls) == 3 and stats.kept == len(mined) >= 18
+            for row in mined:
+                own = texts[row["positive_id"]]
+                own_text = f"{own['title']} {own['text']}" if own["title"] else own["text"]
+                assert row["negative_1"] != own_text and row["negative_2"] != own_text
+                assert row["negative_1"] != row["negative_2"]
+    finally:
+        cluster.request = original
