@@ -98,7 +98,14 @@ def _served_weights(body) -> dict:
     query = body["query"]
     if "sparse_vector" in query:
         return dict(query["sparse_vector"]["query_vector"])
-    return {c["rank_feature"]["field"].split(".", 1)[1]: c["rank_feature"]["boost"] for c in query["bool"]["should"]}
+    weights = {}
+    for clause in query["bool"]["should"]:
+        if "rank_feature" in clause:  # OpenSearch: field.key, boost
+            weights[clause["rank_feature"]["field"].split(".", 1)[1]] = clause["rank_feature"]["boost"]
+        else:  # Elasticsearch: a boosted term on the sparse_vector field
+            (term,) = clause["term"].values()
+            weights[term["value"]] = term["boost"]
+    return weights
 
 
 @pytest.mark.slow
