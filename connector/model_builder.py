@@ -93,7 +93,9 @@ def build_model(
     from sentence_transformers import SparseEncoder
     from sentence_transformers.base.modules import Router, Transformer
     from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding, SpladePooling
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars for a sub-second load of a small model
     document = Transformer(str(mlm), transformer_task="fill-mask")
     if max_seq_length:
         document.max_seq_length = max_seq_length
