@@ -136,15 +136,21 @@ class KeepBest(TrainerCallback):
     Args:
         metric: the metric to maximise: the evaluation metric whose key ends with `_<metric>`
             (the trainer prefixes the evaluator's name and score function).
+        min_doc_dims: a checkpoint whose corpus active dimensions fall below this is no candidate
+            (sparser than asked for); None: no floor. A callable gets the start's active dims.
 
     Attributes:
         start: the metrics of the first evaluation (before any step).
         best: the metrics of the best evaluation after a step; `best_step` its step.
         history: step, metric, corpus active dims and seconds of every evaluation.
+        too_sparse: the steps whose checkpoint fell below `min_doc_dims`.
     """
 
-    def __init__(self, metric: str, evaluator=None):
-        self.metric, self.evaluator = metric, evaluator
+    def __init__(self, metric: str, evaluator=None, min_doc_dims=None):
+        self.metric, self.evaluator, self.min_doc_dims = metric, evaluator, min_doc_dims
+        self.too_sparse: List[int] = []
+        self.last: Optional[Dict[str, float]] = None  # the latest evaluation's metrics and step
+        self.last_step: Optional[int] = None
         self.start_per_query: Optional[List[float]] = None
         self.best_per_query: Optional[List[float]] = None
         self.start: Optional[Dict[str, float]] = None
@@ -167,8 +173,13 @@ class KeepBest(TrainerCallback):
         self.history.append({"step": state.global_step, "value": value, "corpus_active_dims": dims,
                              "seconds": metrics.get("eval_runtime")})
         per_query = list(getattr(self.evaluator, "per_query_ndcg", None) or [])
+        self.last, self.last_step = dict(metrics), state.global_step
         if self.start is None:
             self.start, self.start_value, self.start_per_query = dict(metrics), value, per_query
+            if callable(self.min_doc_dims):
+                self.min_doc_dims = self.min_doc_dims(dims) if dims is not None else None
+        elif self.min_doc_dims is not None and dims is not None and dims < self.min_doc_dims:
+            self.too_sparse.append(state.global_step)
         elif self.best is None or value > self.best_value:
             self.best, self.best_step, self.best_value = dict(metrics), state.global_step, value
             self.best_per_query = per_query

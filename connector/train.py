@@ -57,6 +57,9 @@ class TrainArgs:
             positive and at least `gate_z` standard errors (paired; 1.645: one-sided 95%);
             0 accepts any gain.
         force: save the best trained checkpoint even when it did not beat the start.
+        min_doc_dims_fraction: with a sparsity target, a checkpoint whose documents have fewer
+            active dimensions than this fraction of the target (of the start's, with no target)
+            is never kept: sparser than asked for. None: no floor. A fixed weight sets no floor.
     """
 
     output_dir: Path
@@ -73,6 +76,7 @@ class TrainArgs:
     precision: str = "auto"  # auto: bf16 (or fp16) on GPU, fp32 on CPU; or "fp32", "fp16", "bf16"
     max_seq_length: Optional[int] = None
     save_steps: int = 500
+    min_doc_dims_fraction: Optional[float] = 0.5
     save_total_limit: int = 2
     logging_steps: int = 10
     evaluations: int = 4
@@ -410,7 +414,7 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
     if args.max_seq_length:
         model.max_seq_length = args.max_seq_length
     loss, flops, controller = _loss_and_sparsity(model, args)
-    keep = KeepBest(VALIDATION_METRIC, evaluator) if evaluator is not None else None
+    keep = KeepBest(VALIDATION_METRIC, evaluator, _dims_floor(args, controller)) if evaluator is not None else None
     non_negative = NonNegativeQueryTable(table)
     callbacks = [c for c in (controller, non_negative, keep) if c is not None]
     if not show_progress:
@@ -436,8 +440,9 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
         result.validation = _validation_record(keep, evaluator, args.gate_z)
         better = result.validation["passed"]
         if better or args.force:
-            keep.restore(model)
-            result.metrics = _short_metrics(keep.best or {}, evaluator)
+            if not keep.restore(model):  # forced with no checkpoint to keep: the last weights, as trained
+                result.validation.update(best=_short_metrics(keep.last or {}, evaluator), best_step=keep.last_step)
+            result.metrics = result.validation["best"]
         else:
             _write_record(output, args, result)
             raise TrainingNotBetterError(_not_better(result.validation))
@@ -506,6 +511,16 @@ def _short_metrics(metrics: Dict[str, float], evaluator) -> Dict[str, float]:
     return out
 
 
+def _dims_floor(args: TrainArgs, controller):
+    """The fewest corpus active dims a kept checkpoint may have (see `TrainArgs.min_doc_dims_fraction`)."""
+    fraction = args.min_doc_dims_fraction
+    if controller is None or fraction is None:
+        return None
+    if args.target_doc_dims is not None:
+        return fraction * args.target_doc_dims
+    return lambda start_dims: fraction * start_dims  # the start's dims are known at the first evaluation
+
+
 def _validation_record(keep, evaluator, gate_z: float) -> Dict:
     gain = keep.gain() if keep.best is not None else {"gain": 0.0, "z": 0.0}
     # bool(): per-query gains are numpy floats, and a numpy bool would be written as the string "False".
@@ -513,15 +528,23 @@ def _validation_record(keep, evaluator, gate_z: float) -> Dict:
     return {"metric": VALIDATION_METRIC, "evaluator": evaluator.name, "queries": len(evaluator.queries),
             "documents": len(evaluator.corpus), "start": _short_metrics(keep.start or {}, evaluator),
             "best": _short_metrics(keep.best or {}, evaluator), "best_step": keep.best_step,
-            "gain": gain["gain"], "z": gain["z"], "gate_z": gate_z, "passed": passed, "history": keep.history}
+            "gain": gain["gain"], "z": gain["z"], "gate_z": gate_z, "passed": passed, "history": keep.history,
+            "min_doc_dims": keep.min_doc_dims, "too_sparse_steps": keep.too_sparse}
 
 
 def _not_better(validation: Dict) -> str:
     start, best = validation["start"].get(VALIDATION_METRIC, 0.0), validation["best"].get(VALIDATION_METRIC, 0.0)
-    why = "" if validation["gain"] <= 0 else (f", a gain within the noise of {validation['queries']} queries: "
-                                             f"z {validation['z']:.2f} < {validation['gate_z']}")
+    notes = []
+    if validation["best_step"] is not None:
+        notes.append(f"{best:.4f} at best (step {validation['best_step']})")
+    if validation["gain"] > 0:
+        notes.append(f"a gain within the noise of {validation['queries']} queries: "
+                     f"z {validation['z']:.2f} < {validation['gate_z']}")
+    if validation["too_sparse_steps"]:
+        notes.append(f"{len(validation['too_sparse_steps'])} checkpoint(s) left out, their documents below "
+                     f"{validation['min_doc_dims']:.1f} active dims")
     return (f"training did not beat the start on {validation['queries']} validation queries: {VALIDATION_METRIC} "
-            f"{start:.4f} before, {best:.4f} at best (step {validation['best_step']}{why}); no model saved "
+            f"{start:.4f} before, {', '.join(notes) or 'no checkpoint to keep'}; no model saved "
             "(--force saves the best trained checkpoint anyway)")
 
 

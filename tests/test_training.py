@@ -61,6 +61,28 @@ def test_the_target_is_scaled_from_real_documents_to_training_batches():
     assert controller.batch_target == pytest.approx(100)
 
 
+def _evaluations(keep, rows):
+    """Feed KeepBest evaluations of (step, nDCG@10, corpus active dims)."""
+    model = SimpleNamespace(state_dict=lambda: {})
+    for step, value, dims in rows:
+        metrics = {"eval_validation_dot_ndcg@10": value, "eval_validation_corpus_active_dims": dims}
+        keep.on_evaluate(None, SimpleNamespace(global_step=step), None, model=model, metrics=metrics)
+
+
+def test_a_checkpoint_sparser_than_half_the_start_is_never_kept():
+    from splade_os.callbacks import KeepBest
+    from splade_os.train import _dims_floor
+
+    controller = object()  # target mode; with no target, the floor is half the start's dims
+    keep = KeepBest("ndcg@10", min_doc_dims=_dims_floor(TrainArgs("run"), controller))
+    _evaluations(keep, [(0, 0.30, 80.0), (10, 0.31, 60.0), (20, 0.40, 39.0), (30, 0.32, 41.0)])
+    assert keep.min_doc_dims == 40.0 and keep.too_sparse == [20]
+    assert (keep.best_step, keep.best_value) == (30, 0.32)  # 0.40 came with too few dims
+    assert _dims_floor(TrainArgs("run", target_doc_dims=30), controller) == 15.0  # asked for: half the target
+    assert _dims_floor(TrainArgs("run", min_doc_dims_fraction=None), controller) is None
+    assert _dims_floor(TrainArgs("run", document_regularizer_weight=1e-3), None) is None  # a fixed weight
+
+
 def test_validation_holds_out_whole_documents(sample_dir):
     rows = beir_pairs(sample_dir, pairs="ict", with_ids=True)
     rest, held = split_validation(rows, queries=50)
@@ -83,8 +105,13 @@ def test_a_worse_model_is_refused_and_said_so(sample_dir, tmp_path):
     assert message.startswith("Error: training did not beat the start on 20 validation queries: ndcg@10 ")
     assert "--force" in message and not (tmp_path / "a" / "final").exists()
     record = json.loads((tmp_path / "a" / "splade_os_training.json").read_text())
-    assert record["validation"]["best"]["ndcg@10"] < record["validation"]["start"]["ndcg@10"]
-    assert record["validation"]["passed"] is False
+    validation = record["validation"]
+    # Worse, or (the documents collapsing too) no candidate at all: sparser than half the start.
+    if validation["too_sparse_steps"]:
+        assert validation["best_step"] is None and "checkpoint(s) left out" in message
+    else:
+        assert validation["best"]["ndcg@10"] < validation["start"]["ndcg@10"]
+    assert validation["passed"] is False
 
     forced = runner.invoke(cli, ["-q", *base, "--force", "-o", str(tmp_path / "b")])
     assert forced.exit_code == 0, forced.output
