@@ -21,7 +21,6 @@ test numbers (the run is forced so that a refused model is measured too).
 """
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import cluster as node, machine, table, working_dir  # noqa: E402
+from benchlib import cluster as node, machine, save_results, table, working_dir  # noqa: E402
 
 import splade_os  # noqa: E402
 from splade_os.beir import load_beir  # noqa: E402
@@ -101,7 +100,8 @@ def measure(cluster, folder: Path, settings, work: Path) -> dict:
         "gain_over_default": round(rows["trained"]["ndcg@10"] - rows["default"]["ndcg@10"], 4),
         "gain_over_start": round(rows["trained"]["ndcg@10"] - rows["start (IDF of this corpus)"]["ndcg@10"], 4),
         "gate": {"beat_start": beat, "validation": {k: result.validation[k] for k in (
-            "queries", "documents", "start", "best", "best_step", "gain", "z", "gate_z", "history")}},
+            "queries", "documents", "start", "best", "best_step", "gain", "z", "gate_z", "history", "min_doc_dims",
+            "too_sparse_steps")}},
         "steps": result.steps, "pairs": result.pairs, "mining": result.mining,
         "seconds_per_step": round((result.seconds - eval_seconds) / max(1, result.steps), 2),
         "validation_seconds": round(eval_seconds, 1),
@@ -130,8 +130,7 @@ def main():
     summary = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
                "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(settings).items()},
                "collections": {}}
-    with node(settings.url) as url, tempfile.TemporaryDirectory(prefix="sst-") as tmp:
-        cluster = splade_os.connect(url)
+    with node(settings.url, timeout=600) as cluster, tempfile.TemporaryDirectory(prefix="sst-") as tmp:
         for name in settings.collections:
             work = Path(tmp) / name
             work.mkdir()
@@ -144,9 +143,7 @@ def main():
                   f"{'passed' if record['gate']['beat_start'] else 'refused'}; document active dims "
                   f"{record['doc_active_dims']['default']} -> {record['doc_active_dims']['trained']}", flush=True)
             print(table([{"system": k, **v} for k, v in record["rows"].items()], ["system", *METRICS]), flush=True)
-            if settings.out:
-                settings.out.parent.mkdir(parents=True, exist_ok=True)
-                settings.out.write_text(json.dumps(summary, indent=2))
+            save_results(settings.out, summary)  # after each collection: a later failure keeps it
 
 
 if __name__ == "__main__":
