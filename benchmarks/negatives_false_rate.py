@@ -17,7 +17,7 @@ from pathlib import Path
 
 import splade_os
 from splade_os.beir import load_beir, relevant
-from splade_os.negatives import msearch
+from splade_os.hybrid import hit_lists
 from splade_os.pairs import corpus_pairs
 from splade_os.query import bm25_body
 
@@ -25,10 +25,11 @@ RANKS = 12
 
 
 def searches(index, texts, size):
-    answers = []
+    lists = []
     for start in range(0, len(texts), 100):
-        answers += msearch(index, [bm25_body(t, size, source=False) for t in texts[start:start + 100]])
-    return [[hit["_id"] for hit in a["hits"]["hits"]] for a in answers]
+        bodies = [bm25_body(t, size, source=False) for t in texts[start:start + 100]]
+        lists += hit_lists(index.request_msearch(bodies), index.name, len(bodies))
+    return [[hit["_id"] for hit in hits] for hits in lists]
 
 
 def false_negative_rates(index, queries, judged):

@@ -82,6 +82,12 @@ def index_action(index: str, doc_id: str, source: dict) -> bytes:
             + orjson.dumps(source) + b"\n")
 
 
+def request_bytes(cluster, wanted: int = DEFAULT_MAX_BYTES) -> int:
+    """Bytes per bulk request: `wanted`, but at most half the cluster's `http.max_content_length`
+    (the other half leaves room for a chunk's last document)."""
+    return max(1, min(wanted, cluster.max_content_length // 2))
+
+
 def chunk_actions(actions: Sequence[bytes], max_docs: int, max_bytes: int) -> List[List[int]]:
     """Positions of `actions` grouped into requests of at most `max_docs` items and `max_bytes` bytes.
 

@@ -27,15 +27,24 @@ from sentence_transformers.sparse_encoder.losses import FlopsLoss
 from transformers import TrainerCallback
 
 
+def corpus_dims(metrics: Optional[Dict[str, float]]) -> Optional[float]:
+    """The corpus active dimensions in an evaluation's metrics (keys carry the evaluator's prefix)."""
+    return next((v for k, v in (metrics or {}).items() if k.endswith("corpus_active_dims")), None)
+
+
 class MeasuredFlops(FlopsLoss):
     """`FlopsLoss` that keeps the mean active dimensions of the last documents it regularized."""
 
     def __init__(self, model, threshold: Optional[float] = None):
         super().__init__(model, threshold)
-        self.active_dims: Optional[float] = None
+        self._dims = None  # a 0-d tensor: read as a float only when asked (no device sync per batch)
+
+    @property
+    def active_dims(self) -> Optional[float]:
+        return None if self._dims is None else float(self._dims)
 
     def compute_loss_from_embeddings(self, embeddings):
-        self.active_dims = float((embeddings.detach() > 0).sum(dim=1).float().mean())
+        self._dims = (embeddings.detach() > 0).sum(dim=1).float().mean()
         return super().compute_loss_from_embeddings(embeddings)
 
 
@@ -75,15 +84,14 @@ class DocDimsController(SpladeRegularizerWeightSchedulerCallback):
         self.smoothed: Optional[float] = None
         self.history: List[Dict[str, float]] = []
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.loss.document_regularizer_weight = self.weight
-
     def on_step_begin(self, args, state, control, **kwargs):
         self.loss.document_regularizer_weight = self.weight
 
+    on_train_begin = on_step_begin
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self.start_doc_dims is None and state.global_step == 0:
-            self.start_doc_dims = next((v for k, v in (metrics or {}).items() if k.endswith("corpus_active_dims")), None)
+            self.start_doc_dims = corpus_dims(metrics)
 
     def on_step_end(self, args, state, control, **kwargs):
         dims = self.flops.active_dims
@@ -169,7 +177,7 @@ class KeepBest(TrainerCallback):
         if key is None:
             return
         value = metrics[key]
-        dims = next((v for k, v in metrics.items() if k.endswith("corpus_active_dims")), None)
+        dims = corpus_dims(metrics)
         self.history.append({"step": state.global_step, "value": value, "corpus_active_dims": dims,
                              "seconds": metrics.get("eval_runtime")})
         per_query = list(getattr(self.evaluator, "per_query_ndcg", None) or [])

@@ -18,6 +18,7 @@ from typing import Optional
 
 import click
 
+from .engine import ENGINES
 from .errors import IngestInterrupted, SpladeOSError
 from .negatives import MiningOptions
 from .pairs import PAIR_KINDS
@@ -101,7 +102,7 @@ def cluster_options(f):
     options = [
         click.option("--url", envvar=["SPLADE_OS_URL", "OPENSEARCH_URL"],
                      help="Cluster URL (env SPLADE_OS_URL). Default: the local node, started when needed."),
-        click.option("--engine", type=click.Choice(["opensearch", "elasticsearch"]), default=None,
+        click.option("--engine", type=click.Choice(list(ENGINES)), default=None,
                      help="The cluster's engine (default: detected from its answer)."),
         click.option("--ca-certs", type=click.Path(dir_okay=False), help="CA bundle to verify the cluster's TLS certificate."),
         click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (self-signed test clusters)."),
@@ -655,7 +656,7 @@ def node():
 
 
 def node_engine_option(f):
-    return click.option("--engine", type=click.Choice(["opensearch", "elasticsearch"]), default="opensearch",
+    return click.option("--engine", type=click.Choice(list(ENGINES)), default="opensearch",
                         show_default=True, help="Which engine's local node.")(f)
 
 

@@ -14,7 +14,7 @@ from .cache import cache_dir
 from .identity import document_fingerprint, vocabulary_hash
 from .errors import ModelError
 from .layout import PICKLED_WEIGHTS, max_length_of, read_layout
-from .model import resolve_model
+from .model import Model, resolve_model
 from .model_builder import build_model, idf_weights, sample_texts
 from .progress import note
 from .registry import find_version, parse_ref, push
@@ -61,4 +61,5 @@ def corpus_idf_model(cluster, corpus: Path, name: str, base=None, fields=None, s
     if version is None:
         version = push(cluster, folder, name, base_model=base.source, show_progress=show_progress)["version"]
         note(show_progress, f"Pushed {name}@{version} to the registry of {cluster.url}")
-    return resolve_model(f"cluster:{name}@{version}", cluster, show_progress)
+    # The registry's copy has this folder's fingerprint: use the folder rather than pull it back.
+    return Model(read_layout(folder), name, f"cluster:{name}@{version}", str(version))

@@ -338,8 +338,7 @@ def exact_doc_vectors(corpus_path, model, device: Optional[str] = None, show_pro
     with bar(show_progress, unit="doc", desc=f"encode {Path(corpus_path).name}") as progress:
         for docs, encoded in encoder.encode_stream(windows(), on_batch=progress.update):
             for doc, vector in zip(docs, encoded):
-                if options.prunes and len(vector.ids):
-                    vector = type(vector)(*options.prune(vector.ids, vector.values))
+                vector = options.pruned(vector)
                 if len(vector.ids):
                     vectors[doc.id] = vector
     return vectors

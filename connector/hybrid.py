@@ -72,16 +72,19 @@ def msearch_payload(index: Optional[str], bodies: Sequence[dict]) -> bytes:
     return b"".join(header + b"\n" + orjson.dumps(body) + b"\n" for body in bodies)
 
 
-def hit_lists(answer: dict, index: str) -> List[List[dict]]:
-    """`hits.hits` of each search in an `_msearch` answer; a failed search raises."""
+def hit_lists(answer: dict, index: str, searches: Optional[int] = None) -> List[List[dict]]:
+    """`hits.hits` of each search in an `_msearch` answer; a failed search raises, and so does an
+    answer with other than `searches` responses (when given)."""
     lists = []
     for response in answer.get("responses", []):
         if "error" in response:
             error = response["error"]
             reason = error.get("reason") or error.get("type") if isinstance(error, dict) else error
-            raise ClusterError(f"hybrid search of {index!r} failed (HTTP {response.get('status')}: {reason})",
+            raise ClusterError(f"a search of {index!r} failed (HTTP {response.get('status')}: {reason})",
                                status=response.get("status"))
         lists.append(response["hits"]["hits"])
+    if searches is not None and len(lists) != searches:
+        raise ClusterError(f"_msearch on {index!r} answered {len(lists)} searches for {searches}")
     return lists
 
 

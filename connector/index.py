@@ -392,7 +392,7 @@ class SpladeIndex:
         """Send several search bodies to this index in one `_msearch` request; the engine's raw answer."""
         from .hybrid import msearch_payload
 
-        return self.cluster.request("POST", "/_msearch", msearch_payload(self.name, bodies), ndjson=True,
+        return self.cluster.request("POST", f"/{self.name}/_msearch", msearch_payload(None, bodies), ndjson=True,
                                     action=f"searching {self.name!r}")
 
     def count(self) -> int:

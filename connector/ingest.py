@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from . import checkpoint as checkpoints
-from .bulk import BulkLines, BulkOptions
+from .bulk import BulkLines, BulkOptions, request_bytes
 from .corpus import CorpusFields, DeadLetters, Document, Rejected, read_corpus
 from .errors import IndexStateError, IngestInterrupted, InputError, ModelError
 from .files import atomic_write
@@ -233,8 +233,7 @@ class _Sender(threading.Thread):
         self.lines = BulkLines(plan.index.name, plan.index.field, plan.model.query_encoder.keys,
                                plan.index.packed_field)
         self.max_docs = bulk.docs
-        # Half the cluster's request limit leaves room for a chunk's last document.
-        self.max_bytes = max(1, min(bulk.max_bytes, cluster.max_content_length // 2))
+        self.max_bytes = request_bytes(cluster, bulk.max_bytes)
         self.policy = bulk.retry
         self.pool = ThreadPoolExecutor(max_workers=bulk.workers, thread_name_prefix="splade-os-bulk")
         self.inbox: "queue.Queue" = queue.Queue(maxsize=QUEUE_WINDOWS)

@@ -23,7 +23,7 @@ Example:
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from .errors import ClusterError, InputError
+from .errors import InputError
 
 METHODS = ("bm25", "splade")
 
@@ -60,30 +60,6 @@ class MiningStats:
     queries: int = 0
     kept: int = 0
     requests: int = 0
-
-
-def msearch(index, bodies: Sequence[dict]) -> List[dict]:
-    """Send search bodies to `index` in one `_msearch` request; the answers, in order.
-
-    Raises:
-        ClusterError: the request failed, or one of the searches did.
-    """
-    import orjson
-
-    header = b"{}\n"
-    payload = b"".join(header + orjson.dumps(body) + b"\n" for body in bodies)
-    answer = index.cluster.request("POST", f"/{index.name}/_msearch", payload, ndjson=True,
-                                   action=f"mining negatives from {index.name!r}")
-    responses = answer.get("responses", [])
-    for response in responses:
-        if "error" in response:
-            error = response["error"]
-            reason = error.get("reason", error) if isinstance(error, dict) else error
-            raise ClusterError(f"{index.cluster.url}: mining negatives from {index.name!r} failed ({reason})",
-                               status=response.get("status"))
-    if len(responses) != len(bodies):
-        raise ClusterError(f"{index.cluster.url}: _msearch answered {len(responses)} searches for {len(bodies)}")
-    return responses
 
 
 def _content(hit: dict) -> str:
@@ -126,6 +102,7 @@ def mine(index, queries: Sequence[str], positives: Sequence[str], positive_ids: 
         options: method, count, skip, batch.
         show_progress: a progress bar on stderr.
     """
+    from .hybrid import hit_lists
     from .progress import bar
     from .query import bm25_body
 
@@ -133,18 +110,17 @@ def mine(index, queries: Sequence[str], positives: Sequence[str], positive_ids: 
     # Room for the positive, the skipped ranks and a few duplicates.
     size = options.skip + options.count + 5
     if options.method == "splade":
-        encoder = index.query_encoder()
-        make = lambda text: index.body(text, size, encoder, source=["title", "text"])  # noqa: E731
+        make = lambda text: index.body(text, size, source=["title", "text"])  # noqa: E731 - the index's encoder
     else:
         make = lambda text: bm25_body(text, size, source=["title", "text"])  # noqa: E731
     found: List[List[str]] = []
     with bar(show_progress, total=len(queries), unit="query", desc=f"mining {options.method} negatives") as progress:
         for start in range(0, len(queries), options.batch):
             chunk = range(start, min(start + options.batch, len(queries)))
-            responses = msearch(index, [make(queries[i]) for i in chunk])
-            for i, response in zip(chunk, responses):
+            bodies = [make(queries[i]) for i in chunk]
+            for i, hits in zip(chunk, hit_lists(index.request_msearch(bodies), index.name, len(bodies))):
                 pid = positive_ids[i] if positive_ids is not None else None
-                found.append(pick_negatives(response["hits"]["hits"], pid, positives[i], options.count, options.skip))
+                found.append(pick_negatives(hits, pid, positives[i], options.count, options.skip))
             progress.update(len(chunk))
     return found
 

@@ -47,7 +47,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .bulk import BulkLines, BulkOptions, RetryPolicy, send_chunk
+from .bulk import BulkLines, BulkOptions, RetryPolicy, request_bytes, send_chunk
 from .corpus import DEFAULT_MAX_LINE_BYTES, CorpusFields, DeadLetters, Document, Rejected, parse_line, parse_record
 from .corpus import read_lines
 from .errors import IngestInterrupted, InputError, ModelError, SpladeOSError
@@ -309,7 +309,7 @@ class BlockWorker:
                                        max_windows=self.options.max_windows)
         self.lines = BulkLines(job.index, job.field, model.query_encoder.keys, job.packed_field)
         self.fields = document_fields(job.pipeline, model.identity)
-        self.max_bytes = max(1, min(job.bulk.max_bytes, job.cluster.max_content_length // 2))
+        self.max_bytes = request_bytes(job.cluster, job.bulk.max_bytes)
         self.chunks = ThreadPoolExecutor(max_workers=job.bulk.workers, thread_name_prefix="splade-os-bulk")
         self.windows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="splade-os-window")
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .bulk import RetryPolicy, chunk_actions, index_action, send_chunk
+from .bulk import RetryPolicy, chunk_actions, index_action, request_bytes, send_chunk
 from .cache import cache_dir
 from .errors import ClusterError, ModelError, RegistryError
 from .files import staged_dir
@@ -120,7 +120,7 @@ def _files(folder: Path) -> List[Path]:
 
 def _store(cluster, actions: List[bytes], what: str) -> None:
     """Index documents (NDJSON action pairs) with the ingest's retry rules; any rejection is an error."""
-    for chunk in chunk_actions(actions, 500, 16 * 1024 * 1024):
+    for chunk in chunk_actions(actions, 500, request_bytes(cluster, 16 * 1024 * 1024)):
         for reason in send_chunk(cluster, [actions[i] for i in chunk], RetryPolicy(deadline=120)):
             if reason:
                 raise RegistryError(f"storing {what} failed: {reason}")

@@ -25,7 +25,7 @@ from typing import Iterator, Tuple
 import numpy as np
 import orjson
 
-from .bulk import BulkLines, RetryPolicy, chunk_actions, send_chunk
+from .bulk import BulkLines, RetryPolicy, chunk_actions, request_bytes, send_chunk
 from .errors import IndexStateError, InputError
 from .identity import ModelIdentity
 from .progress import bar
@@ -138,9 +138,7 @@ def _copy_vectors(old, new, show_progress: bool) -> int:
     written, pending = 0, []
     with bar(show_progress, total=old.count(), unit="doc", desc=f"reindex {old.name}") as progress:
         for doc_id, source in documents(old, wanted):
-            vector = _vector(source, old, key_ids)
-            if options.prunes:
-                vector = type(vector)(*options.prune(vector.ids, vector.values))
+            vector = options.pruned(_vector(source, old, key_ids))
             doc = Document(doc_id, source.get("title") or "", source.get("text") or "", 0)
             pending.append(lines.document(doc_id, fields(doc), vector))
             if len(pending) >= PAGE:
@@ -153,7 +151,7 @@ def _copy_vectors(old, new, show_progress: bool) -> int:
 
 
 def _send(index, actions) -> int:
-    for chunk in chunk_actions(actions, PAGE, 16 * 1024 * 1024):
+    for chunk in chunk_actions(actions, PAGE, request_bytes(index.cluster, 16 * 1024 * 1024)):
         for reason in send_chunk(index.cluster, [actions[i] for i in chunk], RetryPolicy()):
             if reason:
                 raise IndexStateError(f"writing into {index.name!r} failed: {reason}")

@@ -42,7 +42,7 @@ def usable(docs: List[Document], vectors: list, dead: DeadLetters, options: Opti
     kept, usable = [], []
     for doc, vector in zip(docs, vectors):
         if options is not None and options.prunes and len(vector.ids):
-            vector = type(vector)(*options.prune(vector.ids, vector.values))
+            vector = options.pruned(vector)
             if len(vector.ids) == 0:
                 dead.add(doc.line, f"no feature of this document reaches the prune threshold {options.prune_threshold}",
                          doc.raw)

@@ -429,7 +429,8 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
     _check_static_learning_rate(trainer, table, args.static_learning_rate)
     started = time.perf_counter()
     # The argmax-only backward is exact in fp32; under autocast sentence-transformers' own path runs.
-    with fast_max_pooling(model) if trainer.args.fp16 is False and trainer.args.bf16 is False else _nothing():
+    full_precision = trainer.args.fp16 is False and trainer.args.bf16 is False
+    with fast_max_pooling(model) if full_precision else contextlib.nullcontext():
         trainer.train(resume_from_checkpoint=True if args.resume else None)
     seconds = time.perf_counter() - started
     model.max_seq_length = serving
@@ -464,11 +465,6 @@ def _widget_examples_quietly(model, train_dataset) -> None:
 
     with contextlib.redirect_stderr(io.StringIO()):
         model.model_card_data.set_widget_examples(train_dataset)
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield False
 
 
 @contextlib.contextmanager
@@ -673,7 +669,7 @@ def _run(recipe: Recipe, args: TrainArgs, cluster, show_progress: bool) -> Train
         count = min(recipe.validation_distractors, len(rows))
         distractors = rows.shuffle(seed=args.seed).select(range(count))["positive"]
         evaluator = validation_evaluator(held, distractors)
-    result = train(model, rows, args, evaluator, show_progress)
+    result = _train(model, rows, args, evaluator, show_progress)  # `run` is already quiet
     result.pairs, result.mining = len(rows), mining
     return result
 

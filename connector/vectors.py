@@ -85,6 +85,12 @@ class VectorOptions:
         known = {k: v for k, v in (meta or {}).items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
+    def pruned(self, vector):
+        """`vector` (a `SparseVector` or the like) as the pruning settings keep it; itself when they prune nothing."""
+        if not self.prunes or len(vector.ids) == 0:
+            return vector
+        return type(vector)(*self.prune(vector.ids, vector.values))
+
     def prune(self, ids: np.ndarray, values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """The (ids, values) kept by the pruning settings, in their original (id) order."""
         keep = np.ones(len(ids), dtype=bool)

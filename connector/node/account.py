@@ -62,14 +62,6 @@ def reachable_as(account: Account, path: Path) -> bool:
     return result.returncode == 0
 
 
-def runtime_root(account: Account) -> Path:
-    """Where the node's own files live: cache_dir(), unless the node user cannot reach it."""
-    base = cache_dir()
-    if reachable_as(account, base):
-        return base
-    return shared_runtime_root()
-
-
 def shared_runtime_root() -> Path:
     """The root-owned folder every node user can reach, for files the cache cannot lend it."""
     root = ROOT_RUNTIME_DIR
@@ -88,11 +80,11 @@ def node_root(account: Account) -> Path:
     Then a folder of this cache's own under the runtime root (named after the cache's path), so
     that two caches never share a node's data.
     """
-    root = runtime_root(account)
-    if root == cache_dir():
-        return root / "node"
-    key = hashlib.sha256(str(cache_dir().resolve()).encode()).hexdigest()[:12]
-    return root / "node" / key
+    base = cache_dir()
+    if reachable_as(account, base):
+        return base / "node"
+    key = hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:12]
+    return shared_runtime_root() / "node" / key
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -113,7 +105,7 @@ def home_for(account: Account, home: Path, script: Path) -> Path:
     """
     if reachable_as(account, script):
         return home
-    # Not runtime_root(): a cache the node user can enter may still hold an unreachable `dist`
+    # Not the cache: a cache the node user can enter may still hold an unreachable `dist`
     # (a symlink into a private cache), and the copy must not land on the original.
     dist = shared_runtime_root() / "dist"
     dist.mkdir(parents=True, exist_ok=True)

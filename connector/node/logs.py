@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
+
+from ..progress import note
 
 # Markers in the node log that mean "a port we picked was taken in the meantime".
 BIND_FAILURE_MARKERS = ("BindTransportException", "BindHttpException", "Address already in use")
@@ -12,8 +13,7 @@ BIND_FAILURE_MARKERS = ("BindTransportException", "BindHttpException", "Address 
 
 def progress(show: bool, message: str) -> None:
     """One `[splade-os node]` line on stderr when `show`."""
-    if show:
-        print(f"[splade-os node] {message}", file=sys.stderr, flush=True)
+    note(show, f"[splade-os node] {message}")
 
 
 def shorten(text: str, limit: int = 400) -> str:
