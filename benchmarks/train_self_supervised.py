@@ -65,9 +65,11 @@ def evaluate(index, queries, qrels, **kwargs) -> dict:
 def train_once(folder: Path, index_name: str, cluster, settings, work: Path):
     """(TrainResult, gate verdict) of the recipe on one collection."""
     recipe = Recipe(beir=folder, pairs=settings.pairs, init_idf=folder / "corpus.jsonl",
-                    negatives=MiningOptions(settings.hard_negatives, settings.negatives, settings.negatives_skip),
+                    negatives=None if settings.hard_negatives == "none" else
+                    MiningOptions(settings.hard_negatives, settings.negatives, settings.negatives_skip),
                     index=index_name, validation_queries=settings.validation_queries)
-    args = TrainArgs(output_dir=work / "run", max_steps=settings.max_steps, batch_size=settings.batch_size,
+    args = TrainArgs(output_dir=work / "run", max_steps=settings.max_steps, epochs=settings.epochs,
+                     batch_size=settings.batch_size, document_regularizer_weight=settings.doc_reg,
                      max_seq_length=settings.max_seq_length, learning_rate=settings.lr,
                      static_learning_rate=settings.static_lr, save_steps=10**6, logging_steps=10, force=True)
     result = run(recipe, args, cluster, show_progress=False)
@@ -116,11 +118,13 @@ def main():
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--collections", nargs="+", default=["cranfield", "vaswani"])
     parser.add_argument("--pairs", default="lead")
-    parser.add_argument("--hard-negatives", default="bm25")
+    parser.add_argument("--hard-negatives", default="bm25", help="bm25, splade or none (in-batch negatives only)")
     parser.add_argument("--negatives", type=int, default=1)
     parser.add_argument("--negatives-skip", type=int, default=MiningOptions.skip)
     parser.add_argument("--validation-queries", type=int, default=200)
-    parser.add_argument("--max-steps", type=int, default=80)
+    parser.add_argument("--max-steps", type=int, default=80, help="-1: --epochs decides")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--doc-reg", type=float, default=None, help="a fixed FLOPS weight (default: by target)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-5)

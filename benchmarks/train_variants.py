@@ -27,19 +27,21 @@ from splade_os.train import Recipe, TrainArgs, run
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--index", required=True, help="the index negatives are mined from")
+    parser.add_argument("--url", help="the cluster negatives are mined from (not needed with --negatives none)")
+    parser.add_argument("--index", help="the index negatives are mined from")
     parser.add_argument("--data", type=Path, required=True, help="the BEIR folder")
     parser.add_argument("--pairs", default="lead")
     parser.add_argument("--negatives", default="bm25", help="bm25, splade or none")
     parser.add_argument("--skip", type=int, default=MiningOptions.skip)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps; -1: --epochs decides")
+    parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--static-lr", type=float, default=1e-3)
     parser.add_argument("--doc-reg", type=float, default=None)
     parser.add_argument("--target-doc-dims", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--validation-queries", type=int, default=100)
     parser.add_argument("--validation-distractors", type=int, default=100)
     parser.add_argument("--work", type=Path, default=Path("runs"))
@@ -48,12 +50,12 @@ def main():
     mining = None if a.negatives == "none" else MiningOptions(a.negatives, 1, a.skip)
     recipe = Recipe(beir=a.data, pairs=a.pairs, init_idf=a.data / "corpus.jsonl", negatives=mining, index=a.index,
                     validation_queries=a.validation_queries, validation_distractors=a.validation_distractors)
-    args = TrainArgs(output_dir=a.work / a.name, batch_size=a.batch_size, max_steps=a.steps, logging_steps=5,
+    args = TrainArgs(output_dir=a.work / a.name, batch_size=a.batch_size, max_steps=a.steps, epochs=a.epochs, logging_steps=5,
                      max_seq_length=a.max_seq_length, evaluations=2, force=True, learning_rate=a.lr,
                      static_learning_rate=a.static_lr, document_regularizer_weight=a.doc_reg,
-                     target_doc_dims=a.target_doc_dims, save_steps=10**6)
+                     target_doc_dims=a.target_doc_dims, save_steps=10**6, seed=a.seed)
     started = time.perf_counter()
-    result = run(recipe, args, splade_os.connect(a.url), show_progress=False)
+    result = run(recipe, args, splade_os.connect(a.url) if a.url else None, show_progress=False)
     record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
               "train_seconds": round(time.perf_counter() - started), "steps": result.steps,
               "validation": {k: result.validation[k] for k in ("start", "best", "best_step", "gain", "z", "passed")},

@@ -88,7 +88,8 @@ def hit_lists(answer: dict, index: str, searches: Optional[int] = None) -> List[
     return lists
 
 
-def _minmax(hits: List[dict]) -> Dict[str, float]:
+def minmax_scores(hits: List[dict]) -> Dict[str, float]:
+    """{_id: score scaled to [0, 1] within the list} of a hit list."""
     if not hits:
         return {}
     scores = [float(h["_score"]) for h in hits]
@@ -115,7 +116,7 @@ def fuse(bm25_hits: List[dict], splade_hits: List[dict], hybrid: Hybrid, k: int)
                 scores[hit["_id"]] += 1.0 / (hybrid.rrf_k + rank)
     else:
         for hits, share in ((bm25_hits, 1.0 - hybrid.weight), (splade_hits, hybrid.weight)):
-            for doc_id, score in _minmax(hits).items():
+            for doc_id, score in minmax_scores(hits).items():
                 scores[doc_id] += share * score
     best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
     return [(first[doc_id], score) for doc_id, score in best]
