@@ -18,6 +18,7 @@ Example:
 import functools
 import json
 import re
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import List, Optional
@@ -25,6 +26,10 @@ from typing import List, Optional
 from .errors import ClusterError, IndexStateError, InputError, ModelMismatchError
 from .identity import ModelIdentity
 from .vectors import VectorOptions
+
+# Pauses (s) before asking again a search that some shards failed to answer: a node that left is
+# noticed, and its shards' other copies take over, within seconds.
+SHARD_RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 _PLACEHOLDER = re.compile(r"@([a-z_]+)@")
 SCHEMA = 2
@@ -385,15 +390,40 @@ class SpladeIndex:
         return [(dict(hit, _source=sources.get(hit["_id"])), score) for hit, score in fused]
 
     def request_search(self, body: dict) -> dict:
-        """Send a search body to this index; the engine's raw answer."""
-        return self.cluster.request("POST", f"/{self.name}/_search", body, action=f"searching {self.name!r}")
+        """Send a search body to this index; the engine's raw answer, from every shard (see `_whole`)."""
+        return self._whole(lambda: self.cluster.request("POST", f"/{self.name}/_search", body,
+                                                        action=f"searching {self.name!r}"),
+                           lambda answer: [answer])
 
     def request_msearch(self, bodies: List[dict]) -> dict:
         """Send several search bodies to this index in one `_msearch` request; the engine's raw answer."""
         from .hybrid import msearch_payload
 
-        return self.cluster.request("POST", f"/{self.name}/_msearch", msearch_payload(None, bodies), ndjson=True,
-                                    action=f"searching {self.name!r}")
+        payload = msearch_payload(None, bodies)
+        return self._whole(lambda: self.cluster.request("POST", f"/{self.name}/_msearch", payload, ndjson=True,
+                                                        action=f"searching {self.name!r}"),
+                           lambda answer: answer.get("responses", []))
+
+    def _whole(self, send, searches):
+        """`send()`'s answer once no shard failed in any of its `searches(answer)`.
+
+        An engine answers a search whose shards partly failed (a node just left, a copy is still
+        recovering) with 200 and the hits of the others: silently incomplete. Such an answer is
+        asked again after short pauses while the cluster moves the shards; if it stays partial, a
+        `ClusterError` says how many shards failed and why.
+        """
+        for pause in (*SHARD_RETRY_PAUSES, None):
+            answer = send()
+            shards = [found.get("_shards") or {} for found in searches(answer) if "error" not in found]
+            failed = sum(s.get("failed") or 0 for s in shards)
+            if not failed:
+                return answer
+            if pause is not None:
+                time.sleep(pause)
+        reasons = {str((f.get("reason") or {}).get("reason") or (f.get("reason") or {}).get("type") or f)
+                   for s in shards for f in s.get("failures") or []}
+        raise ClusterError(f"searching {self.name!r}: {failed} of {sum(s.get('total') or 0 for s in shards)} shard "
+                           f"searches failed (" + ("; ".join(sorted(reasons))[:300] or "no reason given") + ")")
 
     def count(self) -> int:
         """`_count` of the index."""

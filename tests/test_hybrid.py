@@ -60,3 +60,28 @@ def test_a_failed_search_in_msearch_raises():
     with pytest.raises(ClusterError, match="no such field") as error:
         hit_lists(answer, "docs")
     assert error.value.status == 400
+
+
+def _answer(failed, hits=()):
+    shards = {"total": 3, "successful": 3 - failed, "failed": failed}
+    if failed:
+        shards["failures"] = [{"shard": 1, "reason": {"type": "node_disconnected_exception", "reason": "node left"}}]
+    return {"_shards": shards, "hits": {"hits": list(hits)}}
+
+
+def test_a_search_with_failed_shards_is_asked_again_then_refused(monkeypatch):
+    """A 200 answer with failed shards is incomplete: asked again while the cluster recovers, an error if it stays."""
+    import splade_os.index
+    from fakes import FakeCluster
+
+    monkeypatch.setattr(splade_os.index.time, "sleep", lambda s: None)
+    answers = [_answer(1), _answer(0, [{"_id": "a"}])]
+    index = FakeCluster(lambda m, p, b: answers.pop(0)).index("docs")
+    assert index.request_search({"query": {}})["hits"]["hits"] == [{"_id": "a"}]
+    assert not answers
+
+    msearch = FakeCluster(lambda m, p, b: {"responses": [_answer(0), _answer(2)]}).index("docs")
+    with pytest.raises(ClusterError) as error:
+        msearch.request_msearch([{}, {}])
+    assert str(error.value) == "searching 'docs': 2 of 6 shard searches failed (node left)"
+    assert len(msearch.cluster.calls) == 1 + len(splade_os.index.SHARD_RETRY_PAUSES)
