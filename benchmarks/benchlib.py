@@ -81,6 +81,19 @@ def query_texts(path: Path) -> List[str]:
         return [json.loads(line)["text"] for line in lines if line.strip()]
 
 
+def bm25_hit_lists(index, texts: List[str], size: int, batch: int = 64) -> List[List[dict]]:
+    """The BM25 (`multi_match`) hits of each text on a `SpladeIndex`, without `_source`,
+    `batch` searches per `_msearch` request."""
+    from splade_os.hybrid import hit_lists
+    from splade_os.query import bm25_body
+
+    lists: List[List[dict]] = []
+    for start in range(0, len(texts), batch):
+        bodies = [bm25_body(text, size, source=False) for text in texts[start:start + batch]]
+        lists += hit_lists(index.request_msearch(bodies), index.name, len(bodies))
+    return lists
+
+
 def save_results(path: Optional[Path], summary: dict) -> None:
     """Write a benchmark's summary as JSON beside the script's other results (nothing when no path)."""
     if path is not None:

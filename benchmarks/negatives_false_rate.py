@@ -17,19 +17,15 @@ from pathlib import Path
 
 import splade_os
 from splade_os.beir import load_beir, relevant
-from splade_os.hybrid import hit_lists
 from splade_os.pairs import corpus_pairs
-from splade_os.query import bm25_body
+
+from benchlib import bm25_hit_lists
 
 RANKS = 12
 
 
 def searches(index, texts, size):
-    lists = []
-    for start in range(0, len(texts), 100):
-        bodies = [bm25_body(t, size, source=False) for t in texts[start:start + 100]]
-        lists += hit_lists(index.request_msearch(bodies), index.name, len(bodies))
-    return [[hit["_id"] for hit in hits] for hits in lists]
+    return [[hit["_id"] for hit in hits] for hits in bm25_hit_lists(index, texts, size)]
 
 
 def false_negative_rates(index, queries, judged):

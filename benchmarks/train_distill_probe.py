@@ -4,10 +4,11 @@
 Why: hard negatives mined from BM25 include unjudged relevant documents (12.9% of Cranfield's
 rank-6 hits, 22.6% of Vaswani's, results/negatives_false_rate.json) and training against them
 lowered nDCG@10. A teacher that scores every candidate instead of calling it negative has no
-false negatives to push down. The teacher is the fusion that measured +0.021 nDCG@10 on both
-collections (docs/quality.md): min-max BM25 (the cluster's `multi_match`) plus min-max SPLADE
-of the starting model, over the union of both top lists, rescaled per query onto the start's
-own score range so that the untrained student is already close to it.
+false negatives to push down. The teacher fuses the two rankings whose fusion (by RRF) measured
++0.021 nDCG@10 on both collections (docs/quality.md), here as scores: min-max BM25 (the
+cluster's `multi_match`) plus min-max SPLADE of the starting model, over the union of both top
+lists, rescaled per query onto the start's own score range so that the untrained student is
+already close to it.
 
 For each self-supervised pair (`splade_os.pairs`, no test query used), the positive and N
 candidates drawn from the teacher's top list are scored by the teacher, and the model trains on
@@ -22,58 +23,31 @@ memory at the serving length. No gate: it measures the method, it is not the pro
 import argparse
 import json
 import random
+import re
 import time
 from pathlib import Path
 
-import numpy as np
-
 import splade_os
 from splade_os.beir import load_beir
-from splade_os.evaluate import evaluate_exact, exact_doc_vectors
-from splade_os.hybrid import minmax_scores, hit_lists
-from splade_os.query import bm25_body
+from splade_os.corpus import Document, read_corpus
+from splade_os.evaluate import evaluate_exact, exact_doc_vectors, exact_run
+from splade_os.hybrid import minmax_scores
 from splade_os.train import beir_pairs, starting_model, static_table_parameter
 
-
-def splade_scores(doc_vectors, encoder, texts, top=50):
-    """For each query text, {doc id: exact SPLADE score} of its `top` best documents."""
-    from scipy.sparse import csr_matrix
-
-    ids = list(doc_vectors)
-    indptr = np.cumsum([0] + [len(doc_vectors[d].ids) for d in ids])
-    matrix = csr_matrix((np.concatenate([doc_vectors[d].values for d in ids]),
-                         np.concatenate([doc_vectors[d].ids for d in ids]), indptr),
-                        shape=(len(ids), len(encoder.table)))
-    out = []
-    for text in texts:
-        q = np.zeros(matrix.shape[1], dtype=np.float32)
-        for token, weight in encoder.weights(text).items():
-            q[token] = weight
-        scores = matrix @ q
-        best = np.argsort(-scores)[:top]
-        out.append({ids[i]: float(scores[i]) for i in best if scores[i] > 0})
-    return out
-
-
-def bm25_hits(index, texts, size=50):
-    hits = []
-    for start in range(0, len(texts), 64):
-        bodies = [bm25_body(t, size=size, source=False) for t in texts[start:start + 64]]
-        hits.extend(hit_lists(index.request_msearch(bodies), index.name, len(bodies)))
-    return [{h["_id"]: h["_score"] for h in lst} for lst in hits]
+from benchlib import bm25_hit_lists
 
 
 def teacher_rows(rows, bm25, splade, texts_by_id, negatives, alpha, seed):
+    """Training columns and teacher labels of each pair with enough candidates.
+
+    `bm25` and `splade` are each pair's hit lists ({"_id", "_score"})."""
     rng = random.Random(seed)
     out = {"query": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(negatives)}, "label": []}
-    kept = 0
     for row, b, s in zip(rows, bm25, splade):
-        candidates = set(b) | set(s)
-        candidates.add(row["positive_id"])
-        bm = minmax_scores([{"_id": k, "_score": v} for k, v in b.items()]) if b else {}
-        sp = minmax_scores([{"_id": k, "_score": v} for k, v in s.items()]) if s else {}
+        bm, sp = minmax_scores(b), minmax_scores(s)
+        candidates = set(bm) | set(sp) | {row["positive_id"]}
         fused = {c: alpha * bm.get(c, 0.0) + (1 - alpha) * sp.get(c, 0.0) for c in candidates}
-        lo, hi = (min(s.values()), max(s.values())) if s else (0.0, 1.0)
+        lo, hi = (min(h["_score"] for h in s), max(h["_score"] for h in s)) if s else (0.0, 1.0)
         scaled = {c: lo + (hi - lo) * v for c, v in fused.items()}
         order = [c for c in sorted(candidates, key=lambda c: -fused[c]) if c != row["positive_id"]][:20]
         if len(order) < negatives:
@@ -84,8 +58,7 @@ def teacher_rows(rows, bm25, splade, texts_by_id, negatives, alpha, seed):
         for i, c in enumerate(picked):
             out[f"negative_{i + 1}"].append(texts_by_id[c])
         out["label"].append([scaled[row["positive_id"]]] + [scaled[c] for c in picked])
-        kept += 1
-    return out, kept
+    return out
 
 
 def main():
@@ -113,8 +86,6 @@ def main():
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments
     from sentence_transformers.sparse_encoder.losses import SparseDistillKLDivLoss, SpladeLoss
-    import re
-
     from splade_os.callbacks import NonNegativeQueryTable
     from splade_os.pooling import fast_max_pooling
 
@@ -125,18 +96,17 @@ def main():
     model.save(str(folder))
     start = splade_os.resolve_model(str(folder), show_progress=False)
     vectors = exact_doc_vectors(corpus, start, device="cpu")
-    texts_by_id = {}
-    for line in open(corpus):
-        doc = json.loads(line)
-        texts_by_id[doc["_id"]] = (doc.get("title", "") + " " + doc.get("text", "")).strip()
+    texts_by_id = {doc.id: doc.content for doc in read_corpus(corpus) if isinstance(doc, Document)}
     rows = beir_pairs(a.data, "train", a.pairs, 42, with_ids=True)
     if a.max_pairs:
         rows = rows.shuffle(seed=42).select(range(min(a.max_pairs, len(rows))))
     rows = [dict(r) for r in rows]
     index = splade_os.connect(a.url).index(a.index)
-    bm25 = bm25_hits(index, [r["query"] for r in rows])
-    splade = splade_scores(vectors, start.query_encoder, [r["query"] for r in rows])
-    data, kept = teacher_rows(rows, bm25, splade, texts_by_id, a.negatives, a.alpha, 42)
+    texts = {str(i): r["query"] for i, r in enumerate(rows)}
+    bm25 = bm25_hit_lists(index, list(texts.values()), 50)
+    run = exact_run(vectors, texts, list(texts), start.query_encoder, k=50)
+    splade = [[{"_id": doc, "_score": score} for doc, score in run[i].items()] for i in texts]  # as hit lists
+    data = teacher_rows(rows, bm25, splade, texts_by_id, a.negatives, a.alpha, 42)
     prepared = time.perf_counter() - started
     dataset = Dataset.from_dict(data)
 
@@ -164,7 +134,7 @@ def main():
     model.save(str(final))
     trained = splade_os.resolve_model(str(final), show_progress=False)
     record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
-              "pairs": kept, "steps": trainer.state.global_step, "prepare_seconds": round(prepared),
+              "pairs": len(data["query"]), "steps": trainer.state.global_step, "prepare_seconds": round(prepared),
               "train_seconds": round(train_seconds),
               "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e]}
     for name, m in (("start", start), ("trained", trained)):

@@ -65,8 +65,7 @@ def evaluate(index, queries, qrels, **kwargs) -> dict:
 def train_once(folder: Path, index_name: str, cluster, settings, work: Path):
     """(TrainResult, gate verdict) of the recipe on one collection."""
     recipe = Recipe(beir=folder, pairs=settings.pairs, init_idf=folder / "corpus.jsonl",
-                    negatives=None if settings.hard_negatives == "none" else
-                    MiningOptions(settings.hard_negatives, settings.negatives, settings.negatives_skip),
+                    negatives=MiningOptions.named(settings.hard_negatives, settings.negatives, settings.negatives_skip),
                     index=index_name, validation_queries=settings.validation_queries)
     args = TrainArgs(output_dir=work / "run", max_steps=settings.max_steps, epochs=settings.epochs,
                      batch_size=settings.batch_size, document_regularizer_weight=settings.doc_reg,

@@ -47,7 +47,7 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, required=True)
     a = parser.parse_args()
-    mining = None if a.negatives == "none" else MiningOptions(a.negatives, 1, a.skip)
+    mining = MiningOptions.named(a.negatives, 1, a.skip)
     recipe = Recipe(beir=a.data, pairs=a.pairs, init_idf=a.data / "corpus.jsonl", negatives=mining, index=a.index,
                     validation_queries=a.validation_queries, validation_distractors=a.validation_distractors)
     args = TrainArgs(output_dir=a.work / a.name, batch_size=a.batch_size, max_steps=a.steps, epochs=a.epochs, logging_steps=5,

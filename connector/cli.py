@@ -505,7 +505,7 @@ def train(output, data, query_column, positive_column, negative_column, beir, be
     """
     from . import train as training
 
-    mining = None if hard_negatives == "none" else MiningOptions(hard_negatives, negative_count, negatives_skip)
+    mining = MiningOptions.named(hard_negatives, negative_count, negatives_skip)
     recipe = training.Recipe(data, (query_column, positive_column, *negative_column), beir, beir_split, pairs, base,
                              init_idf, continue_from, mining, index, validation_queries, eval_beir=eval_beir)
     args = training.TrainArgs(

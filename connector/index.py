@@ -391,21 +391,16 @@ class SpladeIndex:
 
     def request_search(self, body: dict) -> dict:
         """Send a search body to this index; the engine's raw answer, from every shard (see `_whole`)."""
-        return self._whole(lambda: self.cluster.request("POST", f"/{self.name}/_search", body,
-                                                        action=f"searching {self.name!r}"),
-                           lambda answer: [answer])
+        return self._whole("_search", body)
 
     def request_msearch(self, bodies: List[dict]) -> dict:
         """Send several search bodies to this index in one `_msearch` request; the engine's raw answer."""
         from .hybrid import msearch_payload
 
-        payload = msearch_payload(None, bodies)
-        return self._whole(lambda: self.cluster.request("POST", f"/{self.name}/_msearch", payload, ndjson=True,
-                                                        action=f"searching {self.name!r}"),
-                           lambda answer: answer.get("responses", []))
+        return self._whole("_msearch", msearch_payload(None, bodies), ndjson=True)
 
-    def _whole(self, send, searches):
-        """`send()`'s answer once no shard failed in any of its `searches(answer)`.
+    def _whole(self, endpoint: str, body, ndjson: bool = False) -> dict:
+        """The answer of `POST /<index>/<endpoint>` once no shard failed in any of its searches.
 
         An engine answers a search whose shards partly failed (a node just left, a copy is still
         recovering) with 200 and the hits of the others: silently incomplete. Such an answer is
@@ -413,8 +408,11 @@ class SpladeIndex:
         `ClusterError` says how many shards failed and why.
         """
         for pause in (*SHARD_RETRY_PAUSES, None):
-            answer = send()
-            shards = [found.get("_shards") or {} for found in searches(answer) if "error" not in found]
+            answer = self.cluster.request("POST", f"/{self.name}/{endpoint}", body, ndjson=ndjson,
+                                          action=f"searching {self.name!r}")
+            # An `_msearch` answer holds one response per search; a failed one raises in `hit_lists`.
+            searches = answer.get("responses", [answer])
+            shards = [found.get("_shards") or {} for found in searches if "error" not in found]
             failed = sum(s.get("failed") or 0 for s in shards)
             if not failed:
                 return answer

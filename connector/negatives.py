@@ -52,6 +52,11 @@ class MiningOptions:
             raise InputError(f"hard negatives: count ({self.count}) and batch ({self.batch}) must be >= 1, "
                              f"skip ({self.skip}) >= 0")
 
+    @classmethod
+    def named(cls, method: str, count: int = 1, skip: int = 5) -> Optional["MiningOptions"]:
+        """Options for a method name as the CLI takes it; None for "none" (in-batch negatives only)."""
+        return None if method == "none" else cls(method, count, skip)
+
 
 @dataclass
 class MiningStats:
