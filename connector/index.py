@@ -31,6 +31,25 @@ from .vectors import VectorOptions
 # noticed, and its shards' other copies take over, within seconds.
 SHARD_RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
 
+SHARD_FAILURE = "search_phase_execution_exception"  # the engines' error for a search failed on its shards
+
+
+def _shard_problem(answer: dict) -> Optional[str]:
+    """What is missing from a search (or `_msearch`) answer because shards failed; None if nothing."""
+    searches = answer.get("responses", [answer])
+    errors = [found["error"] for found in searches if "error" in found]
+    if any(isinstance(e, dict) and e.get("type") == SHARD_FAILURE for e in errors):
+        return f"{len(errors)} of {len(searches)} searches failed on every shard ({SHARD_FAILURE})"
+    shards = [found.get("_shards") or {} for found in searches if "error" not in found]
+    failed = sum(s.get("failed") or 0 for s in shards)
+    if not failed:
+        return None  # another error of an `_msearch` search is reported by `hybrid.hit_lists`
+    reasons = {str((f.get("reason") or {}).get("reason") or (f.get("reason") or {}).get("type") or f)
+               for s in shards for f in s.get("failures") or []}
+    return (f"{failed} of {sum(s.get('total') or 0 for s in shards)} shard searches failed ("
+            + ("; ".join(sorted(reasons))[:300] or "no reason given") + ")")
+
+
 _PLACEHOLDER = re.compile(r"@([a-z_]+)@")
 SCHEMA = 2
 SOURCE_FEATURES = ("map", "packed", "none")
@@ -402,26 +421,26 @@ class SpladeIndex:
     def _whole(self, endpoint: str, body, ndjson: bool = False) -> dict:
         """The answer of `POST /<index>/<endpoint>` once no shard failed in any of its searches.
 
-        An engine answers a search whose shards partly failed (a node just left, a copy is still
-        recovering) with 200 and the hits of the others: silently incomplete. Such an answer is
-        asked again after short pauses while the cluster moves the shards; if it stays partial, a
-        `ClusterError` says how many shards failed and why.
+        Right after a node leaves, an engine answers a search with 200 and the hits of the shards
+        that answered (silently incomplete), or fails it on every shard
+        (`search_phase_execution_exception`). Either is asked again after short pauses while the
+        cluster moves the shards to their other copies; if it persists, a `ClusterError` says so.
         """
         for pause in (*SHARD_RETRY_PAUSES, None):
-            answer = self.cluster.request("POST", f"/{self.name}/{endpoint}", body, ndjson=ndjson,
-                                          action=f"searching {self.name!r}")
-            # An `_msearch` answer holds one response per search; a failed one raises in `hit_lists`.
-            searches = answer.get("responses", [answer])
-            shards = [found.get("_shards") or {} for found in searches if "error" not in found]
-            failed = sum(s.get("failed") or 0 for s in shards)
-            if not failed:
-                return answer
-            if pause is not None:
+            try:
+                answer = self.cluster.request("POST", f"/{self.name}/{endpoint}", body, ndjson=ndjson,
+                                              action=f"searching {self.name!r}")
+            except ClusterError as error:
+                if error.error_type != SHARD_FAILURE or pause is None:
+                    raise
                 time.sleep(pause)
-        reasons = {str((f.get("reason") or {}).get("reason") or (f.get("reason") or {}).get("type") or f)
-                   for s in shards for f in s.get("failures") or []}
-        raise ClusterError(f"searching {self.name!r}: {failed} of {sum(s.get('total') or 0 for s in shards)} shard "
-                           f"searches failed (" + ("; ".join(sorted(reasons))[:300] or "no reason given") + ")")
+                continue
+            problem = _shard_problem(answer)
+            if problem is None:
+                return answer
+            if pause is None:
+                raise ClusterError(f"searching {self.name!r}: {problem}")
+            time.sleep(pause)
 
     def count(self) -> int:
         """`_count` of the index."""

@@ -85,3 +85,29 @@ def test_a_search_with_failed_shards_is_asked_again_then_refused(monkeypatch):
         msearch.request_msearch([{}, {}])
     assert str(error.value) == "searching 'docs': 2 of 6 shard searches failed (node left)"
     assert len(msearch.cluster.calls) == 1 + len(splade_os.index.SHARD_RETRY_PAUSES)
+
+
+def test_a_search_failed_on_every_shard_is_asked_again(monkeypatch):
+    """Right after a node leaves, a search may fail on all its shards (HTTP 500): asked again, it answers."""
+    import splade_os.index
+    from fakes import FakeCluster
+
+    monkeypatch.setattr(splade_os.index.time, "sleep", lambda s: None)
+    answers = [ClusterError("all shards failed", status=500, error_type="search_phase_execution_exception"),
+               {"responses": [_answer(0), {"error": {"type": "search_phase_execution_exception"}, "status": 500}]},
+               {"responses": [_answer(0, [{"_id": "a"}]), _answer(0)]}]
+
+    def handler(method, path, body):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    index = FakeCluster(handler).index("docs")
+    assert index.request_msearch([{}, {}])["responses"][0]["hits"]["hits"] == [{"_id": "a"}]
+    assert not answers
+    other = FakeCluster(lambda m, p, b: (_ for _ in ()).throw(ClusterError("bad query", status=400,
+                                                                           error_type="parsing_exception")))
+    with pytest.raises(ClusterError, match="bad query"):
+        other.index("docs").request_search({})
+    assert len(other.calls) == 1  # other errors are not asked again
