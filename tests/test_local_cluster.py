@@ -14,6 +14,7 @@ import pytest
 from splade_os.bulk import BulkOptions, RetryPolicy
 from splade_os.checkpoint import Checkpoint
 from splade_os.cluster import connect
+from splade_os.encoder import make_encoder
 from splade_os.index import IndexSettings
 from splade_os.ingest import IngestOptions, ingest
 from splade_os.node import QUICK_START, LocalCluster
@@ -99,6 +100,26 @@ def _search_until(stop: threading.Event, index, encoder, answers: list, failures
         time.sleep(0.1)
 
 
+class _Held:
+    """A document encoder that holds the stream after window `line` until `go` is set.
+
+    So the node stops while the corpus is in the middle however fast this machine encodes
+    (a CI run once finished all 120 documents before the stopped node's process had exited).
+    """
+
+    def __init__(self, encoder, line: int, go: threading.Event):
+        self.encoder, self.line, self.go = encoder, line, go
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+    def encode_stream(self, windows, on_batch=None):
+        for (docs, line), vectors in self.encoder.encode_stream(windows, on_batch):
+            if line > self.line:
+                assert self.go.wait(timeout=300), "the test never let the held ingest go on"
+            yield (docs, line), vectors
+
+
 @pytest.mark.slow
 def test_ingest_survives_a_data_node_stopped(full, default_model, sample_dir, tmp_path):
     corpus = tmp_path / "cran120.jsonl"
@@ -109,11 +130,13 @@ def test_ingest_survives_a_data_node_stopped(full, default_model, sample_dir, tm
     options = IngestOptions(index=IndexSettings(shards=3, replicas=1), window=10, device="cpu",
                             bulk=BulkOptions(docs=5, retry=RetryPolicy(initial=0.2, maximum=2.0, deadline=120)),
                             checkpoint=checkpoint, dead_letter=tmp_path / "dead.jsonl")
-    result = {}
+    result, go = {}, threading.Event()
+    encoder = _Held(make_encoder(default_model, device="cpu"), 40, go)
 
     def run():
         try:
-            result["stats"] = ingest(cluster, corpus, "survivor", default_model, options=options, show_progress=False)
+            result["stats"] = ingest(cluster, corpus, "survivor", default_model, options=options, encoder=encoder,
+                                     show_progress=False)
         except BaseException as error:  # noqa: BLE001 - handed to the test
             result["error"] = error
 
@@ -135,10 +158,12 @@ def test_ingest_survives_a_data_node_stopped(full, default_model, sample_dir, tm
         stopped_at = time.monotonic()
         full.stop_node(a_non_master(cluster, full))
         # The node is gone (stop_node waited for its process) and most of the corpus is still to come.
-        assert thread.is_alive() and Checkpoint.load(checkpoint).line < DOCS - 20
+        assert thread.is_alive() and Checkpoint.load(checkpoint).line < DOCS - 20, result.get("error")
+        go.set()
         thread.join(timeout=300)
         assert not thread.is_alive()
     finally:
+        go.set()
         stop.set()
         if searcher.is_alive():
             searcher.join()
