@@ -346,6 +346,9 @@ def _reconnect(arguments: dict) -> "Cluster":
     return connect(**arguments)
 
 
+CONNECTIONS_PER_NODE = 16  # kept open per node: above the bulk workers plus a few searching threads
+
+
 def connect(
     url: str,
     *,
@@ -448,7 +451,9 @@ def _first_url(url: str):
 def _opensearch_client(url: str, auth, tls: dict, timeout: float, aws_region, aws_service):
     from opensearchpy import OpenSearch
 
-    options = {"timeout": timeout}
+    # opensearch-py keeps one connection per node by default: with bulk workers and searches in
+    # parallel threads every extra connection was closed after use (urllib3 "pool is full").
+    options = {"timeout": timeout, "pool_maxsize": CONNECTIONS_PER_NODE}
     if aws_region:
         from opensearchpy import RequestsHttpConnection
 
@@ -469,7 +474,7 @@ def _opensearch_client(url: str, auth, tls: dict, timeout: float, aws_region, aw
 def _elasticsearch_client(url: str, auth, tls: dict, timeout: float):
     from elasticsearch import Elasticsearch
 
-    options = {"request_timeout": timeout}
+    options = {"request_timeout": timeout, "connections_per_node": CONNECTIONS_PER_NODE}
     if auth is not None:
         options["basic_auth"] = auth
     if tls["scheme"] == "https":

@@ -201,3 +201,18 @@ def test_expected_retrieval_scores(cranfield, sample_dir):
                 for run, spec in expected.items() for metric, (value, tolerance) in spec["metrics"].items()
                 if abs(measured[run][metric] - value) > tolerance]
     assert not failures, failures
+
+
+def test_parallel_requests_share_kept_connections(cranfield, default_model, caplog):
+    """Threads searching one cluster at once (as bulk workers and an app do) reuse open connections
+    instead of closing each extra one after use (urllib3's "Connection pool is full" warning)."""
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    index = cranfield[0]
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            counts = list(pool.map(lambda i: len(index.search(f"flow over a wing {i}", k=3,
+                                                              encoder=default_model.query_encoder)), range(64)))
+    assert counts == [3] * 64
+    assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []
