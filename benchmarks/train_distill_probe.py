@@ -78,6 +78,7 @@ def main():
     parser.add_argument("--doc-reg", type=float, default=3e-4)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--max-pairs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=42, help="the candidates drawn and the trainer's seed")
     parser.add_argument("--work", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, required=True)
     a = parser.parse_args()
@@ -106,7 +107,7 @@ def main():
     bm25 = bm25_hit_lists(index, list(texts.values()), 50)
     run = exact_run(vectors, texts, list(texts), start.query_encoder, k=50)
     splade = [[{"_id": doc, "_score": score} for doc, score in run[i].items()] for i in texts]  # as hit lists
-    data = teacher_rows(rows, bm25, splade, texts_by_id, a.negatives, a.alpha, 42)
+    data = teacher_rows(rows, bm25, splade, texts_by_id, a.negatives, a.alpha, a.seed)
     prepared = time.perf_counter() - started
     dataset = Dataset.from_dict(data)
 
@@ -121,7 +122,7 @@ def main():
         output_dir=str(a.work / a.name), num_train_epochs=a.epochs, per_device_train_batch_size=a.batch_size,
         learning_rate=a.lr, warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES,
         router_mapping={"query": "query", **{c: "document" for c in columns if c != "query"}},
-        learning_rate_mapping={re.escape(table_name): a.static_lr}, seed=42, save_strategy="no",
+        learning_rate_mapping={re.escape(table_name): a.static_lr}, seed=a.seed, save_strategy="no",
         logging_steps=10, disable_tqdm=True, report_to="none")
     trainer = SparseEncoderTrainer(model=model, loss=loss, train_dataset=dataset, args=args,
                                    callbacks=[NonNegativeQueryTable(table)])
