@@ -8,6 +8,7 @@
   SPLADE model does, because that count drives the sparsification and transfer cost.
 """
 
+import argparse
 import contextlib
 import json
 import os
@@ -99,6 +100,37 @@ def save_results(path: Optional[Path], summary: dict) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+def arguments(namespace: argparse.Namespace) -> dict:
+    """A script's parsed arguments as JSON-ready values (paths as strings), for its results record."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(namespace).items()}
+
+
+def save_run(path: Path, name: str, record: dict) -> None:
+    """Add (or replace) one named run in a results file that collects runs by name."""
+    runs = json.loads(path.read_text()) if path.exists() else {}
+    runs[name] = record
+    path.write_text(json.dumps(runs, indent=2) + "\n")
+
+
+def training_parser(doc: str, *, max_seq_length: int, lr: float, doc_reg: Optional[float]) -> argparse.ArgumentParser:
+    """The options the training benchmarks share (a run name, the collection, the trainer's
+    settings, where runs and results go), with each script's own defaults."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name")
+    parser.add_argument("--data", type=Path, required=True, help="the BEIR folder")
+    parser.add_argument("--pairs", default="lead")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-seq-length", type=int, default=max_seq_length)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--static-lr", type=float, default=1e-3)
+    parser.add_argument("--doc-reg", type=float, default=doc_reg)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--work", type=Path, default=Path("runs"))
+    parser.add_argument("--out", type=Path, required=True)
+    return parser
 
 
 def machine() -> str:

@@ -15,7 +15,6 @@ measured beside it on the same document vectors. Each collection is a key of --o
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,6 +26,8 @@ from splade_os.beir import load_beir
 from splade_os.evaluate import evaluate_exact, exact_doc_vectors
 from splade_os.model_builder import idf_weights, sample_texts
 from splade_os.pairs import corpus_pairs
+
+from benchlib import arguments, save_run
 
 
 def main():
@@ -43,7 +44,7 @@ def main():
     queries, qrels, corpus = load_beir(a.data)
     started = time.perf_counter()
     vectors = exact_doc_vectors(corpus, model, device="cpu")
-    record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+    record = {"args": arguments(a),
               "encode_seconds": round(time.perf_counter() - started),
               "default_table": round(evaluate_exact(vectors, queries, qrels, encoder)["ndcg@10"], 4)}
     ids = list(vectors)
@@ -84,9 +85,7 @@ def main():
         record["epochs"].append({"test_ndcg@10": round(test_ndcg(), 4), "seconds": round(seconds, 1)})
         print(f"epoch {epoch + 1}: test nDCG@10 {record['epochs'][-1]['test_ndcg@10']:.4f} ({seconds:.0f} s)")
     if a.out:
-        results = json.loads(a.out.read_text()) if a.out.exists() else {}
-        results[a.data.name] = record
-        a.out.write_text(json.dumps(results, indent=2) + "\n")
+        save_run(a.out, a.data.name, record)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,9 @@ memory at the serving length. No gate: it measures the method, it is not the pro
         --data ../shared/data/cranfield --out benchmarks/results/train_distill_probe.json
 """
 
-import argparse
-import json
 import random
 import re
 import time
-from pathlib import Path
 
 import splade_os
 from splade_os.beir import load_beir
@@ -34,7 +31,7 @@ from splade_os.evaluate import evaluate_exact, exact_doc_vectors, exact_run
 from splade_os.hybrid import minmax_scores
 from splade_os.train import beir_pairs, starting_model, static_table_parameter
 
-from benchlib import bm25_hit_lists
+from benchlib import arguments, bm25_hit_lists, save_run, training_parser
 
 
 def teacher_rows(rows, bm25, splade, texts_by_id, negatives, alpha, seed):
@@ -62,25 +59,13 @@ def teacher_rows(rows, bm25, splade, texts_by_id, negatives, alpha, seed):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name")
+    parser = training_parser(__doc__, max_seq_length=256, lr=1e-4, doc_reg=3e-4)
     parser.add_argument("--url", required=True)
     parser.add_argument("--index", required=True, help="an index holding the collection (its BM25 fields)")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--pairs", default="lead")
     parser.add_argument("--negatives", type=int, default=4)
     parser.add_argument("--alpha", type=float, default=0.5, help="BM25's share of the teacher")
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-seq-length", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--static-lr", type=float, default=1e-3)
-    parser.add_argument("--doc-reg", type=float, default=3e-4)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--max-pairs", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=42, help="the candidates drawn and the trainer's seed")
-    parser.add_argument("--work", type=Path, default=Path("runs"))
-    parser.add_argument("--out", type=Path, required=True)
     a = parser.parse_args()
 
     from datasets import Dataset
@@ -134,7 +119,7 @@ def main():
     final = a.work / a.name / "final"
     model.save(str(final))
     trained = splade_os.resolve_model(str(final), show_progress=False)
-    record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+    record = {"args": arguments(a),
               "pairs": len(data["query"]), "steps": trainer.state.global_step, "prepare_seconds": round(prepared),
               "train_seconds": round(train_seconds),
               "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e]}
@@ -143,9 +128,7 @@ def main():
                                  queries, qrels, m.query_encoder)
         record[name] = {k: round(metrics[k], 4) for k in ("ndcg@10", "mrr@10", "recall@10", "corpus_active_dims")}
     print(a.name, "start", record["start"], "trained", record["trained"], flush=True)
-    runs = json.loads(a.out.read_text()) if a.out.exists() else {}
-    runs[a.name] = record
-    a.out.write_text(json.dumps(runs, indent=2))
+    save_run(a.out, a.name, record)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import torch
 import splade_os
 from splade_os.pooling import fast_max_pooling
 
+from benchlib import arguments
+
 
 def step(model, features, fast: bool):
     """(seconds, embeddings, gradient of the decoder weight) of one forward and backward pass."""
@@ -72,7 +74,7 @@ def main():
         times["sentence_transformers"].append(step(model, features, False)[0])
         times["fast_max_pooling"].append(step(model, features, True)[0])
     median = {k: round(statistics.median(v), 3) for k, v in times.items()}
-    record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+    record = {"args": arguments(a),
               "threads": torch.get_num_threads(), "median_seconds_per_pass": median,
               "speedup": round(median["sentence_transformers"] / median["fast_max_pooling"], 2),
               "seconds": {k: [round(t, 3) for t in v] for k, v in times.items()}, "same_result": same}

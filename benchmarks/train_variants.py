@@ -12,10 +12,7 @@ forced, so a model the gate refused is measured too. Each run appends to --out.
         --out benchmarks/results/train_variants.json
 """
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import splade_os
 from splade_os.beir import load_beir
@@ -23,29 +20,19 @@ from splade_os.evaluate import evaluate_exact, exact_doc_vectors
 from splade_os.negatives import MiningOptions
 from splade_os.train import Recipe, TrainArgs, run
 
+from benchlib import arguments, save_run, training_parser
+
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name")
+    parser = training_parser(__doc__, max_seq_length=128, lr=2e-5, doc_reg=None)
     parser.add_argument("--url", help="the cluster negatives are mined from (not needed with --negatives none)")
     parser.add_argument("--index", help="the index negatives are mined from")
-    parser.add_argument("--data", type=Path, required=True, help="the BEIR folder")
-    parser.add_argument("--pairs", default="lead")
     parser.add_argument("--negatives", default="bm25", help="bm25, splade or none")
     parser.add_argument("--skip", type=int, default=MiningOptions.skip)
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps; -1: --epochs decides")
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-5)
-    parser.add_argument("--static-lr", type=float, default=1e-3)
-    parser.add_argument("--doc-reg", type=float, default=None)
     parser.add_argument("--target-doc-dims", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--validation-queries", type=int, default=100)
     parser.add_argument("--validation-distractors", type=int, default=100)
-    parser.add_argument("--work", type=Path, default=Path("runs"))
-    parser.add_argument("--out", type=Path, required=True)
     a = parser.parse_args()
     mining = MiningOptions.named(a.negatives, 1, a.skip)
     recipe = Recipe(beir=a.data, pairs=a.pairs, init_idf=a.data / "corpus.jsonl", negatives=mining, index=a.index,
@@ -56,7 +43,7 @@ def main():
                      target_doc_dims=a.target_doc_dims, save_steps=10**6, seed=a.seed)
     started = time.perf_counter()
     result = run(recipe, args, splade_os.connect(a.url) if a.url else None, show_progress=False)
-    record = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+    record = {"args": arguments(a),
               "train_seconds": round(time.perf_counter() - started), "steps": result.steps,
               "validation": {k: result.validation[k] for k in ("start", "best", "best_step", "gain", "z", "passed")},
               "sparsity": {k: v for k, v in result.sparsity.items() if k != "history"}}
@@ -67,9 +54,7 @@ def main():
                                                         "corpus_active_dims", "query_active_dims")}
     print(a.name, record["validation"]["start"]["ndcg@10"], "->", record["validation"]["best"]["ndcg@10"],
           "test", record["test"])
-    runs = json.loads(a.out.read_text()) if a.out.exists() else {}
-    runs[a.name] = record
-    a.out.write_text(json.dumps(runs, indent=2))
+    save_run(a.out, a.name, record)
 
 
 if __name__ == "__main__":
