@@ -9,7 +9,8 @@ checkpoint), through the library and a real node:
    (the same document vectors with an IDF query table over this corpus: the query side is all
    that differs, so it is searched on the same index) and BM25 (`multi_match` on title and text);
 2. train with `splade_os.train.run`: self-supervised pairs of the corpus, hard negatives mined
-   from that index, held-out pairs as the validation gate, sparsity kept by target;
+   from that index (or, with `--teacher`, candidates mined from it and scored by the teacher),
+   held-out pairs as the validation gate, sparsity kept by target (or a fixed `--doc-reg`);
 3. ingest with the trained model (`sst-<name>-trained`) and evaluate every test query again.
 
 Document active dimensions are counted on the indexed documents (the features in `_source`).
@@ -35,6 +36,7 @@ from splade_os.beir import load_beir  # noqa: E402
 from splade_os.ingest import IngestOptions  # noqa: E402
 from splade_os.negatives import MiningOptions  # noqa: E402
 from splade_os.query import bm25_body  # noqa: E402
+from splade_os.teacher import TeacherOptions  # noqa: E402
 from splade_os.train import Recipe, TrainArgs, run, starting_model  # noqa: E402
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "map@100")
@@ -64,13 +66,19 @@ def evaluate(index, queries, qrels, **kwargs) -> dict:
 
 def train_once(folder: Path, index_name: str, cluster, settings, work: Path):
     """(TrainResult, gate verdict) of the recipe on one collection."""
-    recipe = Recipe(beir=folder, pairs=settings.pairs, init_idf=folder / "corpus.jsonl",
-                    negatives=MiningOptions.named(settings.hard_negatives, settings.negatives, settings.negatives_skip),
-                    index=index_name, validation_queries=settings.validation_queries)
+    negatives = MiningOptions.named(settings.hard_negatives, settings.negatives, settings.negatives_skip)
+    teacher = None
+    if settings.teacher:
+        teacher = TeacherOptions(settings.teacher, settings.teacher_mix, settings.teacher_candidates,
+                                 settings.teacher_pool, negatives.method if negatives else "bm25")
+        negatives = None
+    recipe = Recipe(beir=folder, pairs=settings.pairs, init_idf=folder / "corpus.jsonl", negatives=negatives,
+                    index=index_name, validation_queries=settings.validation_queries, teacher=teacher)
     args = TrainArgs(output_dir=work / "run", max_steps=settings.max_steps, epochs=settings.epochs,
                      batch_size=settings.batch_size, document_regularizer_weight=settings.doc_reg,
                      max_seq_length=settings.max_seq_length, learning_rate=settings.lr,
-                     static_learning_rate=settings.static_lr, save_steps=10**6, logging_steps=10, force=True)
+                     static_learning_rate=settings.static_lr, save_steps=10**6, logging_steps=10, force=True,
+                     distill_temperature=settings.teacher_temperature)
     result = run(recipe, args, cluster, show_progress=False)
     return result, result.validation["passed"]
 
@@ -120,6 +128,12 @@ def main():
     parser.add_argument("--hard-negatives", default="bm25", help="bm25, splade or none (in-batch negatives only)")
     parser.add_argument("--negatives", type=int, default=1)
     parser.add_argument("--negatives-skip", type=int, default=MiningOptions.skip)
+    parser.add_argument("--teacher", help="distil this teacher ('default': all-MiniLM-L6-v2) on candidates "
+                                          "mined by --hard-negatives")
+    parser.add_argument("--teacher-mix", type=float, default=TeacherOptions.mix)
+    parser.add_argument("--teacher-candidates", type=int, default=TeacherOptions.candidates)
+    parser.add_argument("--teacher-pool", type=int, default=TeacherOptions.pool)
+    parser.add_argument("--teacher-temperature", type=float, default=TrainArgs.distill_temperature)
     parser.add_argument("--validation-queries", type=int, default=200)
     parser.add_argument("--max-steps", type=int, default=80, help="-1: --epochs decides")
     parser.add_argument("--epochs", type=float, default=1.0)

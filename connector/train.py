@@ -7,6 +7,8 @@ not be duplicates of the positive), and a higher learning rate (1e-3) for the st
 On top of that (issue #15):
 
 - hard negatives mined from the cluster (`splade_os.negatives`), as extra `negative_N` columns;
+- or distillation: candidates mined from the cluster and scored by a teacher (`splade_os.teacher`),
+  learned with `SparseDistillKLDivLoss` instead of being called negatives;
 - a validation gate: held-out pairs (or a BEIR folder) are evaluated before training and at
   checkpoints; the best checkpoint is kept, and a run that does not beat the start raises
   `TrainingNotBetterError` (the caller may force saving it);
@@ -57,6 +59,8 @@ class TrainArgs:
             positive and at least `gate_z` standard errors (paired; 1.645: one-sided 95%);
             0 accepts any gain.
         force: save the best trained checkpoint even when it did not beat the start.
+        distill_temperature: the temperature of `SparseDistillKLDivLoss`, used when the rows
+            carry teacher labels (a `label` column).
         min_doc_dims_fraction: with a sparsity target, a checkpoint whose documents have fewer
             active dimensions than this fraction of the target (of the start's, with no target)
             is never kept: sparser than asked for. None: no floor. A fixed weight sets no floor.
@@ -84,6 +88,7 @@ class TrainArgs:
     gate_z: float = 1.645
     force: bool = False
     resume: bool = False
+    distill_temperature: float = 2.0
 
 
 @dataclass
@@ -363,9 +368,13 @@ def _training_arguments(args: TrainArgs, output: Path, columns: Sequence[str], t
     )
 
 
-def _loss_and_sparsity(model, args: TrainArgs):
-    """SpladeLoss with a measuring FLOPS regularizer, and the callback that sets its weight (or None)."""
-    from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
+def _loss_and_sparsity(model, args: TrainArgs, distill: bool = False):
+    """SpladeLoss with a measuring FLOPS regularizer, and the callback that sets its weight (or None).
+
+    The ranking loss is in-batch + hard negatives, or with `distill` (rows with teacher labels)
+    the KL divergence to the teacher's distribution over each row's documents."""
+    from sentence_transformers.sparse_encoder.losses import (SparseDistillKLDivLoss,
+                                                             SparseMultipleNegativesRankingLoss, SpladeLoss)
 
     from .callbacks import DocDimsController, MeasuredFlops
 
@@ -373,7 +382,9 @@ def _loss_and_sparsity(model, args: TrainArgs):
         raise InputError("give a fixed document regularizer weight or a target of active dimensions, not both")
     flops = MeasuredFlops(model)
     fixed = args.document_regularizer_weight
-    loss = SpladeLoss(model, loss=SparseMultipleNegativesRankingLoss(model), document_regularizer=flops,
+    ranking = (SparseDistillKLDivLoss(model, temperature=args.distill_temperature) if distill
+               else SparseMultipleNegativesRankingLoss(model))
+    loss = SpladeLoss(model, loss=ranking, document_regularizer=flops,
                       document_regularizer_weight=fixed if fixed is not None else 0.0,
                       query_regularizer_weight=args.query_regularizer_weight)
     controller = None if fixed is not None else DocDimsController(loss, flops, target=args.target_doc_dims)
@@ -384,7 +395,8 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
     """Train with SpladeLoss + SparseMultipleNegativesRankingLoss; save the best model if it helped.
 
     Columns `query`, `positive` and `negative_N` are trained on (others, such as `positive_id`,
-    are dropped). With an `evaluator` (see `validation_evaluator`, `beir_evaluator`), the start
+    are dropped); with a `label` column (teacher scores of [positive, negative_1, ...], see
+    `splade_os.teacher`) the loss is distillation instead of in-batch ranking. With an `evaluator` (see `validation_evaluator`, `beir_evaluator`), the start
     and the checkpoints are evaluated and the best checkpoint is the one saved, in
     `args.output_dir / "final"` with `splade_os_training.json` (arguments, before/after numbers)
     and a model card; checkpoints go beside it.
@@ -398,7 +410,8 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
         return _train(model, train_dataset, args, evaluator, show_progress)
 
 
-def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool) -> TrainResult:
+def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool, mining: Optional[Dict] = None
+           ) -> TrainResult:
     from sentence_transformers.sparse_encoder import SparseEncoderTrainer
 
     from .callbacks import KeepBest, NonNegativeQueryTable
@@ -406,14 +419,15 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
 
     output = Path(args.output_dir)
     columns = [c for c in train_dataset.column_names if c in ("query", "positive") or c.startswith("negative_")]
-    train_dataset = train_dataset.select_columns(columns)
+    distill = "label" in train_dataset.column_names
+    train_dataset = train_dataset.select_columns(columns + (["label"] if distill else []))
     table_name = static_table_parameter(model)
     table = dict(model.named_parameters())[table_name]
     before = table.detach().clone()
     serving = getattr(model, "splade_os_serving_length", None) or model.max_seq_length
     if args.max_seq_length:
         model.max_seq_length = args.max_seq_length
-    loss, flops, controller = _loss_and_sparsity(model, args)
+    loss, flops, controller = _loss_and_sparsity(model, args, distill)
     keep = KeepBest(VALIDATION_METRIC, evaluator, _dims_floor(args, controller)) if evaluator is not None else None
     non_negative = NonNegativeQueryTable(table)
     callbacks = [c for c in (controller, non_negative, keep) if c is not None]
@@ -436,7 +450,8 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
     model.max_seq_length = serving
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     result = TrainResult(None, trainer.state.global_step, seconds, losses,
-                         sparsity=_sparsity_record(args, controller, flops, non_negative))
+                         sparsity=_sparsity_record(args, controller, flops, non_negative),
+                         pairs=len(train_dataset), mining=mining or {})
     if keep is not None:
         result.validation = _validation_record(keep, evaluator, args.gate_z)
         better = result.validation["passed"]
@@ -573,7 +588,8 @@ def _write_record(folder: Path, args: TrainArgs, result: TrainResult) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()}
     (folder / "splade_os_training.json").write_text(json.dumps(
-        {"training_args": record, "steps": result.steps, "seconds": result.seconds,
+        {"training_args": record, "steps": result.steps, "seconds": result.seconds, "pairs": result.pairs,
+         "mining": result.mining,
          "final_metrics": result.metrics, "validation": result.validation, "sparsity": result.sparsity},
         indent=2, default=str))
 
@@ -609,6 +625,8 @@ class Recipe:
         pairs: "lead", "ict", "crop" or "title" (see `splade_os.pairs`).
         base, init_idf, continue_from: the starting model (see `starting_model`).
         negatives: `splade_os.negatives.MiningOptions` for hard negatives; None: in-batch only.
+        teacher: `splade_os.teacher.TeacherOptions` to distil a teacher's scores of candidates
+            mined from `index` instead (then `negatives` is not used).
         index: the index negatives are mined from; ingested from the BEIR corpus when missing.
         validation_queries: training queries held out for the validation gate (0: no gate).
         validation_distractors: positives of training pairs added to the validation corpus.
@@ -628,6 +646,7 @@ class Recipe:
     validation_queries: int = 200
     validation_distractors: int = 200
     eval_beir: Optional[Path] = None
+    teacher: Optional[object] = None
 
 
 def run(recipe: Recipe, args: TrainArgs, cluster=None, show_progress: bool = True) -> TrainResult:
@@ -649,6 +668,7 @@ def run(recipe: Recipe, args: TrainArgs, cluster=None, show_progress: bool = Tru
 
 def _run(recipe: Recipe, args: TrainArgs, cluster, show_progress: bool) -> TrainResult:
     from .negatives import add_hard_negatives
+    from .teacher import add_teacher_labels
 
     if bool(recipe.data) == bool(recipe.beir):
         raise InputError("give exactly one source of training pairs: data or a BEIR folder")
@@ -656,7 +676,12 @@ def _run(recipe: Recipe, args: TrainArgs, cluster, show_progress: bool) -> Train
             else beir_pairs(recipe.beir, recipe.beir_split, recipe.pairs, args.seed, with_ids=True))
     model = starting_model(recipe.base, recipe.init_idf, recipe.continue_from)
     mining = {}
-    if recipe.negatives is not None:
+    if recipe.teacher is not None:
+        index = _mining_index(cluster, recipe, model, Path(args.output_dir), show_progress)
+        start = _saved_start(model, Path(args.output_dir), show_progress)
+        rows, stats = add_teacher_labels(rows, index, start, recipe.teacher, args.seed, show_progress=show_progress)
+        mining = {"teacher": asdict(recipe.teacher), **asdict(stats)}
+    elif recipe.negatives is not None:
         index = _mining_index(cluster, recipe, model, Path(args.output_dir), show_progress)
         started = time.perf_counter()
         rows, stats = add_hard_negatives(rows, index, recipe.negatives, show_progress)
@@ -669,15 +694,12 @@ def _run(recipe: Recipe, args: TrainArgs, cluster, show_progress: bool) -> Train
         count = min(recipe.validation_distractors, len(rows))
         distractors = rows.shuffle(seed=args.seed).select(range(count))["positive"]
         evaluator = validation_evaluator(held, distractors)
-    result = _train(model, rows, args, evaluator, show_progress)  # `run` is already quiet
-    result.pairs, result.mining = len(rows), mining
-    return result
+    return _train(model, rows, args, evaluator, show_progress, mining)  # `run` is already quiet
 
 
 def _mining_index(cluster, recipe: Recipe, model, output: Path, show_progress: bool):
     """The index to mine: `recipe.index`, ingested from the BEIR corpus with the starting model when missing."""
     from .ingest import IngestOptions, ingest
-    from .model import resolve_model
 
     if cluster is None or not recipe.index:
         raise InputError("hard negatives are mined from an index: give the cluster and the index name (--index)")
@@ -688,8 +710,16 @@ def _mining_index(cluster, recipe: Recipe, model, output: Path, show_progress: b
     if corpus is None or not corpus.is_file():
         raise InputError(f"index {recipe.index!r} does not exist and there is no corpus to fill it: "
                          "ingest the corpus first (`splade-os ingest`), or train with --beir")
-    folder = output / "start"
-    model.save(str(folder))
-    ingest(cluster, corpus, recipe.index, resolve_model(str(folder), show_progress=show_progress),
+    ingest(cluster, corpus, recipe.index, _saved_start(model, output, show_progress),
            options=IngestOptions(dead_letter=output / "mining.rejected.jsonl"), show_progress=show_progress)
     return index
+
+
+def _saved_start(model, output: Path, show_progress: bool):
+    """The starting model saved to OUTPUT/start (once), as a `splade_os.model.Model`."""
+    from .model import resolve_model
+
+    folder = output / "start"
+    if not (folder / "modules.json").exists():
+        model.save(str(folder))
+    return resolve_model(str(folder), show_progress=show_progress)
