@@ -19,6 +19,9 @@ test numbers (the run is forced so that a refused model is measured too).
 
     python benchmarks/train_self_supervised.py --url http://127.0.0.1:9200 --data ../shared/data \\
         [--collections cranfield vaswani] [--max-steps 80] [--out benchmarks/results/train_self_supervised.json]
+    python benchmarks/train_self_supervised.py --url http://127.0.0.1:9200 --collections vaswani \\
+        --teacher default --lr 1e-4 --doc-reg 1e-4 --max-seq-length 256 --max-steps 200 \\
+        --out benchmarks/results/train_self_supervised-teacher-vaswani.json
 """
 
 import argparse

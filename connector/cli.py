@@ -23,6 +23,7 @@ from .errors import IngestInterrupted, SpladeOSError
 from .negatives import MiningOptions
 from .pairs import PAIR_KINDS
 from .teacher import TeacherOptions
+from .train import TrainArgs
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -472,7 +473,8 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field, docum
               type=click.IntRange(min=1), help="Scored candidates per training query, drawn from the pool.")
 @click.option("--teacher-pool", default=TeacherOptions.pool, show_default=True, type=click.IntRange(min=1),
               help="Hits mined per training query for the teacher to score.")
-@click.option("--teacher-temperature", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--teacher-temperature", default=TrainArgs.distill_temperature, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
               help="Temperature of the distillation loss (labels are on the start's score scale).")
 @index_option(required=False, help_text="Index to mine negatives from (ingested from the --beir corpus when missing).")
 @cluster_options

@@ -88,7 +88,7 @@ class TrainArgs:
     gate_z: float = 1.645
     force: bool = False
     resume: bool = False
-    distill_temperature: float = 2.0
+    distill_temperature: float = 10.0
 
 
 @dataclass
