@@ -25,6 +25,7 @@ test numbers (the run is forced so that a refused model is measured too).
 """
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -100,7 +101,7 @@ def measure(cluster, folder: Path, settings, work: Path) -> dict:
             "start (IDF of this corpus)": evaluate(before, queries, qrels, encoder=start.query_encoder)}
     result, beat = train_once(folder, before.name, cluster, settings, work)
     trained = splade_os.resolve_model(str(result.model_dir), show_progress=False)
-    after = cluster.index(f"sst-{name}-trained")
+    after = cluster.index(f"sst-{name}-trained-{os.getpid()}")  # runs side by side must not share it
     if after.exists():
         cluster.request("DELETE", f"/{after.name}")
     fill(after, corpus, trained)
