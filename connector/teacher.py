@@ -46,7 +46,7 @@ class TeacherOptions:
     """
 
     model: str = DEFAULT_TEACHER
-    mix: float = 0.5
+    mix: float = 0.7
     candidates: int = 4
     pool: int = 20
     method: str = "bm25"
