@@ -58,29 +58,12 @@ def _ids(cluster, index):
     return [h["_id"] for h in hits["hits"]["hits"]]
 
 
-_HELD_CLI = """
-import time
-from splade_os import encoder
-stream = encoder.DocumentEncoder.encode_stream
-def held(self, windows, on_batch=None):
-    for item in stream(self, windows, on_batch):
-        time.sleep(0.25)
-        yield item
-encoder.DocumentEncoder.encode_stream = held
-from splade_os.cli import main
-main()
-"""
-
-
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_kill_and_resume(cluster, engine_url, default_model, encoder, corpus, tmp_path, stop):
     checkpoint, dead = tmp_path / "ckpt.json", tmp_path / "dead.jsonl"
     window = 10
     index = f"crash-{stop.name.lower()}"
-    # The CLI with each encoded window held 0.25 s: however fast the machine encodes, the stop lands
-    # mid-corpus (a full run once saw every window encoded before line 60 was settled, so Ctrl-C met
-    # only the final join and the ingest completed).
-    command = [sys.executable, "-c", _HELD_CLI, "-q", "ingest", str(corpus), "--index", index, "--url",
+    command = [sys.executable, "-m", "splade_os", "-q", "ingest", str(corpus), "--index", index, "--url",
                engine_url, "--window", str(window), "--bulk-docs", "5", "--checkpoint", str(checkpoint),
                "--dead-letter", str(dead), "--device", "cpu"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
