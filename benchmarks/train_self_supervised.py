@@ -71,10 +71,9 @@ def evaluate(index, queries, qrels, **kwargs) -> dict:
 def train_once(folder: Path, index_name: str, cluster, settings, work: Path):
     """(TrainResult, gate verdict) of the recipe on one collection."""
     negatives = MiningOptions.named(settings.hard_negatives, settings.negatives, settings.negatives_skip)
-    teacher = None
-    if settings.teacher:
-        teacher = TeacherOptions(settings.teacher, settings.teacher_mix, settings.teacher_candidates,
-                                 settings.teacher_pool, negatives.method if negatives else "bm25")
+    teacher = TeacherOptions.named(settings.teacher, settings.teacher_mix, settings.teacher_candidates,
+                                   settings.teacher_pool, negatives)
+    if teacher:
         negatives = None
     recipe = Recipe(beir=folder, pairs=settings.pairs, init_idf=folder / "corpus.jsonl", negatives=negatives,
                     index=index_name, validation_queries=settings.validation_queries, teacher=teacher)

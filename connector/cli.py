@@ -522,10 +522,9 @@ def train(output, data, query_column, positive_column, negative_column, beir, be
     from . import train as training
 
     mining = MiningOptions.named(hard_negatives, negative_count, negatives_skip)
-    teaching = None
-    if teacher:
-        method = mining.method if mining else "bm25"
-        teaching, mining = TeacherOptions(teacher, teacher_mix, teacher_candidates, teacher_pool, method), None
+    teaching = TeacherOptions.named(teacher, teacher_mix, teacher_candidates, teacher_pool, mining)
+    if teaching:
+        mining = None  # the teacher scores the mined pool: nothing is called a negative
     recipe = training.Recipe(data, (query_column, positive_column, *negative_column), beir, beir_split, pairs, base,
                              init_idf, continue_from, mining, index, validation_queries, eval_beir=eval_beir,
                              teacher=teaching)

@@ -50,6 +50,14 @@ class TeacherOptions:
     pool: int = 20
     method: str = "bm25"
 
+    @classmethod
+    def named(cls, model: Optional[str], mix: float, candidates: int, pool: int, mining) -> Optional["TeacherOptions"]:
+        """Options as the CLI takes them; None without a teacher. The pool is mined the way `mining`
+        (a `MiningOptions`, or None: BM25) mines hard negatives."""
+        if not model:
+            return None
+        return cls(model, mix, candidates, pool, mining.method if mining else "bm25")
+
     def check(self) -> None:
         """Raise InputError for a value out of range."""
         if not 0.0 <= self.mix <= 1.0:
