@@ -1,6 +1,7 @@
 """Fault tests against a real node: crash and resume, node restart, 429s and dropped
 connections, fuzzed input, alias switches, TLS + basic auth. Each is bounded in time."""
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -52,6 +53,23 @@ def corpus(sample_dir, tmp_path_factory):
     return path
 
 
+@contextlib.contextmanager
+def interruptible_children():
+    """Children started inside take Ctrl-C as a terminal user's process does.
+
+    A shell without job control starts background commands with SIGINT ignored, and an ignored
+    signal stays ignored across exec, so under `bash scripts/test &` the ingest would never see
+    the Ctrl-C. A handled signal is reset to its default at exec: handle it here for the spawn.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _ids(cluster, index):
     cluster.index(index).refresh()
     hits = cluster.request("POST", f"/{index}/_search", {"size": 10000, "_source": False, "query": {"match_all": {}}})
@@ -66,7 +84,8 @@ def test_kill_and_resume(cluster, engine_url, default_model, encoder, corpus, tm
     command = [sys.executable, "-m", "splade_os", "-q", "ingest", str(corpus), "--index", index, "--url",
                engine_url, "--window", str(window), "--bulk-docs", "5", "--checkpoint", str(checkpoint),
                "--dead-letter", str(dead), "--device", "cpu"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with interruptible_children():
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
