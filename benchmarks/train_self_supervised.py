@@ -81,7 +81,7 @@ def train_once(folder: Path, index_name: str, cluster, settings, work: Path):
                      batch_size=settings.batch_size, document_regularizer_weight=settings.doc_reg,
                      max_seq_length=settings.max_seq_length, learning_rate=settings.lr,
                      static_learning_rate=settings.static_lr, save_steps=10**6, logging_steps=10, force=True,
-                     distill_temperature=settings.teacher_temperature)
+                     distill_temperature=settings.teacher_temperature, seed=settings.seed)
     result = run(recipe, args, cluster, show_progress=False)
     return result, result.validation["passed"]
 
@@ -145,6 +145,7 @@ def main():
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--static-lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=TrainArgs.seed, help="pairs, validation split, pools, order")
     parser.add_argument("--out", type=Path)
     settings = parser.parse_args()
     summary = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
