@@ -81,7 +81,8 @@ def train_once(folder: Path, index_name: str, cluster, settings, work: Path):
                      batch_size=settings.batch_size, document_regularizer_weight=settings.doc_reg,
                      max_seq_length=settings.max_seq_length, learning_rate=settings.lr,
                      static_learning_rate=settings.static_lr, save_steps=10**6, logging_steps=10, force=True,
-                     distill_temperature=settings.teacher_temperature, seed=settings.seed)
+                     distill_temperature=settings.teacher_temperature, seed=settings.seed,
+                     interpolation=settings.interpolate)
     result = run(recipe, args, cluster, show_progress=False)
     return result, result.validation["passed"]
 
@@ -145,16 +146,20 @@ def main():
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--static-lr", type=float, default=1e-3)
+    parser.add_argument("--interpolate", type=float, default=TrainArgs.interpolation,
+                        help="move the saved weights back toward the start (1: as trained)")
     parser.add_argument("--seed", type=int, default=TrainArgs.seed, help="pairs, validation split, pools, order")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--work", type=Path, help="keep the working folder (start and trained models) here "
+                        "instead of a temporary one")
     settings = parser.parse_args()
     summary = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
                "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(settings).items()},
                "collections": {}}
     with node(settings.url, timeout=600) as cluster, tempfile.TemporaryDirectory(prefix="sst-") as tmp:
         for name in settings.collections:
-            work = Path(tmp) / name
-            work.mkdir()
+            work = (settings.work or Path(tmp)) / name
+            work.mkdir(parents=True)
             with working_dir(work):
                 started = time.perf_counter()
                 record = measure(cluster, settings.data / name, settings, work)

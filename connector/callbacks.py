@@ -13,7 +13,7 @@
   optimizer step. A `rank_feature` boost cannot be negative, so search drops such tokens: a
   table that goes negative in training is not the table that is served.
 - `KeepBest`: remembers the first evaluation (the start) and the weights of the best one after
-  it, and asks for an evaluation at the last step.
+  it, asks for an evaluation at the last step, and evaluates an interpolation toward the start.
 - `ValidationEvaluator`: sentence-transformers' retrieval evaluator that also keeps each query's
   nDCG@10, so the gate can tell a gain from the noise of a few hundred queries.
 """
@@ -167,6 +167,8 @@ class KeepBest(TrainerCallback):
         self.best_state = None
         self.start_value = self.best_value = float("-inf")
         self.history: List[Dict[str, float]] = []
+        self.interpolation: Optional[float] = None
+        self.checkpoint: Optional[Dict[str, float]] = None
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
@@ -203,6 +205,19 @@ class KeepBest(TrainerCallback):
         spread = math.sqrt(sum((d - mean) ** 2 for d in diffs) / max(1, len(diffs) - 1))
         z = mean / (spread / math.sqrt(len(diffs))) if spread > 0 else 0.0
         return {"gain": mean, "z": z}
+
+    def interpolated(self, model, share: float) -> None:
+        """Evaluate `model`, whose weights were moved back toward the start (`share` of the way to
+        the kept checkpoint, or to the last weights when none was kept): its evaluation becomes the
+        kept one, which the gate judges; the checkpoint's stays in `checkpoint`."""
+        metrics = {f"eval_{k}": v for k, v in self.evaluator(model).items()}
+        key = next(k for k in metrics if k.endswith(f"_{self.metric}"))
+        self.checkpoint = self.best if self.best is not None else self.last
+        if self.best_step is None:
+            self.best_step = self.last_step
+        self.best, self.best_value, self.interpolation = metrics, metrics[key], share
+        self.best_per_query = list(getattr(self.evaluator, "per_query_ndcg", None) or [])
+        self.best_state = None
 
     def restore(self, model) -> bool:
         """Load the best weights into `model`; False when no evaluation after the start happened."""

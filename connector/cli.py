@@ -504,6 +504,10 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field, docum
 @click.option("--eval-beir", type=click.Path(file_okay=False, path_type=Path),
               help="Validate on this BEIR folder's qrels/test.tsv instead of held-out pairs.")
 @click.option("--eval-steps", type=int, help="Validate every N steps (default: 4 times, and at the end).")
+@click.option("--interpolate", default=TrainArgs.interpolation, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="Save the start's weights moved only this share of the way to the trained ones "
+                   "(weight interpolation; the gate judges the result). 1: as trained.")
 @click.option("--force", is_flag=True, help="Save the best trained checkpoint even if it did not beat the start.")
 @click.option("--resume", is_flag=True, help="Resume from the last checkpoint in --output.")
 @handle_errors
@@ -511,7 +515,7 @@ def train(output, data, query_column, positive_column, negative_column, beir, be
           negative_count, negatives_skip, teacher, teacher_mix, teacher_candidates, teacher_pool,
           teacher_temperature, index, cluster, base, init_idf, continue_from, lr, static_lr, batch_size,
           epochs, max_steps, warmup_ratio, target_doc_dims, doc_reg, query_reg, seed, precision, max_seq_length,
-          save_steps, validation_queries, eval_beir, eval_steps, force, resume):
+          save_steps, validation_queries, eval_beir, eval_steps, interpolate, force, resume):
     """Train an inference-free SPLADE model; keep it only if it beats the start on held-out queries.
 
     Exits with status 1 when no checkpoint beat the start (see --force).
@@ -533,7 +537,7 @@ def train(output, data, query_column, positive_column, negative_column, beir, be
         max_steps=max_steps, warmup_ratio=warmup_ratio, document_regularizer_weight=doc_reg,
         target_doc_dims=target_doc_dims, query_regularizer_weight=query_reg, seed=seed, precision=precision,
         max_seq_length=max_seq_length, save_steps=save_steps, eval_steps=eval_steps, force=force, resume=resume,
-        distill_temperature=teacher_temperature)
+        distill_temperature=teacher_temperature, interpolation=interpolate)
     result = training.run(recipe, args, cluster.connect() if mining or teaching else None, show_progress=not _quiet())
     click.echo(f"trained {result.steps} steps on {result.pairs} pairs in {result.seconds:.0f} s"
                + (f"; loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}" if result.losses else ""))

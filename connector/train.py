@@ -61,6 +61,11 @@ class TrainArgs:
         force: save the best trained checkpoint even when it did not beat the start.
         distill_temperature: the temperature of `SparseDistillKLDivLoss`, used when the rows
             carry teacher labels (a `label` column).
+        interpolation: the saved weights are the start's moved this share of the way to the
+            kept checkpoint's (weight-space interpolation, WiSE-FT); 1: the checkpoint as
+            trained. Self-supervised pairs are not real queries, and the start's weights keep
+            what they are not (docs/training.md, "Interpolation"). With a validation, the
+            interpolated model is evaluated and is what the gate judges.
         min_doc_dims_fraction: with a sparsity target, a checkpoint whose documents have fewer
             active dimensions than this fraction of the target (of the start's, with no target)
             is never kept: sparser than asked for. None: no floor. A fixed weight sets no floor.
@@ -89,6 +94,7 @@ class TrainArgs:
     force: bool = False
     resume: bool = False
     distill_temperature: float = 10.0
+    interpolation: float = 1.0
 
 
 @dataclass
@@ -424,6 +430,7 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
     table_name = static_table_parameter(model)
     table = dict(model.named_parameters())[table_name]
     before = table.detach().clone()
+    start_state = _cpu_state(model) if args.interpolation < 1 else None
     serving = getattr(model, "splade_os_serving_length", None) or model.max_seq_length
     if args.max_seq_length:
         model.max_seq_length = args.max_seq_length
@@ -447,6 +454,11 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
     with fast_max_pooling(model) if full_precision else contextlib.nullcontext():
         trainer.train(resume_from_checkpoint=True if args.resume else None)
     seconds = time.perf_counter() - started
+    kept = keep.restore(model) if keep is not None else False  # the best checkpoint; False: the last weights
+    if start_state is not None:
+        _interpolate(model, start_state, args.interpolation)
+        if keep is not None:  # evaluated as the checkpoints were (training's truncation): the gate judges it
+            keep.interpolated(model, args.interpolation)
     model.max_seq_length = serving
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     result = TrainResult(None, trainer.state.global_step, seconds, losses,
@@ -454,20 +466,31 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
                          pairs=len(train_dataset), mining=mining or {})
     if keep is not None:
         result.validation = _validation_record(keep, evaluator, args.gate_z)
-        better = result.validation["passed"]
-        if better or args.force:
-            if not keep.restore(model):  # forced with no checkpoint to keep: the last weights, as trained
-                result.validation.update(best=_short_metrics(keep.last or {}, evaluator), best_step=keep.last_step)
-            result.metrics = result.validation["best"]
-        else:
+        if not (result.validation["passed"] or args.force):
             _write_record(output, args, result)
             raise TrainingNotBetterError(_not_better(result.validation))
+        if not kept and start_state is None:  # forced with no checkpoint to keep: the last weights, as trained
+            result.validation.update(best=_short_metrics(keep.last or {}, evaluator), best_step=keep.last_step)
+        result.metrics = result.validation["best"]
     result.table_change = (table.detach() - before.to(table.device)).abs().max().item()
     result.model_dir = output / "final"
     model.save(str(result.model_dir))
     _write_record(result.model_dir, args, result)
     _append_card(result.model_dir, result)
     return result
+
+
+def _cpu_state(model) -> Dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _interpolate(model, start: Dict, share: float) -> None:
+    """Move `model`'s weights back toward `start`: start + share * (current - start).
+
+    A non-negative query table stays non-negative (both ends are), so nothing served changes sign."""
+    current = model.state_dict()
+    model.load_state_dict({k: start[k].to(v.device) + share * (v - start[k].to(v.device)) if v.is_floating_point()
+                           else v for k, v in current.items()})
 
 
 def _widget_examples_quietly(model, train_dataset) -> None:
@@ -539,6 +562,7 @@ def _validation_record(keep, evaluator, gate_z: float) -> Dict:
     return {"metric": VALIDATION_METRIC, "evaluator": evaluator.name, "queries": len(evaluator.queries),
             "documents": len(evaluator.corpus), "start": _short_metrics(keep.start or {}, evaluator),
             "best": _short_metrics(keep.best or {}, evaluator), "best_step": keep.best_step,
+            "interpolation": keep.interpolation, "checkpoint": _short_metrics(keep.checkpoint or {}, evaluator),
             "gain": gain["gain"], "z": gain["z"], "gate_z": gate_z, "passed": passed, "history": keep.history,
             "min_doc_dims": keep.min_doc_dims, "too_sparse_steps": keep.too_sparse}
 
@@ -594,6 +618,13 @@ def _write_record(folder: Path, args: TrainArgs, result: TrainResult) -> None:
         indent=2, default=str))
 
 
+def _saved_weights(validation: Dict) -> str:
+    step = f"step {validation['best_step']}"
+    share = validation.get("interpolation")
+    return (f"the start's moved {share:g} of the way to {step}'s (weight interpolation)" if share is not None
+            else f"those of {step}")
+
+
 def _append_card(folder: Path, result: TrainResult) -> None:
     validation = result.validation
     if not validation:
@@ -605,7 +636,7 @@ def _append_card(folder: Path, result: TrainResult) -> None:
     text = card.read_text(encoding="utf-8") if card.exists() else ""
     card.write_text(text + "\n\n## splade-os validation\n\n"
                     f"{validation['queries']} validation queries against {validation['documents']} documents "
-                    f"({validation['evaluator']}); the saved weights are those of step {validation['best_step']}.\n\n"
+                    f"({validation['evaluator']}); the saved weights are {_saved_weights(validation)}.\n\n"
                     "| metric | before training | saved model |\n|---|---|---|\n" + "\n".join(rows) + "\n",
                     encoding="utf-8")
 

@@ -182,6 +182,51 @@ def test_the_trained_query_table_is_the_served_one(cluster, sample_dir, tmp_path
     assert len(index.search(queries[1], k=3)) == 3
 
 
+def test_interpolation_moves_every_weight_back_toward_the_start():
+    import torch
+
+    from splade_os.train import _cpu_state, _interpolate
+
+    model = torch.nn.Linear(3, 2)
+    start = _cpu_state(model)
+    with torch.no_grad():
+        model.weight.add_(torch.ones(2, 3))
+        model.bias.mul_(-3.0)
+    trained = _cpu_state(model)
+    _interpolate(model, start, 0.25)
+    for name, value in model.state_dict().items():
+        assert torch.allclose(value, start[name] + 0.25 * (trained[name] - start[name])), name
+
+
+@pytest.mark.slow
+def test_the_gate_judges_the_interpolated_model(sample_dir, tmp_path):
+    """--interpolate 0.5: the saved weights lie halfway between the start and the kept checkpoint,
+    the query table included (it stays >= 0), and the gate's numbers are the saved model's."""
+    from sentence_transformers import SparseEncoder
+
+    from splade_os.train import validation_evaluator
+
+    rows, held = split_validation(beir_pairs(sample_dir, pairs="ict", with_ids=True), queries=20)
+    model = starting_model(init_idf=sample_dir / "corpus.jsonl", max_seq_length=32)
+    name = static_table_parameter(model)
+    start = dict(model.named_parameters())[name].detach().clone().numpy()
+    args = TrainArgs(output_dir=tmp_path / "run", batch_size=8, max_steps=3, eval_steps=3, save_steps=3,
+                     static_learning_rate=0.5, learning_rate=1e-4, document_regularizer_weight=0.0,
+                     interpolation=0.5, force=True, logging_steps=1)
+    result = train(model, rows.select(range(48)), args, evaluator=validation_evaluator(held), show_progress=False)
+    checkpoint = SparseEncoder(str(tmp_path / "run" / "checkpoint-3"), device="cpu")
+    trained = dict(checkpoint.named_parameters())[name].detach().numpy()
+    saved = dict(SparseEncoder(str(result.model_dir), device="cpu").named_parameters())[name].detach().numpy()
+    assert np.abs(trained - start).max() > 0.1
+    np.testing.assert_allclose(saved, start + 0.5 * (trained - start), rtol=1e-5, atol=1e-6)
+    assert saved.min() >= 0.0
+    validation = result.validation
+    assert validation["interpolation"] == 0.5 and validation["best_step"] == 3
+    assert validation["checkpoint"]["ndcg@10"] == validation["history"][-1]["value"]  # step 3, as trained
+    assert validation["best"] != validation["checkpoint"] and result.metrics == validation["best"]
+    assert "moved 0.5 of the way to step 3's" in (result.model_dir / "README.md").read_text()
+
+
 @pytest.mark.slow
 def test_negatives_mined_on_a_node_are_other_documents(cluster, default_model, sample_dir, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
