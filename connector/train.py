@@ -38,7 +38,7 @@ from .errors import InputError, ModelError, TrainingError, TrainingNotBetterErro
 
 __all__ = ["TrainArgs", "TrainResult", "Recipe", "TrainingError", "TrainingNotBetterError", "load_pairs",
            "beir_pairs", "starting_model", "static_table_parameter", "split_validation", "validation_evaluator",
-           "beir_evaluator", "train", "run"]
+           "beir_evaluator", "train", "run", "interpolate"]
 
 VALIDATION_METRIC = "ndcg@10"
 
@@ -63,9 +63,9 @@ class TrainArgs:
             carry teacher labels (a `label` column).
         interpolation: the saved weights are the start's moved this share of the way to the
             kept checkpoint's (weight-space interpolation, WiSE-FT); 1: the checkpoint as
-            trained. Self-supervised pairs are not real queries, and the start's weights keep
-            what they are not (docs/training.md, "Interpolation"). With a validation, the
-            interpolated model is evaluated and is what the gate judges.
+            trained. With a validation, the interpolated model is evaluated and is what the
+            gate judges. What it did on the bundled collections: docs/training.md,
+            "Interpolation toward the start".
         min_doc_dims_fraction: with a sparsity target, a checkpoint whose documents have fewer
             active dimensions than this fraction of the target (of the start's, with no target)
             is never kept: sparser than asked for. None: no floor. A fixed weight sets no floor.
@@ -456,7 +456,7 @@ def _train(model, train_dataset, args: TrainArgs, evaluator, show_progress: bool
     seconds = time.perf_counter() - started
     kept = keep.restore(model) if keep is not None else False  # the best checkpoint; False: the last weights
     if start_state is not None:
-        _interpolate(model, start_state, args.interpolation)
+        interpolate(model, start_state, args.interpolation)
         if keep is not None:  # evaluated as the checkpoints were (training's truncation): the gate judges it
             keep.interpolated(model, args.interpolation)
     model.max_seq_length = serving
@@ -484,10 +484,15 @@ def _cpu_state(model) -> Dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def _interpolate(model, start: Dict, share: float) -> None:
-    """Move `model`'s weights back toward `start`: start + share * (current - start).
+def interpolate(model, start: Dict, share: float) -> None:
+    """Set `model`'s weights to start + share * (current - start) (`TrainArgs.interpolation`).
 
-    A non-negative query table stays non-negative (both ends are), so nothing served changes sign."""
+    Args:
+        model: the trained model; its weights are replaced in place.
+        start: the start's state dict (the weights training began from).
+        share: 0 gives the start, 1 leaves the model as it is; above 1 extrapolates.
+
+    Between 0 and 1 a non-negative query table stays non-negative (both ends are)."""
     current = model.state_dict()
     model.load_state_dict({k: start[k].to(v.device) + share * (v - start[k].to(v.device)) if v.is_floating_point()
                            else v for k, v in current.items()})

@@ -185,7 +185,7 @@ def test_the_trained_query_table_is_the_served_one(cluster, sample_dir, tmp_path
 def test_interpolation_moves_every_weight_back_toward_the_start():
     import torch
 
-    from splade_os.train import _cpu_state, _interpolate
+    from splade_os.train import _cpu_state, interpolate
 
     model = torch.nn.Linear(3, 2)
     start = _cpu_state(model)
@@ -193,7 +193,7 @@ def test_interpolation_moves_every_weight_back_toward_the_start():
         model.weight.add_(torch.ones(2, 3))
         model.bias.mul_(-3.0)
     trained = _cpu_state(model)
-    _interpolate(model, start, 0.25)
+    interpolate(model, start, 0.25)
     for name, value in model.state_dict().items():
         assert torch.allclose(value, start[name] + 0.25 * (trained[name] - start[name])), name
 
