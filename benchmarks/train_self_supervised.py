@@ -114,7 +114,7 @@ def measure(cluster, folder: Path, settings, work: Path) -> dict:
         "gain_over_start": round(rows["trained"]["ndcg@10"] - rows["start (IDF of this corpus)"]["ndcg@10"], 4),
         "gate": {"beat_start": beat, "validation": {k: result.validation[k] for k in (
             "queries", "documents", "start", "best", "best_step", "gain", "z", "gate_z", "history", "min_doc_dims",
-            "too_sparse_steps")}},
+            "too_sparse_steps", "interpolation", "checkpoint")}},
         "steps": result.steps, "pairs": result.pairs, "mining": result.mining,
         "seconds_per_step": round((result.seconds - eval_seconds) / max(1, result.steps), 2),
         "validation_seconds": round(eval_seconds, 1),
