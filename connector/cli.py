@@ -21,7 +21,7 @@ import click
 from .engine import ENGINES
 from .errors import IngestInterrupted, SpladeOSError
 from .negatives import MiningOptions
-from .pairs import PAIR_KINDS
+from .pairs import pair_kinds
 from .teacher import TeacherOptions
 from .train import TrainArgs
 
@@ -223,6 +223,16 @@ def _pruning(prune: bool):
     from .query import Pruning
 
     return Pruning() if prune else None
+
+
+def _pair_kinds(value: str) -> str:
+    from .errors import InputError
+
+    try:
+        pair_kinds(value)
+    except InputError as e:
+        raise click.BadParameter(str(e), param_hint="--pairs")
+    return value
 
 
 def _shard(value: Optional[str]):
@@ -454,9 +464,10 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field, docum
 @click.option("--beir", type=click.Path(file_okay=False, path_type=Path),
               help="Build pairs from a BEIR folder: queries + qrels/<split>.tsv, else self-supervised pairs of its corpus.")
 @click.option("--beir-split", default="train", show_default=True, help="qrels split used with --beir.")
-@click.option("--pairs", type=click.Choice(PAIR_KINDS), default="lead", show_default=True,
+@click.option("--pairs", default="lead", show_default=True, callback=lambda ctx, param, value: _pair_kinds(value),
               help="Self-supervised pairs (--beir without training qrels): lead = the title, or the first "
-                   "words -> the rest; ict = a span -> the rest; crop = two independent spans; title = title -> text.")
+                   "words -> the rest; ict = a span -> the rest; crop = two independent spans; title = title -> text; "
+                   "kinds combine with '+' (lead+ict: a pair of each per document).")
 @click.option("--hard-negatives", type=click.Choice(["none", "bm25", "splade"]), default="none", show_default=True,
               help="Mine negatives from --index: top BM25 (title+text) or SPLADE hits that are not the positive.")
 @click.option("--negatives", "negative_count", default=1, show_default=True, type=click.IntRange(min=1),

@@ -16,8 +16,10 @@ Four constructions, each giving `query`, `positive` and `positive_id` (the sourc
 - "crop" (independent cropping, as Contriever): query and positive are two independent random
   spans of the document (the positive covers half of it or more); they may overlap.
 
-Spans are drawn from a generator seeded per document id, so pairs are the same on every run
-and do not depend on the corpus order. The measured choice between them is in docs/training.md.
+Kinds combine with "+" ("lead+ict"): each document gives one pair of each kind, so there are
+more and more varied training queries for the same corpus (useful with a teacher, which labels
+whatever the query is). Spans are drawn from a generator seeded per document id, so pairs are
+the same on every run and do not depend on the corpus order. The measured choice between them is in docs/training.md.
 """
 
 import random
@@ -88,17 +90,46 @@ def title_pair(title: str, text: str) -> Optional[Tuple[str, str]]:
     return None
 
 
+def pair_kinds(kind: str) -> List[str]:
+    """The kinds of a `--pairs` value ("lead", or several joined by "+": "lead+ict").
+
+    Raises:
+        InputError: an unknown or repeated kind.
+    """
+    kinds = [k.strip() for k in kind.split("+")]
+    for k in kinds:
+        if k not in PAIR_KINDS:
+            raise InputError(f"pairs {kind!r}: {k!r} is not one of {', '.join(PAIR_KINDS)} (combine kinds with '+')")
+    if len(set(kinds)) < len(kinds):
+        raise InputError(f"pairs {kind!r}: a kind is repeated")
+    return kinds
+
+
+def _document_pair(doc, kind: str, seed: int, spans: SpanSettings) -> Optional[Tuple[str, str]]:
+    if kind == "title" or (kind == "lead" and doc.title.strip()):
+        return title_pair(doc.title, doc.text)
+    if kind == "lead":
+        words = doc.text.split()
+        return lead_pair(words, _rng(seed, doc.id), spans) if len(words) >= 3 * spans.query_min else None
+    words = doc.content.split()
+    if len(words) < max(spans.min_words, 3 * spans.query_min):
+        return None
+    make = ict_pair if kind == "ict" else crop_pair
+    return make(words, _rng(seed, doc.id), spans)
+
+
 def corpus_pairs(corpus: Path, kind: str = "lead", seed: int = 42, spans: Optional[SpanSettings] = None):
     """Self-supervised pairs of a JSONL corpus as a `datasets.Dataset`.
 
     Args:
         corpus: the corpus file (BEIR fields `_id`, `title`, `text`).
-        kind: "lead", "ict", "crop" or "title" (see the module docstring).
+        kind: "lead", "ict", "crop" or "title" (see the module docstring), or several joined by
+            "+" ("lead+ict"): one pair of each kind per document, in that order.
         seed: the spans' seed.
         spans: span lengths (`SpanSettings()` by default).
 
     Returns:
-        A Dataset with columns `query`, `positive`, `positive_id`; one row per usable document.
+        A Dataset with columns `query`, `positive`, `positive_id`; a row per usable document and kind.
 
     Raises:
         InputError: unknown kind, no such corpus, or no document gave a pair.
@@ -107,8 +138,7 @@ def corpus_pairs(corpus: Path, kind: str = "lead", seed: int = 42, spans: Option
 
     from .corpus import Document, read_corpus
 
-    if kind not in PAIR_KINDS:
-        raise InputError(f"pairs {kind!r}: expected one of {', '.join(PAIR_KINDS)}")
+    kinds = pair_kinds(kind)
     corpus = Path(corpus)
     if not corpus.is_file():
         raise InputError(f"{corpus}: no such file (a BEIR folder has corpus.jsonl)")
@@ -117,22 +147,13 @@ def corpus_pairs(corpus: Path, kind: str = "lead", seed: int = 42, spans: Option
     for doc in read_corpus(corpus):
         if not isinstance(doc, Document):
             continue
-        if kind == "title" or (kind == "lead" and doc.title.strip()):
-            pair = title_pair(doc.title, doc.text)
-        elif kind == "lead":
-            words = doc.text.split()
-            pair = lead_pair(words, _rng(seed, doc.id), spans) if len(words) >= 3 * spans.query_min else None
-        else:
-            words = doc.content.split()
-            if len(words) < max(spans.min_words, 3 * spans.query_min):
-                continue
-            make = ict_pair if kind == "ict" else crop_pair
-            pair = make(words, _rng(seed, doc.id), spans)
-        if pair:
-            rows["query"].append(pair[0])
-            rows["positive"].append(pair[1])
-            rows["positive_id"].append(doc.id)
+        for k in kinds:
+            pair = _document_pair(doc, k, seed, spans)
+            if pair:
+                rows["query"].append(pair[0])
+                rows["positive"].append(pair[1])
+                rows["positive_id"].append(doc.id)
     if not rows["query"]:
-        why = "no document has a title" if kind == "title" else f"no document has {spans.min_words} words or more"
+        why = "no document has a title" if kinds == ["title"] else f"no document has {spans.min_words} words or more"
         raise InputError(f"{corpus}: no {kind!r} training pairs could be built ({why})")
     return datasets.Dataset.from_dict(rows)

@@ -172,7 +172,7 @@ def beir_pairs(folder: Path, split: str = "train", pairs: str = "lead", seed: in
 
     With `qrels/<split>.tsv`, each judged pair with a score > 0 gives (query text, document);
     without it (no training queries), self-supervised pairs of its corpus
-    (`splade_os.pairs.corpus_pairs`, `pairs` = "lead", "ict", "crop" or "title"), which never use the
+    (`splade_os.pairs.corpus_pairs`, `pairs` = "lead", "ict", "crop", "title" or kinds joined by "+"), which never use the
     collection's test queries. The rows have `query` and `positive`, and with `with_ids` the
     positive's document id, `positive_id` (what negative mining and the validation split key on).
     """
@@ -658,7 +658,7 @@ class Recipe:
         data: a source of training rows for `load_pairs` (or None with `beir`).
         columns: the query, positive and negative column names of `data`.
         beir: a BEIR folder: judged pairs of `beir_split` if it has them, else self-supervised `pairs`.
-        pairs: "lead", "ict", "crop" or "title" (see `splade_os.pairs`).
+        pairs: "lead", "ict", "crop", "title", or kinds joined by "+" such as "lead+ict" (see `splade_os.pairs`).
         base, init_idf, continue_from: the starting model (see `starting_model`).
         negatives: `splade_os.negatives.MiningOptions` for hard negatives; None: in-batch only.
         teacher: `splade_os.teacher.TeacherOptions` to distil a teacher's scores of candidates

@@ -48,6 +48,12 @@ def test_missing_corpus(tmp_path):
     assert result.exit_code == 1 and result.output == f"Error: {tmp_path / 'none.jsonl'}: no such file\n"
 
 
+def test_unknown_pair_kind_is_one_line_error(tmp_path):
+    result = run("train", "--beir", str(tmp_path), "--pairs", "lead+cloze", "-o", str(tmp_path / "run"))
+    assert result.exit_code == 2 and "'cloze' is not one of lead, ict, crop, title" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_query_prints_dsl(default_model):
     result = run("-q", "query", "Lift of a wing...", "--size", "3")
     assert result.exit_code == 0

@@ -50,7 +50,7 @@ def test_corpus_pairs_are_reproducible_and_name_their_document(tmp_path):
         assert row["query"].split()[0].startswith(f"w{row['positive_id'][1:]}x")
     with pytest.raises(InputError, match="no 'title' training pairs"):
         corpus_pairs(corpus, "title")
-    with pytest.raises(InputError, match="expected one of"):
+    with pytest.raises(InputError, match="'clozes' is not one of"):
         corpus_pairs(corpus, "clozes")
 
 
@@ -64,3 +64,17 @@ def test_lead_pairs_take_the_title_or_the_first_words(tmp_path):
     assert rows[0]["query"] == "Heat transfer in cones" and rows[0]["positive"].startswith("Measurements")
     lead, rest = rows[1]["query"].split(), rows[1]["positive"].split()
     assert lead + rest == words.split() and 4 <= len(lead) <= SpanSettings().lead_max
+
+
+def test_combined_kinds_give_a_pair_of_each_kind_per_document(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    docs = [{"_id": f"d{i}", "title": f"title {i}", "text": " ".join(f"w{i}x{j}" for j in range(30))} for i in range(4)]
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    lead, ict, both = (corpus_pairs(corpus, kind, seed=5) for kind in ("lead", "ict", "lead+ict"))
+    assert both["positive_id"] == [d["_id"] for d in docs for _ in range(2)]
+    assert both["query"][0::2] == lead["query"] and both["query"][1::2] == ict["query"]
+    assert both["positive"][0::2] == lead["positive"] and both["positive"][1::2] == ict["positive"]
+    with pytest.raises(InputError, match="'cloze' is not one of"):
+        corpus_pairs(corpus, "lead+cloze")
+    with pytest.raises(InputError, match="repeated"):
+        corpus_pairs(corpus, "ict+ict")
