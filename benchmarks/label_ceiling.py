@@ -32,7 +32,7 @@ from train_self_supervised import fill  # noqa: E402
 import splade_os  # noqa: E402
 from splade_os.beir import load_beir  # noqa: E402
 from splade_os.corpus import Document, read_corpus  # noqa: E402
-from splade_os.evaluate import evaluated_queries, exact_doc_vectors, exact_run, retrieval_metrics  # noqa: E402
+from splade_os.evaluate import _top_k, evaluated_queries, exact_doc_vectors, exact_run, retrieval_metrics  # noqa: E402
 from splade_os.teacher import load_teacher  # noqa: E402
 from splade_os.train import starting_model  # noqa: E402
 
@@ -44,14 +44,6 @@ MIXES = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0.5, 0.5, 0), (0.7, 0.3, 0), (0.8, 0.
 def scaled(scores: np.ndarray) -> np.ndarray:
     low, high = scores.min(axis=1, keepdims=True), scores.max(axis=1, keepdims=True)
     return (scores - low) / np.maximum(high - low, 1e-9)
-
-
-def ranked(scores: np.ndarray, query_ids, doc_ids, k: int = 100) -> dict:
-    run = {}
-    for row, qid in enumerate(query_ids):
-        top = np.argsort(-scores[row], kind="stable")[:k]
-        run[qid] = {doc_ids[j]: float(scores[row, j]) for j in top}
-    return run
 
 
 def measure(cluster, folder: Path, teacher) -> dict:
@@ -80,7 +72,8 @@ def measure(cluster, folder: Path, teacher) -> dict:
     rows = []
     for mix in MIXES:
         scores = sum(share * part for share, part in zip(mix, parts))
-        metrics = retrieval_metrics(queries, qrels, ranked(scores, query_ids, doc_ids))
+        run = {q: _top_k(scores[row], doc_ids, 100) for row, q in enumerate(query_ids)}
+        metrics = retrieval_metrics(queries, qrels, run)
         rows.append({"teacher": mix[0], "start": mix[1], "bm25": mix[2],
                      "ndcg@10": round(metrics["ndcg@10"], 4), "mrr@10": round(metrics["mrr@10"], 4)})
     return {"queries": len(query_ids), "documents": len(doc_ids), "rows": rows}

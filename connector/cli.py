@@ -225,7 +225,7 @@ def _pruning(prune: bool):
     return Pruning() if prune else None
 
 
-def _pair_kinds(value: str) -> str:
+def _pair_kinds(ctx, param, value: str) -> str:
     from .errors import InputError
 
     try:
@@ -464,7 +464,7 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field, docum
 @click.option("--beir", type=click.Path(file_okay=False, path_type=Path),
               help="Build pairs from a BEIR folder: queries + qrels/<split>.tsv, else self-supervised pairs of its corpus.")
 @click.option("--beir-split", default="train", show_default=True, help="qrels split used with --beir.")
-@click.option("--pairs", default="lead", show_default=True, callback=lambda ctx, param, value: _pair_kinds(value),
+@click.option("--pairs", default="lead", show_default=True, callback=_pair_kinds,
               help="Self-supervised pairs (--beir without training qrels): lead = the title, or the first "
                    "words -> the rest; ict = a span -> the rest; crop = two independent spans; title = title -> text; "
                    "kinds combine with '+' (lead+ict: a pair of each per document).")

@@ -19,7 +19,8 @@ Four constructions, each giving `query`, `positive` and `positive_id` (the sourc
 Kinds combine with "+" ("lead+ict"): each document gives one pair of each kind, so there are
 more and more varied training queries for the same corpus (useful with a teacher, which labels
 whatever the query is). Spans are drawn from a generator seeded per document id, so pairs are
-the same on every run and do not depend on the corpus order. The measured choice between them is in docs/training.md.
+the same on every run and do not depend on the corpus order. The measured choice between them
+is in docs/training.md.
 """
 
 import random
