@@ -24,10 +24,13 @@ few hundred features and `json.dumps` of it holds the GIL long enough to cap a G
 the GPU does (measured in benchmarks/bench_ingest.py).
 """
 
+import base64
+import json
 import operator
 import random
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
@@ -143,7 +146,7 @@ class BulkLines:
         overwrites; the distributed ingest gives lower lines higher versions, so the first
         occurrence of a duplicated id wins whatever the order of arrival.
         """
-        head = orjson.dumps(fields)
+        head = source_bytes(fields)
         separator = b"," if len(head) > 2 else b""
         packed = b""
         if self._packed:
@@ -151,6 +154,24 @@ class BulkLines:
         versioned = b"" if version is None else b',"version":%d,"version_type":"external_gte"' % version
         return (self._action + orjson.dumps(doc_id) + versioned + b"}}\n"
                 + head[:-1] + separator + self._field + self.features(vector.ids, vector.values) + packed + b"}\n")
+
+
+def _jsonable(value):
+    """What orjson cannot write itself, as JSON values: Parquet's decimals and binary columns."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def source_bytes(fields: dict) -> bytes:
+    """A document's fields as JSON; integers beyond 64 bits (valid JSON, which orjson refuses) are
+    written by the standard library, and the engine says whether the field takes them."""
+    try:
+        return orjson.dumps(fields, default=_jsonable)
+    except TypeError:
+        return json.dumps(fields, ensure_ascii=False, default=_jsonable, separators=(",", ":")).encode("utf-8")
 
 
 def _reason(result: dict, engine_label: str) -> str:

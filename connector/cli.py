@@ -219,6 +219,48 @@ def document_options(f):
     ])(wrapper)
 
 
+def filter_options(f):
+    """--filter (repeatable) and --filter-json -> `filter`: a list of conditions and engine queries, or None."""
+
+    @functools.wraps(f)
+    def wrapper(*args, filters, filter_json, **kwargs):
+        from .errors import InputError
+        from .filters import parse_condition, parse_filter_json
+
+        try:
+            given = [parse_condition(text) for text in filters] + [c for text in filter_json
+                                                                    for c in parse_filter_json(text)]
+        except InputError as e:
+            raise click.BadParameter(str(e), param_hint="--filter / --filter-json") from None
+        return f(*args, filter=given or None, **kwargs)
+
+    return _options([
+        click.option("--filter", "filters", multiple=True, metavar="COND",
+                     help="Only documents matching FIELD OP VALUE (OP: = != < <= > >=), e.g. category=books, "
+                          "price<20; repeat to AND several (docs/documents.md)."),
+        click.option("--filter-json", multiple=True, metavar="JSON",
+                     help="Only documents matching this engine query (a JSON object, or a list of them)."),
+    ])(wrapper)
+
+
+def _read_mapping(path: Optional[Path]):
+    """The JSON of a --mapping file, or None."""
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise click.BadParameter(f"{path}: cannot be read ({e.strerror})", param_hint="--mapping") from None
+    except ValueError as e:
+        raise click.BadParameter(f"{path}: not valid JSON ({e})", param_hint="--mapping") from None
+
+
+mapping_option = click.option(
+    "--mapping", type=click.Path(dir_okay=False, path_type=Path),
+    help='A JSON file typing your fields, in the engines\' form: {"properties": {"price": {"type": "float"}}} '
+         "(when the index is created; else added to its mapping).")
+
+
 def _pruning(prune: bool):
     from .query import Pruning
 
@@ -285,8 +327,10 @@ def _ray_options(address: Optional[str], workers: Optional[int], shard: Optional
 @click.option("--dtype", default="auto", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               show_default=True, help="Encoder precision; auto = bf16 on GPU, fp32 on CPU.")
 @click.option("--id-field", default="_id", show_default=True, help="JSON field holding the document id.")
-@click.option("--text-field", default="text", show_default=True, help="JSON field holding the text.")
-@click.option("--title-field", default="title", show_default=True, help="JSON field holding the title (optional).")
+@click.option("--text-field", default=None, help="JSON field holding the text (default: the index's, else text).")
+@click.option("--title-field", default=None,
+              help="JSON field holding the title, optional in a line (default: the index's, else title).")
+@mapping_option
 @click.option("--dead-letter", type=click.Path(dir_okay=False, path_type=Path),
               help="Where rejected lines go (default: <corpus stem>.rejected.jsonl here).")
 @click.option("--window", default=1024, show_default=True, type=click.IntRange(min=1),
@@ -302,9 +346,10 @@ def _ray_options(address: Optional[str], workers: Optional[int], shard: Optional
 @allow_pickle_option
 @handle_errors
 def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_workers, bulk_docs, bulk_mb, shard,
-           ray_address, ray_workers, cluster, model, device, dtype, id_field, text_field, title_field, dead_letter,
-           window, shards, replicas, refresh_interval, field, documents, idf_from_corpus, idf_model_name, allow_pickle):
-    """Encode a JSONL corpus (or, with --ray, a Parquet file) and index it.
+           ray_address, ray_workers, cluster, model, device, dtype, id_field, text_field, title_field, mapping,
+           dead_letter, window, shards, replicas, refresh_interval, field, documents, idf_from_corpus, idf_model_name,
+           allow_pickle):
+    """Encode a JSONL corpus (or, with --ray, a Parquet file) and index it; every field of a line is kept.
 
     Example: splade-os ingest corpus.jsonl --index docs
     """
@@ -321,7 +366,8 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
         raise click.ClickException("give exactly one of --index or --alias")
     fields = CorpusFields(id_field, text_field, title_field)
     options = IngestOptions(
-        fields=fields, index=IndexSettings(shards, replicas, refresh_interval, field, *documents),
+        fields=fields, index=IndexSettings(shards, replicas, refresh_interval, field, *documents,
+                                           mapping=_read_mapping(mapping)),
         bulk=BulkOptions(bulk_docs, int(bulk_mb * 1024 * 1024), bulk_workers, RetryPolicy(deadline=retry_deadline)),
         window=window, device=device, dtype=dtype, dead_letter=dead_letter, checkpoint=checkpoint, resume=resume,
         keep=keep, shard=_shard(shard), ray=_ray_options(ray_address, ray_workers, shard), allow_pickle=allow_pickle)
@@ -361,11 +407,15 @@ def ingest(corpus, index, alias, keep, resume, checkpoint, retry_deadline, bulk_
 @click.option("--rescore-window", type=click.IntRange(min=1), default=None,
               help="With --two-phase: first-pass hits rescored with the full query (default: measured).")
 @hybrid_options
+@filter_options
+@click.option("--fields", default=None, metavar="A,B",
+              help="Document fields to show with each hit (comma-separated; '*': all of them).")
 @handle_errors
-def search(text, index, cluster, model, k, as_json, prune, two_phase, first_tokens, rescore_window, hybrid):
+def search(text, index, cluster, model, k, as_json, prune, two_phase, first_tokens, rescore_window, hybrid, filter,
+           fields):
     """Search an index with the inference-free query side (with --hybrid: fused with BM25).
 
-    Example: splade-os search "what is lift?" --index docs -k 5 --hybrid
+    Example: splade-os search "what is lift?" --index docs -k 5 --filter "year>=2020" --fields year,url
     """
     from .query import TwoPhase
 
@@ -373,16 +423,20 @@ def search(text, index, cluster, model, k, as_json, prune, two_phase, first_toke
         raise click.BadParameter("needs --two-phase", param_hint="--first-tokens / --rescore-window")
     phases = TwoPhase(first_tokens or TwoPhase.tokens, rescore_window or TwoPhase.window) if two_phase else None
     target = cluster.connect().index(index)
+    shown = True if fields == "*" else [name.strip() for name in fields.split(",") if name.strip()] if fields else []
     hits = target.search(text, k=k, encoder=target.query_encoder(model, show_progress=not _quiet()),
-                         pruning=_pruning(prune), two_phase=phases, hybrid=hybrid)
+                         pruning=_pruning(prune), two_phase=phases, hybrid=hybrid, filter=filter, source=shown)
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
     if not hits:
         click.echo("no hits")
+    roles = {target.title_field, target.text_field}
     for rank, hit in enumerate(hits, 1):
         label = " ".join((hit.title or hit.text).split())
-        click.echo(f"{rank:>3}  {hit.score:9.4f}  {hit.id:<12}  {label[:90]}")
+        extra = [f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in hit.source.items()
+                 if name not in roles] if shown else []
+        click.echo(f"{rank:>3}  {hit.score:9.4f}  {hit.id:<12}  {label[:90]}" + ("  " + " ".join(extra) if extra else ""))
 
 
 @cli.command()
@@ -398,8 +452,9 @@ def search(text, index, cluster, model, k, as_json, prune, two_phase, first_toke
                    "the highest weights are kept.")
 @click.option("--prune", is_flag=True, help="Elasticsearch: the pruned body (first pass + exact rescore).")
 @hybrid_options
+@filter_options
 @handle_errors
-def query(text, model, index, cluster, field, size, max_clauses, prune, hybrid):
+def query(text, model, index, cluster, field, size, max_clauses, prune, hybrid, filter):
     """Print the search body for a query, for apps to send (no cluster needed without --index).
 
     With --hybrid: the NDJSON body of the `_msearch` request (BM25, then SPLADE), which the app
@@ -410,22 +465,30 @@ def query(text, model, index, cluster, field, size, max_clauses, prune, hybrid):
     from .model import resolve_model
     from .query import DEFAULT_MAX_CLAUSES
 
+    from .filters import filter_clauses
+    from .hybrid import DEFAULT_FIELDS
+
+    bm25_fields = DEFAULT_FIELDS
     if index:
         target = cluster.connect().index(index)
         encoder = target.query_encoder(model, show_progress=not _quiet())
         field, engine, cap = target.field, target.cluster.engine, max_clauses or target.cluster.max_clause_count
+        clauses, bm25_fields = target.filter_clauses(filter), (target.title_field, target.text_field)
     else:
         encoder = resolve_model(model, show_progress=not _quiet()).query_encoder
         engine, cap = cluster.engine or "opensearch", max_clauses or DEFAULT_MAX_CLAUSES
+        clauses = filter_clauses(filter)
     hits = size if hybrid is None else max(size, hybrid.depth)
-    body = encoder.to_dsl(text, field=field, size=hits, max_clauses=cap, engine=engine, pruning=_pruning(prune))
+    body = encoder.to_dsl(text, field=field, size=hits, max_clauses=cap, engine=engine, pruning=_pruning(prune),
+                          filter=clauses)
     if hybrid is None:
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))
         return
     from .hybrid import msearch_payload
     from .query import bm25_body
 
-    click.echo(msearch_payload(index, [bm25_body(text, hits, hybrid.fields), body]).decode("utf-8"), nl=False)
+    bm25 = bm25_body(text, hits, hybrid.fields or bm25_fields, filter=clauses)
+    click.echo(msearch_payload(index, [bm25, body]).decode("utf-8"), nl=False)
 
 
 @cli.command()
@@ -436,9 +499,13 @@ def query(text, model, index, cluster, field, size, max_clauses, prune, hybrid):
 @click.option("--replicas", default=0, show_default=True, type=click.IntRange(min=0), help="Replicas.")
 @click.option("--refresh-interval", default="1s", show_default=True, help="Index refresh interval.")
 @click.option("--field", default="splade", show_default=True, help="The sparse field.")
+@click.option("--text-field", default="text", show_default=True, help="The document field holding the text.")
+@click.option("--title-field", default="title", show_default=True, help="The document field holding the title.")
+@mapping_option
 @document_options
 @handle_errors
-def init(index, cluster, model, shards, replicas, refresh_interval, field, documents):
+def init(index, cluster, model, shards, replicas, refresh_interval, field, text_field, title_field, mapping,
+         documents):
     """Create an index (and its ingest pipeline) for a model.
 
     Example: splade-os init --index docs --shards 3 --replicas 1
@@ -448,7 +515,9 @@ def init(index, cluster, model, shards, replicas, refresh_interval, field, docum
 
     target = cluster.connect()
     chosen = resolve_model(model, target, show_progress=not _quiet())
-    created = target.index(index).create(chosen, IndexSettings(shards, replicas, refresh_interval, field, *documents))
+    settings = IndexSettings(shards, replicas, refresh_interval, field, *documents, mapping=_read_mapping(mapping),
+                             title_field=title_field, text_field=text_field)
+    created = target.index(index).create(chosen, settings)
     identity = chosen.identity
     click.echo(f"{'created' if created else 'already exists:'} index {index!r} for model {identity.name} "
                f"({identity.version})")
@@ -603,8 +672,11 @@ def eval_command(index, beir, split, queries, qrels, corpus, exact, k, as_json, 
                              pruning=_pruning(prune), hybrid=hybrid)
     if exact:
         full = model_of_index(target, model, show_progress=not _quiet(), allow_pickle=allow_pickle)
+        from .corpus import CorpusFields
+
         vectors = evaluate.exact_doc_vectors(corpus_path, full, show_progress=not _quiet(),
-                                             options=target.vector_options)
+                                             options=target.vector_options,
+                                             fields=CorpusFields(text=target.text_field, title=target.title_field))
         result.exact_metrics = evaluate.evaluate_exact(vectors, query_texts, judgments, encoder, k=k)
     record = {"index": index, "metrics": result.metrics, "exact_metrics": result.exact_metrics,
               "latency": result.latency, "queries": result.queries, "settings": result.settings}
@@ -633,10 +705,11 @@ def eval_command(index, beir, split, queries, qrels, corpus, exact, k, as_json, 
 @click.option("--shards", default=1, show_default=True, type=click.IntRange(min=1), help="Primary shards of TARGET.")
 @click.option("--replicas", default=0, show_default=True, type=click.IntRange(min=0), help="Replicas of TARGET.")
 @click.option("--refresh-interval", default="1s", show_default=True, help="Refresh interval of TARGET.")
+@mapping_option
 @document_options
 @cluster_options
 @handle_errors
-def reindex(source, target, shards, replicas, refresh_interval, documents, cluster):
+def reindex(source, target, shards, replicas, refresh_interval, mapping, documents, cluster):
     """Copy index SOURCE into a new index TARGET (vectors read back, or encoded again when SOURCE kept none).
 
     Example: splade-os reindex docs docs-v2 --source-features packed --prune-threshold 0.2
@@ -644,7 +717,7 @@ def reindex(source, target, shards, replicas, refresh_interval, documents, clust
     from .index import IndexSettings
     from .reindex import reindex as run_reindex
 
-    settings = IndexSettings(shards, replicas, refresh_interval, "splade", *documents)
+    settings = IndexSettings(shards, replicas, refresh_interval, "splade", *documents, mapping=_read_mapping(mapping))
     stats = run_reindex(cluster.connect(), source, target, settings, show_progress=not _quiet())
     click.echo(f"{stats.method}: {stats.documents} documents from {source!r} into {target!r} in {stats.seconds:.1f} s")
 

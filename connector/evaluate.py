@@ -13,7 +13,6 @@ separates what the index changes (values stored on 9 bits, clause cap) from what
 Nothing here prints: results are returned, progress bars appear only with `show_progress`.
 """
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -290,14 +289,14 @@ def _query_active_dims(encoder: QueryEncoder, queries: Dict[str, str], query_ids
 
 
 def exact_doc_vectors(corpus_path, model, device: Optional[str] = None, show_progress: bool = False,
-                      dtype: str = "float32", options=None) -> Dict[str, Any]:
+                      dtype: str = "float32", options=None, fields=None) -> Dict[str, Any]:
     """Encode a corpus in memory with the model's document route.
 
     Documents are read like `splade-os ingest` reads them (`splade_os.corpus.read_corpus`, BEIR
-    field names): rejected lines are skipped, title and text are joined like
-    `Document.content`, long documents are cut and vectors pruned as `options` say (an index's
-    `SpladeIndex.vector_options`), and a document left with no feature is left out, as ingest
-    rejects it.
+    field names unless `fields`, a `CorpusFields`, says others): rejected lines are skipped,
+    title and text are joined like `Document.content`, long documents are cut and vectors pruned
+    as `options` say (an index's `SpladeIndex.vector_options`), and a document left with no
+    feature is left out, as ingest rejects it.
 
     Args:
         corpus_path: the JSONL corpus.
@@ -324,7 +323,7 @@ def exact_doc_vectors(corpus_path, model, device: Optional[str] = None, show_pro
 
     def windows() -> Iterable:
         pending: List[Document] = []
-        for item in read_corpus(Path(corpus_path)):
+        for item in read_corpus(Path(corpus_path), fields):
             if not isinstance(item, Document):
                 continue
             pending.append(item)

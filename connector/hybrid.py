@@ -43,14 +43,14 @@ class Hybrid:
         weight: SPLADE's share of a minmax score (BM25 gets 1 - weight); unused by rrf.
         depth: hits fetched from each list before fusing (at least the k asked for).
         rrf_k: the constant of reciprocal rank fusion (smaller: the top ranks count more).
-        fields: the text fields BM25 searches.
+        fields: the text fields BM25 searches; None: the index's title and text fields.
     """
 
     method: str = "rrf"
     weight: float = 0.4
     depth: int = 50
     rrf_k: int = 10
-    fields: Tuple[str, ...] = DEFAULT_FIELDS
+    fields: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -59,7 +59,7 @@ class Hybrid:
             raise InputError(f"hybrid weight {self.weight}: expected a number from 0 (BM25 only) to 1 (SPLADE only)")
         if self.depth < 1 or self.rrf_k < 0:
             raise InputError(f"hybrid depth {self.depth} / rrf_k {self.rrf_k}: expected depth >= 1 and rrf_k >= 0")
-        if not self.fields:
+        if self.fields is not None and not self.fields:
             raise InputError("hybrid fields: BM25 needs at least one text field")
 
 

@@ -19,12 +19,12 @@ import functools
 import json
 import re
 import time
-from dataclasses import dataclass
 from importlib import resources
 from typing import List, Optional
 
-from .errors import ClusterError, IndexStateError, InputError, ModelMismatchError
+from .errors import ClusterError, IndexStateError, ModelMismatchError
 from .identity import ModelIdentity
+from .settings import SOURCE_FEATURES, IndexSettings, packed_field, reserved_fields  # noqa: F401 - public here too
 from .vectors import VectorOptions
 
 # Pauses (s) before asking again a search that some shards failed to answer: a node that left is
@@ -51,40 +51,7 @@ def _shard_problem(answer: dict) -> Optional[str]:
 
 
 _PLACEHOLDER = re.compile(r"@([a-z_]+)@")
-SCHEMA = 2
-SOURCE_FEATURES = ("map", "packed", "none")
-
-
-@dataclass
-class IndexSettings:
-    """Settings of a new index.
-
-    Attributes:
-        shards, replicas: primary shards and replicas per shard.
-        refresh_interval: how soon new documents become searchable.
-        field: the sparse field holding the SPLADE features.
-        source_features: what `_source` keeps of a document's features: "map" (the feature map
-            itself), "packed" (a compact copy in `<field>_packed`, see `splade_os.vectors.pack`:
-            hits are fetched faster and the vectors can still be read back for a re-index) or
-            "none" (nothing: a re-index encodes the texts again with the index's model).
-            None: "map" for a new index; for an existing one, whatever it was made with.
-        vectors: how document vectors are made (`splade_os.vectors.VectorOptions`: long
-            documents, pruning); None: the defaults for a new index, the recorded ones for an
-            existing one.
-    """
-
-    shards: int = 1
-    replicas: int = 0
-    refresh_interval: str = "1s"
-    field: str = "splade"
-    source_features: Optional[str] = None
-    vectors: Optional[VectorOptions] = None
-
-    def __post_init__(self):
-        if self.source_features not in (None,) + SOURCE_FEATURES:
-            raise InputError(f"source features {self.source_features!r}: expected one of {', '.join(SOURCE_FEATURES)}")
-
-
+SCHEMA = 3  # 3: documents keep every field of their line; `_meta` records the title and text fields
 def fill_template(template, values: dict):
     """Replace "@key@" placeholders inside every string of a JSON structure."""
     if isinstance(template, dict):
@@ -134,6 +101,14 @@ def index_body(index: str, identity: ModelIdentity, settings: IndexSettings, eng
     source = settings.source_features or "map"
     meta["source_features"] = source
     meta["vectors"] = (settings.vectors or VectorOptions()).as_meta()
+    meta["title_field"], meta["text_field"] = settings.title_field, settings.text_field
+    mappings = body["mappings"]
+    user = settings.mapping or {}
+    roles = {name: {"type": "text"} for name in (settings.title_field, settings.text_field)}
+    mappings["properties"] = {**roles, **user.get("properties", {}), **mappings["properties"]}
+    for key in ("dynamic", "dynamic_templates"):
+        if key in user:
+            mappings[key] = user[key]
     if source != "map":
         # The features are still sent (and indexed); only the stored source leaves them out.
         body["mappings"]["_source"] = {"excludes": [settings.field]}
@@ -142,15 +117,17 @@ def index_body(index: str, identity: ModelIdentity, settings: IndexSettings, eng
     return body
 
 
-def packed_field(field: str) -> str:
-    """The `_source` field holding the compact copy of the features (`source_features="packed"`)."""
-    return f"{field}_packed"
-
-
 def pipeline_body(index: str, identity: ModelIdentity, settings: IndexSettings, engine) -> dict:
     """The ingest pipeline body for one index and model."""
     return fill_template(_template("splade_os.pipelines", "ingest.json"),
                          _values(index, identity, settings, engine, pipeline_id(index)))
+
+
+def _source_params(source) -> Optional[dict]:
+    """A search body's `_source` filter as the query-string parameters of `_mget`."""
+    if isinstance(source, dict):
+        return {f"_source_{key}": ",".join(value) for key, value in source.items() if value}
+    return {"_source": ",".join(source)} if source else None
 
 
 def _show(value) -> str:
@@ -183,25 +160,74 @@ class SpladeIndex:
         return self.cluster.exists(f"/{self.name}")
 
     @functools.cached_property
-    def meta(self) -> dict:
-        """The splade-os `_meta` of the index: {"field", "model": {...}, "pipeline", "schema"}.
+    def mappings(self) -> dict:
+        """{concrete index: its mapping} of the index, or of every index the alias points to.
 
         Raises:
             IndexStateError: the index does not exist, or was not created by splade-os.
         """
         try:
-            mappings = self.cluster.request("GET", f"/{self.name}/_mapping", action=f"reading the mapping of {self.name!r}")
+            answer = self.cluster.request("GET", f"/{self.name}/_mapping", action=f"reading the mapping of {self.name!r}")
         except ClusterError as e:
             if e.status == 404:
                 raise IndexStateError(f"index {self.name!r} does not exist; create it with `splade-os ingest` "
                                       "or `splade-os init`") from None
             raise
-        # An alias resolves to concrete indexes with other names: take the first that is ours.
-        for body in mappings.values():
-            meta = body.get("mappings", {}).get("_meta", {}).get("splade_os")
-            if meta:
-                return meta
-        raise IndexStateError(f"index {self.name!r} was not created by splade-os (no splade_os entry in its _meta)")
+        ours = {name: body.get("mappings", {}) for name, body in answer.items()
+                if body.get("mappings", {}).get("_meta", {}).get("splade_os")}
+        if not ours:
+            raise IndexStateError(f"index {self.name!r} was not created by splade-os (no splade_os entry in its _meta)")
+        return ours
+
+    @property
+    def meta(self) -> dict:
+        """The splade-os `_meta` of the index: {"field", "model": {...}, "pipeline", "schema", ...}
+        (an alias: of the first of its indexes)."""
+        return next(iter(self.mappings.values()))["_meta"]["splade_os"]
+
+    @functools.cached_property
+    def field_types(self) -> dict:
+        """{dotted field path: its mapping} over the index's fields (an alias: all its indexes)."""
+        from .filters import mapped_fields
+
+        types: dict = {}
+        for mapping in self.mappings.values():
+            types.update(mapped_fields(mapping.get("properties", {})))
+        return types
+
+    @property
+    def user_mapping(self) -> dict:
+        """The index's mapping without splade-os's own fields: what a copy of it starts from."""
+        mapping = next(iter(self.mappings.values()))
+        reserved = self.reserved_fields
+        kept = {"properties": {name: value for name, value in mapping.get("properties", {}).items()
+                               if name not in reserved}}
+        for key in ("dynamic", "dynamic_templates"):
+            if key in mapping:
+                kept[key] = mapping[key]
+        return kept
+
+    @property
+    def title_field(self) -> str:
+        """The document field holding the title (recorded when the index was created)."""
+        return self.meta.get("title_field", "title")
+
+    @property
+    def text_field(self) -> str:
+        """The document field holding the text (recorded when the index was created)."""
+        return self.meta.get("text_field", "text")
+
+    @property
+    def reserved_fields(self) -> tuple:
+        """The fields splade-os writes into this index's documents (see `reserved_fields`)."""
+        return reserved_fields(self.field)
+
+    def source(self, fields=None):
+        """The `_source` filter for hits: the title and text fields plus `fields` (a list of names),
+        or everything but the sparse field and its packed copy (`fields=True`)."""
+        if fields is True:
+            return {"excludes": [self.field, packed_field(self.field)]}
+        return list(dict.fromkeys([self.title_field, self.text_field, *(fields or [])]))
 
     @property
     def field(self) -> str:
@@ -280,8 +306,9 @@ class SpladeIndex:
         """
         from .registry import store_query_side
 
+        created = self.create_for(model.identity, settings)  # first: a refused mapping leaves nothing behind
         store_query_side(self.cluster, model.query_encoder)
-        return self.create_for(model.identity, settings)
+        return created
 
     def create_for(self, identity: ModelIdentity, settings: Optional[IndexSettings] = None) -> bool:
         """`create` from a model's identity alone (its query side must be stored already, e.g. a re-index)."""
@@ -289,6 +316,8 @@ class SpladeIndex:
         if self.exists():
             self.check_fingerprint(identity.fingerprint)
             self.check_settings(settings)
+            if settings.mapping:
+                self._add_mapping(settings.mapping)
             return False
         pipeline = ""
         if self.cluster.has_ingest_checks:
@@ -301,13 +330,27 @@ class SpladeIndex:
             self.cluster.request("PUT", f"/{self.name}", body, action=f"creating index {self.name!r}")
         except ClusterError as e:
             if e.error_type == "resource_already_exists_exception":  # another writer was first
-                self.__dict__.pop("meta", None)
+                self._forget()
                 self.check_fingerprint(identity.fingerprint)
                 self.check_settings(settings)
                 return False
+            if pipeline:  # nothing half-made: the pipeline goes with the index it was for
+                self.cluster.request("DELETE", f"/_ingest/pipeline/{pipeline}",
+                                     action=f"removing the ingest pipeline of {self.name!r}")
             raise
-        self.__dict__.pop("meta", None)
+        self._forget()
         return True
+
+    def _forget(self) -> None:
+        """Read the mapping again when next needed."""
+        for name in ("mappings", "field_types"):
+            self.__dict__.pop(name, None)
+
+    def _add_mapping(self, mapping: dict) -> None:
+        """Add the user's field mappings to the existing index (the engine refuses a change of type)."""
+        self.cluster.request("PUT", f"/{self.name}/_mapping", mapping,
+                             action=f"adding the given mapping to index {self.name!r}")
+        self._forget()
 
     # -- using ---------------------------------------------------------------------------------
 
@@ -338,7 +381,15 @@ class SpladeIndex:
     def _default_encoder(self):
         return self.query_encoder()
 
-    def body(self, text: str, k: int = 10, encoder=None, source=None, pruning=None, two_phase=None) -> dict:
+    def filter_clauses(self, filter) -> List[dict]:
+        """`filter` (see `splade_os.filters.filter_clauses`) as clauses for this index: `=` on a
+        `text` field compares its `keyword` sub-field (the engines' dynamic mapping of strings)."""
+        from .filters import filter_clauses
+
+        return filter_clauses(filter, self.field_types if filter is not None else None)
+
+    def body(self, text: str, k: int = 10, encoder=None, source=None, pruning=None, two_phase=None,
+             filter=None) -> dict:
         """The search body an app sends for `text` (the index's field, engine and clause cap).
 
         Args:
@@ -348,45 +399,60 @@ class SpladeIndex:
             pruning: a `splade_os.query.Pruning` (Elasticsearch only); None: the exact query.
             two_phase: a `splade_os.query.TwoPhase` (first pass on the highest-weight tokens, then
                 a rescore with the rest; for large indexes), or True for its measured defaults.
+            filter: only documents matching it, scores unchanged: a condition ("price<20",
+                "category=books"), an engine query (a dict), or a list of these, ANDed (see
+                `splade_os.filters`).
         """
-        from .query import TwoPhase
+        from .query import TwoPhase, query_body
 
         encoder = encoder or self._default_encoder
-        return encoder.to_dsl(text, field=self.field, size=k, max_clauses=self.cluster.max_clause_count,
-                              source=source, engine=self.cluster.engine, pruning=pruning,
-                              two_phase=TwoPhase() if two_phase is True else two_phase or None)
+        return query_body(encoder.weights(text), encoder.keys, self.field, k, self.cluster.max_clause_count, source,
+                          self.cluster.engine, pruning, TwoPhase() if two_phase is True else two_phase or None,
+                          self.filter_clauses(filter))
+
+    def bm25_body(self, text: str, k: int = 10, source=None, filter=None, fields=None) -> dict:
+        """The BM25 search body on this index: `multi_match` over its title and text fields (or `fields`)."""
+        from .query import bm25_body
+
+        return bm25_body(text, k, fields or (self.title_field, self.text_field), source, self.filter_clauses(filter))
 
     def hybrid_bodies(self, text: str, k: int = 10, encoder=None, hybrid=None, source=None, pruning=None,
-                      two_phase=None) -> List[dict]:
-        """The two search bodies of a hybrid search, [BM25, SPLADE], each asking for the fused depth.
+                      two_phase=None, filter=None) -> List[dict]:
+        """The two search bodies of a hybrid search, [BM25, SPLADE], each asking for the fused depth
+        and restricted by the same `filter`.
 
         Sent together in one `_msearch` request (`splade_os.hybrid.msearch_payload`), then fused
         with `splade_os.hybrid.fuse`; see `search`.
         """
         from .hybrid import Hybrid
-        from .query import bm25_body
 
         hybrid = hybrid or Hybrid()
         size = max(k, hybrid.depth)
-        return [bm25_body(text, size, hybrid.fields, source), self.body(text, size, encoder, source, pruning, two_phase)]
+        return [self.bm25_body(text, size, source, filter, hybrid.fields),
+                self.body(text, size, encoder, source, pruning, two_phase, filter)]
 
-    def search(self, text: str, k: int = 10, encoder=None, pruning=None, two_phase=None, hybrid=None) -> List["Hit"]:
-        """The top `k` hits for `text`, best first (title and text from `_source`); see `body`.
+    def search(self, text: str, k: int = 10, encoder=None, pruning=None, two_phase=None, hybrid=None,
+               filter=None, source=None) -> List["Hit"]:
+        """The top `k` hits for `text`, best first; see `body`.
 
         With `hybrid` (a `splade_os.hybrid.Hybrid`), BM25 and SPLADE results are fused (one
-        `_msearch` request) and a hit's score is the fused score.
+        `_msearch` request) and a hit's score is the fused score. `filter` restricts both lists.
+        `source`: the document fields each hit carries in `Hit.source` besides the title and text
+        (a list of names; True: all of them).
         """
         from .search import Hit
 
+        wanted = self.source(source)
+        roles = (self.title_field, self.text_field)
         if hybrid is None:
-            response = self.request_search(self.body(text, k, encoder, source=["title", "text"], pruning=pruning,
-                                                     two_phase=two_phase))
-            return [Hit.from_engine(h) for h in response["hits"]["hits"]]
-        return [Hit.from_engine(dict(hit, _score=score))
-                for hit, score in self.hybrid_hits(text, k, encoder, hybrid, ["title", "text"], pruning, two_phase)]
+            response = self.request_search(self.body(text, k, encoder, source=wanted, pruning=pruning,
+                                                     two_phase=two_phase, filter=filter))
+            return [Hit.from_engine(h, *roles) for h in response["hits"]["hits"]]
+        return [Hit.from_engine(dict(hit, _score=score), *roles)
+                for hit, score in self.hybrid_hits(text, k, encoder, hybrid, wanted, pruning, two_phase, filter)]
 
     def hybrid_hits(self, text: str, k: int, encoder=None, hybrid=None, source=None, pruning=None,
-                    two_phase=None) -> List[tuple]:
+                    two_phase=None, filter=None) -> List[tuple]:
         """(engine hit, fused score) of a hybrid search, best first; see `search`.
 
         One `_msearch` request. On an index whose `_source` holds the feature map, reading a hit
@@ -398,13 +464,12 @@ class SpladeIndex:
 
         hybrid = hybrid or Hybrid()
         later = source is not False and self.source_features == "map"
-        bodies = self.hybrid_bodies(text, k, encoder, hybrid, False if later else source, pruning, two_phase)
+        bodies = self.hybrid_bodies(text, k, encoder, hybrid, False if later else source, pruning, two_phase, filter)
         fused = fuse(*hit_lists(self.request_msearch(bodies), self.name), hybrid, k)
         if not later or not fused:
             return fused
         docs = self.cluster.request("POST", f"/{self.name}/_mget", {"ids": [hit["_id"] for hit, _ in fused]},
-                                    params={"_source": ",".join(source)} if source else None,
-                                    action=f"reading hits of {self.name!r}")["docs"]
+                                    params=_source_params(source), action=f"reading hits of {self.name!r}")["docs"]
         sources = {doc["_id"]: doc.get("_source") for doc in docs if doc.get("found")}
         return [(dict(hit, _source=sources.get(hit["_id"])), score) for hit, score in fused]
 

@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
@@ -38,10 +38,11 @@ from .errors import IndexStateError, IngestInterrupted, InputError, ModelError
 from .files import atomic_write
 from .progress import bar, note, ticking
 from .sender import document_fields, send_documents, usable
+from .settings import IndexSettings
 from .vectors import VectorOptions
 
 if TYPE_CHECKING:  # the index module offers `SpladeIndex.ingest`, which calls into this one
-    from .index import IndexSettings, SpladeIndex
+    from .index import SpladeIndex
     from .ray_ingest import RayOptions
 
 _DONE = object()
@@ -53,7 +54,9 @@ class IngestOptions:
     """How an ingest reads, encodes, sends and recovers.
 
     Attributes:
-        fields: which JSON fields hold id, text and title.
+        fields: which JSON fields hold id, text and title (text and title left as None: the
+            existing index's, else "text" and "title"). Every field of a line is kept in the
+            document's `_source`; the id field becomes its `_id`.
         index: shards, replicas, refresh interval and field of a new index
             (`splade_os.index.IndexSettings`; its defaults when None).
         bulk: documents and bytes per request, requests in flight, retry policy.
@@ -69,7 +72,7 @@ class IngestOptions:
         allow_pickle: the index's own model may load weights that exist only as a pickle.
     """
 
-    fields: CorpusFields = field(default_factory=CorpusFields)
+    fields: Optional[CorpusFields] = None
     index: Optional["IndexSettings"] = None
     bulk: BulkOptions = field(default_factory=BulkOptions)
     window: int = 1024
@@ -126,6 +129,7 @@ class IngestPlan:
     dead_letter_path: Path
     alias: Optional[str] = None
     resumed: bool = False
+    fields: CorpusFields = field(default_factory=CorpusFields)  # the corpus fields, made concrete for the index
 
 
 def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: Optional[str] = None,
@@ -214,11 +218,32 @@ def plan_ingest(cluster, corpus, index: Optional[str], model, alias: Optional[st
         state = checkpoints.Checkpoint(
             input=str(corpus.resolve()), input_size=stat.st_size, input_mtime=stat.st_mtime, index=target.name,
             fingerprint=identity.fingerprint, dead_letter=str(dead_letter_path), alias=alias)
-    if target.create(model, options.index):
+    fields, settings = _fields_and_settings(target, options, alias)
+    if target.create(model, settings):
         note(show_progress, f"Created index {target.name!r} for model {identity.name} ({identity.version})")
     else:
         target.check_fingerprint(identity.fingerprint)
-    return IngestPlan(corpus, target, model, state, checkpoint_path, dead_letter_path, alias, options.resume)
+    return IngestPlan(corpus, target, model, state, checkpoint_path, dead_letter_path, alias, options.resume, fields)
+
+
+def _fields_and_settings(target: "SpladeIndex", options: IngestOptions, alias: Optional[str]):
+    """The corpus fields for `target` and the settings that record them in a new index.
+
+    An existing index keeps its recorded title and text fields. A new generation of an alias
+    takes, where not given, the fields and the user mapping of the index the alias points to now.
+    """
+    settings = options.index or IndexSettings()
+    given = options.fields or CorpusFields()
+    recorded = (target.title_field, target.text_field) if target.exists() else None
+    if recorded is None and alias and target.cluster.exists(f"/_alias/{alias}"):
+        current = target.cluster.index(alias)
+        given = CorpusFields(given.id, given.text or current.text_field, given.title or current.title_field)
+        if settings.mapping is None:
+            settings = replace(settings, mapping=current.user_mapping)
+    fields = given.for_index(target.name, recorded)
+    if fields.id in (fields.text, fields.title):
+        raise InputError(f"the id field {fields.id!r} cannot also be the text or title field")
+    return fields, replace(settings, title_field=fields.title, text_field=fields.text)
 
 
 class _Sender(threading.Thread):
@@ -273,7 +298,8 @@ def _windows(plan: IngestPlan, options: IngestOptions, dead: DeadLetters, progre
     The last window also accounts for trailing rejected lines (it may hold no document).
     """
     pending: List[Document] = []
-    for item in read_corpus(plan.corpus, options.fields, skip_lines=plan.state.line, shard=options.shard):
+    for item in read_corpus(plan.corpus, plan.fields, skip_lines=plan.state.line, shard=options.shard,
+                            reserved=plan.index.reserved_fields):
         last_line[0] = item.line
         if isinstance(item, Rejected):
             dead.add(item.line, item.reason, item.raw)

@@ -67,9 +67,9 @@ class MiningStats:
     requests: int = 0
 
 
-def _content(hit: dict) -> str:
+def _content(hit: dict, title_field: str = "title", text_field: str = "text") -> str:
     source = hit.get("_source") or {}
-    title, text = source.get("title") or "", source.get("text") or ""
+    title, text = source.get(title_field) or "", source.get(text_field) or ""
     return f"{title} {text}" if title else text
 
 
@@ -77,16 +77,17 @@ def _normal(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def pick_negatives(hits: List[dict], positive_id: Optional[str], positive: str, count: int, skip: int) -> List[str]:
+def pick_negatives(hits: List[dict], positive_id: Optional[str], positive: str, count: int, skip: int,
+                   fields: tuple = ("title", "text")) -> List[str]:
     """The texts of hits `skip`..`skip + count` once the positive (by id or by text) is left out.
 
     A hit whose text equals the positive's, or that repeats an earlier hit's text (duplicate
-    documents), is left out as well.
+    documents), is left out as well. `fields`: the hits' (title, text) fields.
     """
     seen = {_normal(positive)}
     candidates = []
     for hit in hits:
-        text = _content(hit)
+        text = _content(hit, *fields)
         key = _normal(text)
         if hit.get("_id") == positive_id or key in seen or not key:
             continue
@@ -109,15 +110,15 @@ def mine(index, queries: Sequence[str], positives: Sequence[str], positive_ids: 
     """
     from .hybrid import hit_lists
     from .progress import bar
-    from .query import bm25_body
 
     options.check()
     # Room for the positive, the skipped ranks and a few duplicates.
     size = options.skip + options.count + 5
+    roles = (index.title_field, index.text_field)
     if options.method == "splade":
-        make = lambda text: index.body(text, size, source=["title", "text"])  # noqa: E731 - the index's encoder
+        make = lambda text: index.body(text, size, source=list(roles))  # noqa: E731 - the index's encoder
     else:
-        make = lambda text: bm25_body(text, size, source=["title", "text"])  # noqa: E731
+        make = lambda text: index.bm25_body(text, size, source=list(roles))  # noqa: E731
     found: List[List[str]] = []
     with bar(show_progress, total=len(queries), unit="query", desc=f"mining {options.method} negatives") as progress:
         for start in range(0, len(queries), options.batch):
@@ -125,7 +126,7 @@ def mine(index, queries: Sequence[str], positives: Sequence[str], positive_ids: 
             bodies = [make(queries[i]) for i in chunk]
             for i, hits in zip(chunk, hit_lists(index.request_msearch(bodies), index.name, len(bodies))):
                 pid = positive_ids[i] if positive_ids is not None else None
-                found.append(pick_negatives(hits, pid, positives[i], options.count, options.skip))
+                found.append(pick_negatives(hits, pid, positives[i], options.count, options.skip, roles))
             progress.update(len(chunk))
     return found
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .engine import ELASTICSEARCH, OPENSEARCH, engine_named
 from .errors import InputError, ModelError
+from .filters import filter_clauses, filtered
 from .identity import vocabulary_hash
 from .keys import escape_key
 from .layout import OPENSEARCH_IDF, ModelLayout, max_length_of, read_layout
@@ -210,7 +211,7 @@ class QueryEncoder:
 
     def to_dsl(self, text: str, field: str = DEFAULT_FIELD, size: int = 10, max_clauses: int = DEFAULT_MAX_CLAUSES,
                source=None, engine=OPENSEARCH, pruning: Optional["Pruning"] = None,
-               two_phase: Optional[TwoPhase] = None) -> dict:
+               two_phase: Optional[TwoPhase] = None, filter=None) -> dict:
         """The search body for a query (see `query_body`).
 
         Args:
@@ -225,9 +226,13 @@ class QueryEncoder:
             pruning: Elasticsearch's token pruning with a rescore (`Pruning`); None: exact.
             two_phase: a `TwoPhase` for a first pass on the highest-weight tokens and a rescore
                 with the rest (large indexes, both engines); None: the full query in one pass.
+            filter: restricts the hits without changing their scores: a condition ("price<20"),
+                an engine query (a dict), or a list of these (see `splade_os.filters`). Here
+                `category=books` is a `term` query on `category` as named; `SpladeIndex.body`
+                also picks a `text` field's `keyword` sub-field from the index's mapping.
         """
         return query_body(self.weights(text), self.keys, field, size, max_clauses, source, engine, pruning,
-                          two_phase)
+                          two_phase, filter_clauses(filter))
 
 
 def _read_tokenizer(path: Path):
@@ -339,8 +344,13 @@ def rescore_clause(rest: Sequence[Tuple[str, float]], window: int, field: str = 
 
 def query_body(weights: Dict[int, float], keys: Sequence[str], field: str = DEFAULT_FIELD, size: int = 10,
                max_clauses: int = DEFAULT_MAX_CLAUSES, source=None, engine=OPENSEARCH,
-               pruning: Optional[Pruning] = None, two_phase: Optional[TwoPhase] = None) -> dict:
-    """Build the search body from {token id: weight}; see `QueryEncoder.to_dsl`."""
+               pruning: Optional[Pruning] = None, two_phase: Optional[TwoPhase] = None,
+               filters: Sequence[dict] = ()) -> dict:
+    """Build the search body from {token id: weight}; see `QueryEncoder.to_dsl`.
+
+    `filters`: filter clauses (`splade_os.filters.filter_clauses`); the first pass is restricted to
+    them, a rescore needs no filter (it only re-scores hits of the first pass).
+    """
     if pruning is not None and two_phase is not None:
         raise InputError("give pruning or two-phase search, not both (each is a first pass and a rescore)")
     terms = weighted_terms(weights, keys, max_clauses)
@@ -353,14 +363,18 @@ def query_body(weights: Dict[int, float], keys: Sequence[str], field: str = DEFA
         body["rescore"] = rescore_clause(terms[two_phase.tokens:], max(two_phase.window, size), field, engine)
     else:
         body["query"] = feature_query(terms, field, engine)
+    body["query"] = filtered(body["query"], list(filters))
     if source is not None:
         body["_source"] = source
     return body
 
 
-def bm25_body(text: str, size: int = 10, fields: Sequence[str] = ("title", "text"), source=None) -> dict:
-    """The BM25 baseline on the same index: a `multi_match` over the text fields (both engines)."""
-    body = {"size": size, "query": {"multi_match": {"query": text, "fields": list(fields)}}, "track_total_hits": False}
+def bm25_body(text: str, size: int = 10, fields: Sequence[str] = ("title", "text"), source=None,
+              filter=None) -> dict:
+    """The BM25 baseline on the same index: a `multi_match` over the text fields (both engines),
+    restricted by `filter` (see `QueryEncoder.to_dsl`) without changing its scores."""
+    query = filtered({"multi_match": {"query": text, "fields": list(fields)}}, filter_clauses(filter))
+    body = {"size": size, "query": query, "track_total_hits": False}
     if source is not None:
         body["_source"] = source
     return body

@@ -47,7 +47,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .bulk import BulkLines, BulkOptions, RetryPolicy, request_bytes, send_chunk
+from .bulk import BulkLines, BulkOptions, RetryPolicy, request_bytes, send_chunk, source_bytes
 from .corpus import DEFAULT_MAX_LINE_BYTES, CorpusFields, DeadLetters, Document, Rejected, parse_line, parse_record
 from .corpus import read_lines
 from .errors import IngestInterrupted, InputError, ModelError, SpladeOSError
@@ -148,21 +148,21 @@ def parquet_blocks(path: Path) -> List[Block]:
     return blocks
 
 
-def read_block(path: str, kind: str, block: Block, fields: CorpusFields) -> Iterator[Union[Document, Rejected]]:
-    """The block's documents and rejected lines, parsed as the single-process ingest parses them."""
+def read_block(path: str, kind: str, block: Block, fields: CorpusFields,
+               reserved: Sequence[str] = ()) -> Iterator[Union[Document, Rejected]]:
+    """The block's documents and rejected lines, parsed as the single-process ingest parses them
+    (every column of a Parquet row kept, as every field of a JSON line is)."""
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        names = set(pq.ParquetFile(path).schema_arrow.names)
-        wanted = [c for c in (fields.id, fields.text, fields.title) if c in names]
-        rows = pq.ParquetFile(path).read_row_group(block.start, columns=wanted).to_pylist()
+        rows = pq.ParquetFile(path).read_row_group(block.start).to_pylist()
         for number, row in enumerate(rows, block.first_line):
-            yield parse_record(row, number, json.dumps(row, ensure_ascii=False, default=str).encode("utf-8"), fields)
+            yield parse_record(row, number, source_bytes(row), fields, reserved)
         return
     for number, raw, too_long in read_lines(Path(path), DEFAULT_MAX_LINE_BYTES, block.start, block.stop,
                                             block.first_line):
         yield Rejected(number, f"line longer than {DEFAULT_MAX_LINE_BYTES} bytes", raw) if too_long \
-            else parse_line(raw, number, fields)
+            else parse_line(raw, number, fields, reserved)
 
 
 def id_digest(doc_id: str) -> int:
@@ -268,6 +268,7 @@ class Job:
     cpus: Optional[float]
     vectors: Optional[dict] = None  # the index's `VectorOptions` (long documents, pruning), as its _meta has them
     packed_field: Optional[str] = None  # where `_source` keeps the packed copy of the features, if it does
+    reserved: Sequence[str] = ()  # the names splade-os writes: a line holding one is rejected
 
     def version(self, line: int) -> int:
         # Later runs write higher versions; inside a run, a lower line a higher one.
@@ -325,7 +326,7 @@ class BlockWorker:
         from .sender import send_documents, usable
 
         job, dead, docs = self.job, _Collected(), []
-        for item in read_block(job.corpus, job.format, block, job.fields):
+        for item in read_block(job.corpus, job.format, block, job.fields, job.reserved):
             if isinstance(item, Rejected):
                 dead.add(item.line, item.reason, item.raw)
             else:
@@ -417,16 +418,17 @@ def run_on_ray(plan, options, show_progress: bool = True):
             ledger.load(plan.checkpoint_path)
         else:
             ledger.create(plan.corpus, options.ray.block_lines, workers)
-        job = Job(plan.index.cluster, str(plan.corpus.resolve()), ledger.plan["format"], options.fields,
+        job = Job(plan.index.cluster, str(plan.corpus.resolve()), ledger.plan["format"], plan.fields,
                   plan.index.name, plan.index.field, plan.index.pipeline, plan.model.source,
                   plan.model.identity.fingerprint, options.device, options.dtype, options.window, options.bulk,
-                  ledger.plan["version_base"], cpus, plan.index.vector_options.as_meta(), plan.index.packed_field)
+                  ledger.plan["version_base"], cpus, plan.index.vector_options.as_meta(), plan.index.packed_field,
+                  plan.index.reserved_fields)
         note(show_progress, f"Ray: {workers} {'GPU' if gpus else 'CPU'} worker(s), {len(ledger.blocks)} block(s)")
         _run_blocks(ray, ledger, job, workers, gpus, cpus, show_progress)
     finally:
         if started_ray:
             ray.shutdown()
-    return settle_ledger(plan, ledger, options.fields)
+    return settle_ledger(plan, ledger, plan.fields)
 
 
 def _run_blocks(ray, ledger: Ledger, job: Job, workers: int, gpus: float, cpus: float, show_progress: bool) -> None:

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Iterator, Tuple
 
 import numpy as np
-import orjson
 
-from .bulk import BulkLines, RetryPolicy, chunk_actions, request_bytes, send_chunk
+from .bulk import BulkLines, RetryPolicy, chunk_actions, request_bytes, send_chunk, source_bytes
+from .corpus import CorpusFields
 from .errors import IndexStateError, InputError
 from .identity import ModelIdentity
 from .progress import bar
+from .settings import IndexSettings
 from .vectors import SparseVector, VectorOptions, unpack
 
 PAGE = 500
@@ -62,20 +63,20 @@ def reindex(cluster, source: str, target: str, settings=None, show_progress: boo
     Args:
         cluster: the `splade_os.cluster.Cluster`.
         source, target: index names; `target` must not exist.
-        settings: the new index's `splade_os.index.IndexSettings`; `source_features` and
-            `vectors` left as None take the source's, the field is always the source's.
+        settings: the new index's `splade_os.index.IndexSettings`; `source_features`, `vectors`
+            and `mapping` left as None take the source's; the sparse field and the title and
+            text fields are always the source's. Every document keeps all its fields.
         show_progress: a progress bar on stderr.
 
     Raises:
         IndexStateError: `target` exists, or its documents do not add up after the copy.
     """
-    from .index import IndexSettings
-
     started = time.perf_counter()
     old = cluster.index(source)
-    settings = replace(settings or IndexSettings(), field=old.field)
-    settings.source_features = settings.source_features or old.source_features
-    settings.vectors = settings.vectors or old.vector_options
+    settings = settings or IndexSettings()
+    settings = replace(settings, field=old.field, source_features=settings.source_features or old.source_features,
+                       vectors=settings.vectors or old.vector_options, mapping=settings.mapping or old.user_mapping,
+                       title_field=old.title_field, text_field=old.text_field)
     new = cluster.index(target)
     if new.exists():
         raise IndexStateError(f"index {target!r} exists already; reindex writes a new index")
@@ -92,10 +93,11 @@ def reindex(cluster, source: str, target: str, settings=None, show_progress: boo
     return stats
 
 
-def documents(index, fields) -> Iterator[Tuple[str, dict]]:
-    """(id, `_source` restricted to `fields`) of every document of an index, by scroll."""
+def documents(index, source=True) -> Iterator[Tuple[str, dict]]:
+    """(id, `_source`) of every document of an index, by scroll; `source` filters it (a search
+    body's `_source`: a list of fields, or {"excludes": [...]})."""
     answer = index.cluster.request("POST", f"/{index.name}/_search", {
-        "size": PAGE, "sort": ["_doc"], "_source": list(fields)}, params={"scroll": SCROLL},
+        "size": PAGE, "sort": ["_doc"], "_source": source}, params={"scroll": SCROLL},
         action=f"reading {index.name!r}")
     scroll_id = answer.get("_scroll_id")
     try:
@@ -134,12 +136,11 @@ def _copy_vectors(old, new, show_progress: bool) -> int:
     identity = ModelIdentity(**old.model)
     lines = BulkLines(new.name, new.field, keys, new.packed_field)
     fields = document_fields(new.pipeline, identity)
-    wanted = ["title", "text", old.packed_field or old.field]
     written, pending = 0, []
     with bar(show_progress, total=old.count(), unit="doc", desc=f"reindex {old.name}") as progress:
-        for doc_id, source in documents(old, wanted):
+        for doc_id, source in documents(old):
             vector = options.pruned(_vector(source, old, key_ids))
-            doc = Document(doc_id, source.get("title") or "", source.get("text") or "", 0)
+            doc = Document(doc_id, "", "", 0, source=_user_source(source, old))
             pending.append(lines.document(doc_id, fields(doc), vector))
             if len(pending) >= PAGE:
                 written += _send(new, pending)
@@ -148,6 +149,12 @@ def _copy_vectors(old, new, show_progress: bool) -> int:
         written += _send(new, pending)
         progress.update(len(pending))
     return written
+
+
+def _user_source(source: dict, index) -> dict:
+    """A document's `_source` without what splade-os wrote into it (written again for the new index)."""
+    reserved = index.reserved_fields
+    return {key: value for key, value in source.items() if key not in reserved}
 
 
 def _send(index, actions) -> int:
@@ -167,11 +174,10 @@ def _encode_again(cluster, old, target: str, settings, show_progress: bool) -> i
     with tempfile.TemporaryDirectory(prefix="splade-os-reindex-") as folder:
         corpus = Path(folder) / f"{old.name}.jsonl"
         with open(corpus, "wb") as out:
-            for doc_id, source in documents(old, ["title", "text"]):
-                out.write(orjson.dumps({"_id": doc_id, "title": source.get("title") or "",
-                                        "text": source.get("text") or ""}) + b"\n")
-        options = IngestOptions(index=settings, dead_letter=Path(folder) / "rejected.jsonl",
-                                checkpoint=Path(folder) / "checkpoint.json")
+            for doc_id, source in documents(old, {"excludes": list(old.reserved_fields)}):
+                out.write(source_bytes({"_id": doc_id, **_user_source(source, old)}) + b"\n")
+        options = IngestOptions(fields=CorpusFields("_id", old.text_field, old.title_field), index=settings,
+                                dead_letter=Path(folder) / "rejected.jsonl", checkpoint=Path(folder) / "checkpoint.json")
         stats = ingest(cluster, corpus, target, model, options=options, show_progress=show_progress)
     if stats.rejected:
         raise InputError(f"{stats.rejected} document(s) of {old.name!r} could not be encoded again")

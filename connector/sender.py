@@ -12,14 +12,20 @@ from .corpus import DeadLetters, Document
 from .vectors import VectorOptions
 
 
+def user_fields(doc: Document) -> dict:
+    """Every field of the document's line but its id (a document built without a line: title and text)."""
+    return doc.source if doc.source is not None else {"title": doc.title, "text": doc.text}
+
+
 def document_fields(pipeline: Optional[str], identity) -> Callable[[Document], dict]:
-    """What a document's `_source` holds besides its features, for an index with or without a pipeline."""
+    """What a document's `_source` holds besides its features, for an index with or without a
+    pipeline: the line's own fields, unchanged, and splade-os's (`splade_os.index.OWN_FIELDS`)."""
     if pipeline:
         # The index's pipeline checks this against the index's model, then removes it.
-        return lambda doc: {"title": doc.title, "text": doc.text, "splade_fingerprint": identity.fingerprint}
+        return lambda doc: {**user_fields(doc), "splade_fingerprint": identity.fingerprint}
     # No pipeline on this cluster: the client stamps what the pipeline would have.
     model = {"name": identity.name, "version": identity.version}
-    return lambda doc: {"title": doc.title, "text": doc.text, "splade_model": model,
+    return lambda doc: {**user_fields(doc), "splade_model": model,
                         "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

@@ -36,7 +36,7 @@ def test_any_json_object_is_accepted_or_rejected_with_reason(record):
 def test_valid_lines_round_trip(text, title, doc_id):
     raw = json.dumps({"_id": doc_id, "title": title, "text": text}, ensure_ascii=False).encode()
     item = parse_line(raw, 3)
-    assert item == Document(doc_id, title, text, 3, raw)
+    assert item == Document(doc_id, title, text, 3, raw, {"title": title, "text": text})
 
 
 def test_each_bad_kind_has_its_reason():

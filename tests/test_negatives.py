@@ -8,7 +8,7 @@ import pytest
 from splade_os.errors import ClusterError, InputError
 from splade_os.negatives import MiningOptions, add_hard_negatives, mine, pick_negatives
 
-from fakes import FakeCluster
+from fakes import FakeCluster, splade_mapping
 
 
 def hit(doc_id, text, title=""):
@@ -37,6 +37,8 @@ def msearch_answer(bodies):
 
 def test_mining_sends_one_msearch_per_batch():
     def handler(method, path, body):
+        if path == "/docs/_mapping":  # the index says which fields hold the title and text
+            return splade_mapping("docs")
         assert (method, path) == ("POST", "/docs/_msearch")
         lines = body.decode().splitlines()
         assert lines[0::2] == ["{}"] * (len(lines) // 2)
@@ -47,23 +49,25 @@ def test_mining_sends_one_msearch_per_batch():
     rows = datasets.Dataset.from_dict({"query": queries, "positive": [f"{q} positive" for q in queries],
                                        "positive_id": [f"{q}-pos" for q in queries]})
     mined, stats = add_hard_negatives(rows, cluster.index("docs"), MiningOptions("bm25", count=2, skip=1, batch=4))
-    assert len(cluster.calls) == 3 and stats.requests == 3 and stats.kept == 10
+    assert len(cluster.calls) == 4 and stats.requests == 3 and stats.kept == 10
     assert mined.column_names == ["query", "positive", "positive_id", "negative_1", "negative_2"]
     assert mined[0]["negative_1"] == "q0 other 1" and mined[9]["negative_2"] == "q9 other 2"
     # The body asks for enough hits: positive + skipped + wanted, title and text only.
-    body = json.loads(cluster.calls[0][2].decode().splitlines()[1])
+    body = json.loads(cluster.calls[1][2].decode().splitlines()[1])
     assert body["size"] >= 1 + 1 + 2 and body["_source"] == ["title", "text"]
     assert body["query"]["multi_match"]["fields"] == ["title", "text"]
 
 
 def test_a_failed_search_inside_msearch_is_an_error():
-    cluster = FakeCluster(lambda m, p, b: {"responses": [{"error": {"reason": "no such index [docs]"}, "status": 404}]})
+    cluster = FakeCluster(lambda m, p, b: splade_mapping("docs") if p.endswith("_mapping") else
+                          {"responses": [{"error": {"reason": "no such index [docs]"}, "status": 404}]})
     with pytest.raises(ClusterError, match="no such index"):
         mine(cluster.index("docs"), ["q"], ["p"], None, MiningOptions())
 
 
 def test_no_negatives_found_is_an_input_error():
-    cluster = FakeCluster(lambda m, p, b: {"responses": [{"hits": {"hits": []}}]})
+    cluster = FakeCluster(lambda m, p, b: splade_mapping("docs") if p.endswith("_mapping") else
+                          {"responses": [{"hits": {"hits": []}}]})
     rows = datasets.Dataset.from_dict({"query": ["q"], "positive": ["p"]})
     with pytest.raises(InputError, match="is the corpus indexed there"):
         add_hard_negatives(rows, cluster.index("docs"), MiningOptions())

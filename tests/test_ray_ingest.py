@@ -130,12 +130,16 @@ def test_ray_ingest_equals_single_process(local_ray, cluster, default_model, mix
         if record.get("text", "").strip():
             good.append(record)
     good = good[:60]
-    table = pa.Table.from_pylist([{"_id": r["_id"], "title": r.get("title", ""), "text": r["text"]} for r in good])
+    # Every column is kept in _source, as every field of a JSON line is.
+    table = pa.Table.from_pylist([{"_id": r["_id"], "title": r.get("title", ""), "text": r["text"], "year": 1950 + i,
+                                   "tags": ["aero", f"t{i % 3}"], "meta": {"pages": i}} for i, r in enumerate(good)])
     parquet = tmp_path / "docs.parquet"
     pq.write_table(table, parquet, row_group_size=20)
     from_parquet = ingest(cluster, parquet, "ray-parquet", default_model, show_progress=False,
                           options=_options(tmp_path, "parquet", ray=RayOptions(workers=1, cpus_per_worker=2)))
     assert from_parquet.indexed == from_parquet.count_after == len({r["_id"] for r in good})
+    stored = cluster.request("GET", f"/ray-parquet/_doc/{good[7]['_id']}")["_source"]
+    assert (stored["year"], stored["tags"], stored["meta"]) == (1957, ["aero", "t1"], {"pages": 7})
     expected = {k: v for k, v in _documents(cluster, "single-mixed").items() if k in {r["_id"] for r in good}}
     _same_documents(_documents(cluster, "ray-parquet"), expected)
 
