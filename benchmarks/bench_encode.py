@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from benchlib import bench_model, machine, passages, save_results, table  # noqa: E402
-from splade_os.encoder import DocumentEncoder  # noqa: E402
+from splade_os.documents.encoder import DocumentEncoder  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "connector" / "data" / "cranfield" / "corpus.jsonl"
 

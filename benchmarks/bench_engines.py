@@ -54,9 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from benchlib import bench_model, cluster, drop, machine, save_results, table, working_dir  # noqa: E402
-from splade_os.beir import load_beir  # noqa: E402
+from splade_os.corpus.beir import load_beir  # noqa: E402
 from splade_os.corpus import Document, read_corpus  # noqa: E402
-from splade_os.engine import ELASTICSEARCH, OPENSEARCH  # noqa: E402
+from splade_os.query.engine import ELASTICSEARCH, OPENSEARCH  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
 from splade_os.query import Pruning, bm25_body, sparse_vector_query, weighted_terms  # noqa: E402
 
@@ -288,7 +288,7 @@ def main():
     args = parser.parse_args()
     command = "python " + shlex.join(sys.argv)
 
-    from splade_os.encoder import DocumentEncoder
+    from splade_os.documents.encoder import DocumentEncoder
 
     model = bench_model(args.model)
     encoder = DocumentEncoder(model, device=args.device)

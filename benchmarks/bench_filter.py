@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchlib import arguments, cluster, drop, machine, query_texts, save_results, table, working_dir  # noqa: E402
-from splade_os.index import IndexSettings  # noqa: E402
+from splade_os.cluster.index import IndexSettings  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
-from splade_os.model import resolve_model  # noqa: E402
+from splade_os.models.resolve import resolve_model  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "vaswani"
 INDEX = "bench-filter"

@@ -41,10 +41,10 @@ import transformers  # noqa: E402,F401
 
 from benchlib import bench_model, cluster, drop, machine, save_results, table, working_dir  # noqa: E402
 from splade_os.bulk import BulkOptions  # noqa: E402
-from splade_os.encoder import DocumentEncoder  # noqa: E402
-from splade_os.engine import ELASTICSEARCH  # noqa: E402
+from splade_os.documents.encoder import DocumentEncoder  # noqa: E402
+from splade_os.query.engine import ELASTICSEARCH  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
-from splade_os.keys import escape_key  # noqa: E402
+from splade_os.query.keys import escape_key  # noqa: E402
 
 OURS = "connector ingest()"
 PLAIN = "plain loop (ST encode_document + helpers.bulk)"

@@ -35,11 +35,11 @@ import numpy as np  # noqa: E402
 
 from qualitylib import CachedEncoder, cached_vectors, collection, machine, settle, store_bytes  # noqa: E402
 from splade_os.evaluate import evaluated_queries, retrieval_metrics  # noqa: E402
-from splade_os.hybrid import Hybrid, fuse, hit_lists  # noqa: E402
+from splade_os.query.hybrid import Hybrid, fuse, hit_lists  # noqa: E402
 from splade_os.query import bm25_body  # noqa: E402
-from splade_os.index import IndexSettings  # noqa: E402
+from splade_os.cluster.index import IndexSettings  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
-from splade_os.model import resolve_model  # noqa: E402
+from splade_os.models.resolve import resolve_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("ndcg@10", "ndcg@10_graded", "mrr@10", "map@100", "recall@10")
@@ -88,7 +88,7 @@ def hybrid_part(cluster, collections, model, out: dict) -> None:
         qids = evaluated_queries(queries, qrels)
         # The top d of a list is the first d of its top 100: one fetch serves every depth.
         lists = {q: hit_lists(index.request_msearch(
-            index.hybrid_bodies(queries[q], k, encoder, Hybrid(depth=k), source=False)), index.name) for q in qids}
+            index.hybrid_bodies(queries[q], k, encoder, hybrid=Hybrid(depth=k), source=False)), index.name) for q in qids}
         rows = {}
 
         def measure(label, run):
@@ -143,12 +143,12 @@ def hybrid_latency(indexes: dict, queries, qids) -> dict:
 
 
 def _hybrid_one_trip(index, text, encoder, hybrid=Hybrid()):
-    bodies = index.hybrid_bodies(text, 10, encoder, hybrid, ["title", "text"])
+    bodies = index.hybrid_bodies(text, 10, encoder, hybrid=hybrid)
     return fuse(*hit_lists(index.request_msearch(bodies), index.name), hybrid, 10)
 
 
 def _hybrid_mget(index, text, encoder, hybrid=Hybrid()):
-    fused = fuse(*hit_lists(index.request_msearch(index.hybrid_bodies(text, 10, encoder, hybrid, False)),
+    fused = fuse(*hit_lists(index.request_msearch(index.hybrid_bodies(text, 10, encoder, hybrid=hybrid, source=False)),
                             index.name), hybrid, 10)
     return index.cluster.request("POST", f"/{index.name}/_mget", {"ids": [h["_id"] for h, _ in fused]},
                                  params={"_source": "title,text"})
@@ -208,7 +208,7 @@ def interleaved_p50(sends: dict, passes: int = 3) -> dict:
 
 
 def prune_part(cluster, collections, model, out: dict) -> None:
-    from splade_os.vectors import VectorOptions
+    from splade_os.documents.vectors import VectorOptions
 
     for coll in collections:
         queries, qrels, _ = collection(coll)
@@ -241,7 +241,7 @@ def prune_part(cluster, collections, model, out: dict) -> None:
 
 
 def features_per_doc(vectors, pruning: dict) -> float:
-    from splade_os.vectors import VectorOptions
+    from splade_os.documents.vectors import VectorOptions
 
     options = VectorOptions(**pruning)
     return round(float(np.mean([len(options.prune(v.ids, v.values)[0]) for v in vectors.values()])), 1)
@@ -251,7 +251,7 @@ def features_per_doc(vectors, pruning: dict) -> float:
 
 
 def idf_part(cluster, collections, model, out: dict) -> None:
-    from splade_os.corpus_idf import corpus_idf_model
+    from splade_os.models.corpus_idf import corpus_idf_model
 
     for coll in collections:
         queries, qrels, corpus = collection(coll)
@@ -280,7 +280,7 @@ def unseen_token_rule(idf_model, vectors, queries, qrels, corpus) -> dict:
     """Exact in-memory nDCG@10 with the corpus table as built (a token no document holds weighs the
     largest IDF) and with those tokens at 0."""
     from splade_os.evaluate import evaluate_exact
-    from splade_os.model_builder import sample_texts
+    from splade_os.models.builder import sample_texts
     from splade_os.query import QueryEncoder
 
     from tokenizers import Tokenizer
@@ -301,7 +301,7 @@ def unseen_token_rule(idf_model, vectors, queries, qrels, corpus) -> dict:
 def documents_match(model, other, vectors, corpus, n: int = 32) -> bool:
     """Whether the rebuilt model's document route gives the cached vectors (first n documents, within 1e-4)."""
     from splade_os.corpus import Document, read_corpus
-    from splade_os.encoder import DocumentEncoder
+    from splade_os.documents.encoder import DocumentEncoder
 
     docs = [d for d in read_corpus(corpus) if isinstance(d, Document)][:n]
     encoded = DocumentEncoder(other, device="cpu").encode([d.content for d in docs])
@@ -313,7 +313,7 @@ def documents_match(model, other, vectors, corpus, n: int = 32) -> bool:
 
 
 def long_part(cluster, collections, model, out: dict) -> None:
-    from splade_os.vectors import VectorOptions
+    from splade_os.documents.vectors import VectorOptions
 
     out["cost"] = window_cost(model)
     print("cost per document by windows:", out["cost"])
@@ -336,7 +336,7 @@ def long_part(cluster, collections, model, out: dict) -> None:
 
 
 def count_long(model, corpus) -> int:
-    from splade_os.encoder import DocumentEncoder
+    from splade_os.documents.encoder import DocumentEncoder
     from splade_os.corpus import Document, read_corpus
 
     encoder = DocumentEncoder(model, device="cpu", long_docs="windows", max_windows=64)
@@ -350,7 +350,7 @@ def window_cost(model, docs: int = 16, rounds: int = 7) -> dict:
     The sizes take turns round by round; the fastest round of each is reported, as wall time and
     as this process's CPU time (on a shared CPU the slower rounds measure the neighbours).
     """
-    from splade_os.encoder import DocumentEncoder
+    from splade_os.documents.encoder import DocumentEncoder
 
     encoder = DocumentEncoder(model, device="cpu", long_docs="windows", max_windows=8)
     text = " ".join(json.loads(line)["text"] for line in open(collection("cranfield")[2]) if line.strip())
@@ -382,7 +382,7 @@ def window_cost(model, docs: int = 16, rounds: int = 7) -> dict:
 
 def reindex_part(cluster, collections, model, out: dict) -> None:
     """Time to copy an index whose `_source` holds the packed copy, against encoding it again."""
-    from splade_os.reindex import reindex
+    from splade_os.cluster.reindex import reindex
 
     for coll in collections:
         vectors, encode_seconds = cached_vectors(coll, model)

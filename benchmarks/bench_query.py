@@ -65,13 +65,13 @@ def warm_timings(queries, encoder: QueryEncoder, st_model, reps: int) -> dict:
     keys = encoder.keys
 
     def connector(q):
-        return encoder.to_dsl(q)
+        return encoder.to_dsl(q, "opensearch")
 
     def st(q):
         return st_model.encode_query(q)
 
     def st_body(q):
-        return query_body(sparse_to_weights(st_model.encode_query(q)), keys)
+        return query_body(sparse_to_weights(st_model.encode_query(q)), keys, "opensearch")
 
     variants = {"connector QueryEncoder.to_dsl": connector, "ST encode_query": st,
                 "ST encode_query + search body": st_body}
@@ -129,7 +129,7 @@ STAGES = textwrap.dedent("""
     t = [time.perf_counter()]
     import splade_os.cli  # the CLI's own imports, and those its search command makes on the way
     import opensearchpy, tokenizers, safetensors.numpy
-    import splade_os.cluster, splade_os.index, splade_os.query, splade_os.registry, splade_os.search
+    import splade_os.cluster, splade_os.cluster.index, splade_os.query, splade_os.models.registry, splade_os.query.hits
     from splade_os.cluster import connect
     t.append(time.perf_counter())
     url, name, text = sys.argv[1:4]

@@ -60,7 +60,7 @@ class Vector(NamedTuple):
 
 
 def cache_folder() -> Path:
-    from splade_os.cache import cache_dir
+    from splade_os.common.cache import cache_dir
 
     folder = cache_dir() / "bench-scale"
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,8 +117,8 @@ def merge(a: Vector, b: Vector, scratch: np.ndarray) -> Vector:
 
 def encode(args) -> None:
     """Encode the real passages once with the default model; check the max-merge against real concatenations."""
-    from splade_os.encoder import DocumentEncoder
-    from splade_os.model import resolve_model
+    from splade_os.documents.encoder import DocumentEncoder
+    from splade_os.models.resolve import resolve_model
 
     folder = cache_folder()
     passages = real_passages(args.data)
@@ -312,7 +312,7 @@ def two_phase_grid(cluster, index, splade_index, encoder, texts, full_hits, toke
 
 def measure_size(cluster, model, real: RealMaps, texts: List[str], n: int, args) -> dict:
     from splade_os.bulk import BulkLines, index_action
-    from splade_os.index import IndexSettings, SpladeIndex
+    from splade_os.cluster.index import IndexSettings, SpladeIndex
 
     name, plain = f"scale-{n}", f"scale-text-{n}"
     if args.search_only:  # an index kept by an earlier run (--keep): measure its searches again
@@ -411,7 +411,7 @@ def machine() -> str:
 def run(args) -> None:
     from splade_os.cluster import connect
     from splade_os.local_node import LocalNode
-    from splade_os.model import resolve_model
+    from splade_os.models.resolve import resolve_model
 
     folder = cache_folder()
     if not (folder / "check.json").exists():

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from benchlib import bench_model, cluster, drop, machine, query_texts, save_results, table, working_dir  # noqa: E402
-from splade_os.engine import ELASTICSEARCH  # noqa: E402
-from splade_os.errors import ClusterError  # noqa: E402
+from splade_os.query.engine import ELASTICSEARCH  # noqa: E402
+from splade_os.common.errors import ClusterError  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
 from splade_os.query import bm25_body  # noqa: E402
 

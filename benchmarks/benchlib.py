@@ -16,10 +16,10 @@ import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from splade_os.cache import cache_dir
+from splade_os.common.cache import cache_dir
 from splade_os.cluster import connect
-from splade_os.errors import ClusterError
-from splade_os.model_builder import build_model, ensure_default_model
+from splade_os.common.errors import ClusterError
+from splade_os.models.builder import build_model, ensure_default_model
 
 
 def distilbert_shaped_model(folder: Optional[Path] = None, seed: int = 0) -> Path:
@@ -85,7 +85,7 @@ def query_texts(path: Path) -> List[str]:
 def bm25_hit_lists(index, texts: List[str], size: int, batch: int = 64) -> List[List[dict]]:
     """The BM25 (`multi_match`) hits of each text on a `SpladeIndex`, without `_source`,
     `batch` searches per `_msearch` request."""
-    from splade_os.hybrid import hit_lists
+    from splade_os.query.hybrid import hit_lists
     from splade_os.query import bm25_body
 
     lists: List[List[dict]] = []
@@ -201,7 +201,7 @@ def working_dir(path):
 def bench_model(name: str):
     """The `Model` of `--model`: "default", "distilbert" (`distilbert_shaped_model`), a hub id, or
     a folder (taken by its absolute path, since the benchmarks ingest from inside a temp folder)."""
-    from splade_os.model import resolve_model
+    from splade_os.models.resolve import resolve_model
 
     if name == "distilbert":
         return resolve_model(str(distilbert_shaped_model()), show_progress=False)

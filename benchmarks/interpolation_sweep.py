@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import machine, save_results, table  # noqa: E402
 
 import splade_os  # noqa: E402
-from splade_os.beir import load_beir  # noqa: E402
+from splade_os.corpus.beir import load_beir  # noqa: E402
 from splade_os.evaluate import evaluate_exact, exact_doc_vectors  # noqa: E402
-from splade_os.train import interpolate  # noqa: E402
+from splade_os.training.trainer import interpolate  # noqa: E402
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "corpus_active_dims")
 

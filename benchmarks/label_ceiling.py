@@ -30,11 +30,11 @@ from benchlib import bm25_hit_lists, cluster as node, machine, save_results, tab
 from train_self_supervised import fill  # noqa: E402
 
 import splade_os  # noqa: E402
-from splade_os.beir import load_beir  # noqa: E402
+from splade_os.corpus.beir import load_beir  # noqa: E402
 from splade_os.corpus import Document, read_corpus  # noqa: E402
 from splade_os.evaluate import _top_k, evaluated_queries, exact_doc_vectors, exact_run, retrieval_metrics  # noqa: E402
-from splade_os.teacher import load_teacher  # noqa: E402
-from splade_os.train import starting_model  # noqa: E402
+from splade_os.training.teacher import load_teacher  # noqa: E402
+from splade_os.training.trainer import starting_model  # noqa: E402
 
 # (teacher, start, BM25) shares; (0.7, 0.3, 0) is `--teacher-mix 0.7`, the measured default.
 MIXES = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0.5, 0.5, 0), (0.7, 0.3, 0), (0.8, 0.2, 0), (0, 0.5, 0.5),

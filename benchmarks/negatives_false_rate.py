@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 import splade_os
-from splade_os.beir import load_beir, relevant
-from splade_os.pairs import corpus_pairs
+from splade_os.corpus.beir import load_beir, relevant
+from splade_os.training.pairs import corpus_pairs
 
 from benchlib import bm25_hit_lists
 

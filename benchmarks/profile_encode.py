@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from benchlib import bench_model, passages  # noqa: E402
-from splade_os.encoder import DocumentEncoder  # noqa: E402
+from splade_os.documents.encoder import DocumentEncoder  # noqa: E402
 
 
 def main():

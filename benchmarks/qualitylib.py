@@ -17,9 +17,9 @@ from typing import Dict
 
 import numpy as np
 
-from splade_os.beir import load_beir
-from splade_os.cache import cache_dir
-from splade_os.encoder import SparseVector
+from splade_os.corpus.beir import load_beir
+from splade_os.common.cache import cache_dir
+from splade_os.documents.encoder import SparseVector
 from splade_os.evaluate import exact_doc_vectors
 
 ROOT = Path(__file__).resolve().parent.parent

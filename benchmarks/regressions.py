@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import splade_os
-from splade_os.beir import load_beir
-from splade_os.hybrid import Hybrid
+from splade_os.corpus.beir import load_beir
+from splade_os.query.hybrid import Hybrid
 from splade_os.ingest import IngestOptions
 from splade_os.query import bm25_body
 

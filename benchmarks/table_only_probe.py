@@ -5,7 +5,7 @@ The inference-free query side is one weight per token. With the document vectors
 once (the default model, exactly, at its serving length), the table can be trained on
 self-supervised pairs for whole epochs in seconds: in-batch softmax over
 score(q, d) = sum over q's distinct tokens of w[t] * d[t], the table clamped at 0 after each
-step, as in `splade_os.train`. Every epoch is evaluated on the test queries (this probe looks at
+step, as in `splade_os.training.trainer`. Every epoch is evaluated on the test queries (this probe looks at
 test numbers each epoch: it measures a ceiling, it chooses nothing). The default model's own
 table and the IDF table of the corpus (the `--init-idf` start, where the probe begins) are
 measured beside it on the same document vectors. Each collection is a key of --out.
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 import splade_os
-from splade_os.beir import load_beir
+from splade_os.corpus.beir import load_beir
 from splade_os.evaluate import evaluate_exact, exact_doc_vectors
-from splade_os.model_builder import idf_weights, sample_texts
-from splade_os.pairs import corpus_pairs
+from splade_os.models.builder import idf_weights, sample_texts
+from splade_os.training.pairs import corpus_pairs
 
 from benchlib import arguments, save_run
 

@@ -19,12 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchlib import cluster, machine, save_results, table  # noqa: E402
-from splade_os.beir import load_beir  # noqa: E402
+from splade_os.corpus.beir import load_beir  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
-from splade_os.model import resolve_model  # noqa: E402
-from splade_os.model_builder import SAMPLE_DIR  # noqa: E402
+from splade_os.models.resolve import resolve_model  # noqa: E402
+from splade_os.models.builder import SAMPLE_DIR  # noqa: E402
 from splade_os.query import bm25_body  # noqa: E402
-from splade_os.train import TrainArgs, beir_pairs, starting_model, train  # noqa: E402
+from splade_os.training.trainer import TrainArgs, beir_pairs, starting_model, train  # noqa: E402
 
 
 def main():

@@ -10,7 +10,7 @@ cluster's `multi_match`) plus min-max SPLADE of the starting model, over the uni
 lists, rescaled per query onto the start's own score range so that the untrained student is
 already close to it.
 
-For each self-supervised pair (`splade_os.pairs`, no test query used), the positive and N
+For each self-supervised pair (`splade_os.training.pairs`, no test query used), the positive and N
 candidates drawn from the teacher's top list are scored by the teacher, and the model trains on
 SpladeLoss(SparseDistillKLDivLoss) with the FLOPS regularizer at a fixed weight, the static
 table at its own rate and kept non-negative, fast max pooling; then every test query, exactly in
@@ -25,11 +25,11 @@ import re
 import time
 
 import splade_os
-from splade_os.beir import load_beir
+from splade_os.corpus.beir import load_beir
 from splade_os.corpus import Document, read_corpus
 from splade_os.evaluate import evaluate_exact, exact_doc_vectors, exact_run
-from splade_os.hybrid import minmax_scores
-from splade_os.train import beir_pairs, starting_model, static_table_parameter
+from splade_os.query.hybrid import minmax_scores
+from splade_os.training.trainer import beir_pairs, starting_model, static_table_parameter
 
 from benchlib import arguments, bm25_hit_lists, save_run, training_parser
 
@@ -72,8 +72,8 @@ def main():
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments
     from sentence_transformers.sparse_encoder.losses import SparseDistillKLDivLoss, SpladeLoss
-    from splade_os.callbacks import NonNegativeQueryTable
-    from splade_os.pooling import fast_max_pooling
+    from splade_os.training.callbacks import NonNegativeQueryTable
+    from splade_os.documents.pooling import fast_max_pooling
 
     started = time.perf_counter()
     queries, qrels, corpus = load_beir(a.data)

@@ -3,8 +3,8 @@
 
 One forward and backward pass of the default model's document route (masked-LM + SPLADE max
 pooling) over a batch of Cranfield documents, in training mode, with sentence-transformers' own
-pooling and inside `splade_os.pooling.fast_max_pooling` (the argmax-only backward that
-`splade_os.train` uses in fp32), interleaved round by round so that load on the machine hits
+pooling and inside `splade_os.documents.pooling.fast_max_pooling` (the argmax-only backward that
+`splade_os.training.trainer` uses in fp32), interleaved round by round so that load on the machine hits
 both alike. Also checks that both give the same embeddings and gradients. Reports seconds per
 pass (median of the rounds) and the ratio.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import splade_os
-from splade_os.pooling import fast_max_pooling
+from splade_os.documents.pooling import fast_max_pooling
 
 from benchlib import arguments
 

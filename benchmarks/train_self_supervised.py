@@ -8,7 +8,7 @@ checkpoint), through the library and a real node:
    already holds the corpus) and evaluate every test query: the default model, the start
    (the same document vectors with an IDF query table over this corpus: the query side is all
    that differs, so it is searched on the same index) and BM25 (`multi_match` on title and text);
-2. train with `splade_os.train.run`: self-supervised pairs of the corpus, hard negatives mined
+2. train with `splade_os.training.trainer.run`: self-supervised pairs of the corpus, hard negatives mined
    from that index (or, with `--teacher`, candidates mined from it and scored by the teacher),
    held-out pairs as the validation gate, sparsity kept by target (or a fixed `--doc-reg`);
 3. ingest with the trained model (`sst-<name>-trained`) and evaluate every test query again.
@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import cluster as node, machine, save_results, table, working_dir  # noqa: E402
 
 import splade_os  # noqa: E402
-from splade_os.beir import load_beir  # noqa: E402
+from splade_os.corpus.beir import load_beir  # noqa: E402
 from splade_os.ingest import IngestOptions  # noqa: E402
-from splade_os.negatives import MiningOptions  # noqa: E402
+from splade_os.training.negatives import MiningOptions  # noqa: E402
 from splade_os.query import bm25_body  # noqa: E402
-from splade_os.teacher import TeacherOptions  # noqa: E402
-from splade_os.train import Recipe, TrainArgs, run, starting_model  # noqa: E402
+from splade_os.training.teacher import TeacherOptions  # noqa: E402
+from splade_os.training.trainer import Recipe, TrainArgs, run, starting_model  # noqa: E402
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "map@100")
 

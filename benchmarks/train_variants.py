@@ -2,7 +2,7 @@
 """One training variant through the library, then every test query, exactly in memory.
 
 The experiments behind the defaults of docs/training.md (pair construction, static learning
-rate, controller): `splade_os.train.run` with hard negatives mined from an index that already
+rate, controller): `splade_os.training.trainer.run` with hard negatives mined from an index that already
 holds the collection (ingested with the default model), then `exact_doc_vectors` /
 `evaluate_exact` of the saved model over the whole corpus at its serving length. The run is
 forced, so a model the gate refused is measured too. Each run appends to --out.
@@ -15,10 +15,10 @@ forced, so a model the gate refused is measured too. Each run appends to --out.
 import time
 
 import splade_os
-from splade_os.beir import load_beir
+from splade_os.corpus.beir import load_beir
 from splade_os.evaluate import evaluate_exact, exact_doc_vectors
-from splade_os.negatives import MiningOptions
-from splade_os.train import Recipe, TrainArgs, run
+from splade_os.training.negatives import MiningOptions
+from splade_os.training.trainer import Recipe, TrainArgs, run
 
 from benchlib import arguments, save_run, training_parser
 

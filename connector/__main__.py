@@ -1,3 +1,3 @@
-from .cli import main
+from splade_os.cli import main
 
 main()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from splade_os.model_builder import SAMPLE_DIR
+from splade_os.models.builder import SAMPLE_DIR
 
 OPENSEARCH_IMAGE = "opensearchproject/opensearch:3.5.0"
 ELASTICSEARCH_IMAGE = "elasticsearch:8.19.21"
@@ -84,7 +84,7 @@ def _elasticsearch_container():
 
 def _cluster_url(engine: str, env_var: str, image: str, container_factory):
     """Yield one engine's URL: from env_var, else a Testcontainers container, else a local node."""
-    from splade_os.engine import engine_named
+    from splade_os.query.engine import engine_named
 
     url = os.environ.get(env_var)
     if url:
@@ -139,7 +139,7 @@ def opensearch_cluster(opensearch_url):
 
 @pytest.fixture(scope="session")
 def default_model():
-    from splade_os.model import resolve_model
+    from splade_os.models.resolve import resolve_model
 
     return resolve_model("default", show_progress=False)
 

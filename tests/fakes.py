@@ -1,6 +1,6 @@
 """A fake `Cluster` for unit tests: scripted answers to `request`, every call recorded."""
 
-from splade_os.engine import OPENSEARCH
+from splade_os.query.engine import OPENSEARCH
 
 
 class FakeCluster:
@@ -29,7 +29,7 @@ class FakeCluster:
         return bool(self.request("HEAD", path))
 
     def index(self, name):
-        from splade_os.index import SpladeIndex
+        from splade_os.cluster.index import SpladeIndex
 
         return SpladeIndex(self, name)
 

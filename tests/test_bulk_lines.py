@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from splade_os.bulk import BulkLines
-from splade_os.encoder import SparseVector
-from splade_os.keys import escape_key
+from splade_os.documents.encoder import SparseVector
+from splade_os.query.keys import escape_key
 
 # Keys as the connector makes them (escaped vocabulary entries), including JSON's special characters.
 keys = [escape_key(k) for k in ["[CLS]", "lift", ".", "##.", '"', "\\", "%", "é", "中", "\x00", "a b", "😀"]]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from splade_os.bulk import BulkDeadlineError, RetryPolicy, chunk_actions, index_action, send_chunk
-from splade_os.errors import ClusterError
+from splade_os.common.errors import ClusterError
 from fakes import FakeCluster
 
 POLICY = RetryPolicy(initial=0.01, maximum=0.02, deadline=60)

@@ -96,7 +96,7 @@ def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
 
     from safetensors.numpy import load_file, save_file
 
-    from splade_os.model import resolve_model
+    from splade_os.models.resolve import resolve_model
 
     shutil.copytree(resolve_model("default", show_progress=False).root, other)
     table_file = other / "query_0_SparseStaticEmbedding" / "model.safetensors"

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splade_os.encoder import DocumentEncoder
-from splade_os.errors import ClusterError, ModelMismatchError
+from splade_os.documents.encoder import DocumentEncoder
+from splade_os.common.errors import ClusterError, ModelMismatchError
 from splade_os.ingest import IngestOptions, ingest
-from splade_os.model import resolve_model
+from splade_os.models.resolve import resolve_model
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,13 +182,14 @@ def test_identity_recorded_in_meta(cranfield, default_model):
     assert meta["model"] == default_model.identity.as_meta()
     assert meta["model"]["source"] == "default"
     pipeline = "splade-os-cranfield" if index.cluster.has_ingest_checks else ""
-    assert meta["field"] == "splade" and meta["pipeline"] == pipeline and meta["schema"] == 2
+    assert meta["field"] == "splade" and meta["pipeline"] == pipeline and meta["schema"] == 3
+    assert (meta["title_field"], meta["text_field"]) == ("title", "text")
 
 
 def test_expected_retrieval_scores(cranfield, sample_dir):
     """The scores kept in benchmarks/regressions.json, within their tolerances, on each engine."""
-    from splade_os.beir import load_beir
-    from splade_os.hybrid import Hybrid
+    from splade_os.corpus.beir import load_beir
+    from splade_os.query.hybrid import Hybrid
     from splade_os.query import bm25_body
 
     expected = json.loads((ROOT / "benchmarks" / "regressions.json").read_text())["cranfield"]["runs"]

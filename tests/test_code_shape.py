@@ -1,10 +1,17 @@
-"""The package keeps its shape: no function over 80 lines, no import circle between its modules."""
+"""The package keeps its shape: no function over 80 lines, no import circle between its modules,
+packages that import one way only (the order below, as docs/design.md draws it), and a command
+line of small modules with small commands."""
 
 import ast
+import inspect
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "connector"
 MAX_LINES = 80
+# Bottom to top: a package may import only itself and the packages before it (function-level
+# imports included). splade_os/__init__.py, the public API, sits above them all.
+ORDER = ["common", "corpus", "formats", "query", "node", "documents", "bulk", "models", "ingest", "evaluate",
+         "cluster", "training", "cli"]
 
 
 def _modules():
@@ -72,3 +79,46 @@ def test_no_import_circle():
         if node not in state:
             visit(node, [node])
     assert not cycles, cycles
+
+
+def test_packages_import_one_way():
+    modules = {name: (path, pkg) for name, path, pkg in _modules()}
+    wrong = []
+    for name, (path, is_package) in modules.items():
+        if name in ("splade_os", "splade_os.__main__"):
+            continue
+        own = name.split(".")[1]
+        assert own in ORDER, f"{name}: in no package of the order (tests/test_code_shape.py)"
+        for imported in _imports(name, path, is_package):
+            parts = imported.split(".")
+            if len(parts) > 1 and parts[1] in ORDER and ORDER.index(parts[1]) > ORDER.index(own):
+                wrong.append(f"{name} imports {imported}")
+    assert not wrong, sorted(set(wrong))
+
+
+def test_every_package_says_what_it_owns_and_may_import():
+    for package in ORDER:
+        doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text(encoding="utf-8")))
+        assert doc, f"splade_os.{package} has no docstring"
+        assert package in ("common", "node") or "May import" in doc, f"splade_os.{package}: say what it may import"
+
+
+def test_the_command_line_is_small_modules_of_small_commands():
+    import click
+
+    from splade_os.cli import cli
+
+    for path in (PACKAGE / "cli").glob("*.py"):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines <= 300, f"{path.name}: {lines} lines"
+
+    def commands(group):
+        for command in group.commands.values():
+            yield command
+            if isinstance(command, click.Group):
+                yield from commands(command)
+
+    for command in commands(cli):
+        arguments = inspect.unwrap(command.callback)
+        count = arguments.__code__.co_argcount + arguments.__code__.co_kwonlyargcount
+        assert count <= 15, f"{command.name}: {count} parameters"

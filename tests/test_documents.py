@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 
 from splade_os.bulk import BulkLines
 from splade_os.corpus import CorpusFields, Document, Rejected, parse_line
-from splade_os.errors import ClusterError, InputError
-from splade_os.filters import RANGES, Condition, filter_clauses, filtered, parse_condition
-from splade_os.hybrid import Hybrid
-from splade_os.identity import ModelIdentity
-from splade_os.index import IndexSettings
+from splade_os.common.errors import ClusterError, InputError
+from splade_os.query.filters import RANGES, Condition, filter_clauses, filtered, parse_condition
+from splade_os.query.hybrid import Hybrid
+from splade_os.formats.identity import ModelIdentity
+from splade_os.cluster.index import IndexSettings
 from splade_os.ingest import IngestOptions, ingest
 from splade_os.query import Pruning, TwoPhase, query_body
-from splade_os.sender import document_fields
-from splade_os.vectors import SparseVector
+from splade_os.bulk.sender import document_fields
+from splade_os.documents.vectors import SparseVector
 
 OWN = {"splade", "splade_model", "ingested_at"}  # what splade-os adds to a stored document's _source
 CATEGORIES = ("books", "music", "tools", "garden", "toys")
@@ -81,7 +81,7 @@ def test_a_filter_wraps_the_query_and_never_sits_beside_its_should_clauses():
         assert two["query"]["bool"]["filter"] and "filter" not in json.dumps(two["rescore"])
     pruned = query_body(weights, keys, engine="elasticsearch", pruning=Pruning(), filters=[{"term": {"x": "1"}}])
     assert "sparse_vector" in pruned["query"]["bool"]["must"][0]
-    assert query_body({}, keys, filters=[{"term": {"x": "1"}}])["query"] == {"match_none": {}}
+    assert query_body({}, keys, "opensearch", filters=[{"term": {"x": "1"}}])["query"] == {"match_none": {}}
     assert filtered({"match_all": {}}, []) == {"match_all": {}}
 
 
@@ -324,7 +324,7 @@ def test_role_fields_stay_the_users_own(cluster, default_model, sample_dir, tmp_
 
 
 def test_reindex_and_alias_generations_keep_fields_and_mapping(cluster, default_model, sample_dir, tmp_path):
-    from splade_os.reindex import reindex
+    from splade_os.cluster.reindex import reindex
 
     lines = catalogue_lines(sample_dir, 40)
     corpus = write_jsonl(tmp_path / "small.jsonl", lines)

@@ -6,8 +6,8 @@ import shutil
 import pytest
 import torch
 
-from splade_os.encoder import DocumentEncoder
-from splade_os.model import resolve_model
+from splade_os.documents.encoder import DocumentEncoder
+from splade_os.models.resolve import resolve_model
 
 
 def _texts(sample_dir, n):
@@ -111,7 +111,7 @@ def test_cuda_bf16_close_to_reference(default_model, sample_dir):
 
 @pytest.mark.slow
 def test_multi_device_encoder_equals_single(default_model, sample_dir):
-    from splade_os.encoder import MultiDeviceEncoder, make_encoder
+    from splade_os.documents.encoder import MultiDeviceEncoder, make_encoder
 
     texts = _texts(sample_dir, 30)
     single = DocumentEncoder(default_model, device="cpu", window=7).encode(texts)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from splade_os.errors import InputError
-from splade_os.beir import load_beir, load_qrels, load_queries
+from splade_os.common.errors import InputError
+from splade_os.corpus.beir import load_beir, load_qrels, load_queries
 from splade_os.evaluate import EvalResult, evaluate_exact, evaluate_index, exact_doc_vectors, retrieval_metrics
 from splade_os.ingest import IngestOptions, ingest
 from fakes import FakeCluster, splade_mapping

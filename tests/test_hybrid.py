@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from splade_os.errors import ClusterError, InputError
-from splade_os.hybrid import Hybrid, fuse, hit_lists, msearch_payload
+from splade_os.common.errors import ClusterError, InputError
+from splade_os.query.hybrid import Hybrid, fuse, hit_lists, msearch_payload
 
 
 def _hits(*pairs):
@@ -71,10 +71,10 @@ def _answer(failed, hits=()):
 
 def test_a_search_with_failed_shards_is_asked_again_then_refused(monkeypatch):
     """A 200 answer with failed shards is incomplete: asked again while the cluster recovers, an error if it stays."""
-    import splade_os.index
+    import splade_os.cluster.index
     from fakes import FakeCluster
 
-    monkeypatch.setattr(splade_os.index.time, "sleep", lambda s: None)
+    monkeypatch.setattr(splade_os.cluster.index.time, "sleep", lambda s: None)
     answers = [_answer(1), _answer(0, [{"_id": "a"}])]
     index = FakeCluster(lambda m, p, b: answers.pop(0)).index("docs")
     assert index.request_search({"query": {}})["hits"]["hits"] == [{"_id": "a"}]
@@ -84,15 +84,15 @@ def test_a_search_with_failed_shards_is_asked_again_then_refused(monkeypatch):
     with pytest.raises(ClusterError) as error:
         msearch.request_msearch([{}, {}])
     assert str(error.value) == "searching 'docs': 2 of 6 shard searches failed (node left)"
-    assert len(msearch.cluster.calls) == 1 + len(splade_os.index.SHARD_RETRY_PAUSES)
+    assert len(msearch.cluster.calls) == 1 + len(splade_os.cluster.index.SHARD_RETRY_PAUSES)
 
 
 def test_a_search_failed_on_every_shard_is_asked_again(monkeypatch):
     """Right after a node leaves, a search may fail on all its shards (HTTP 500): asked again, it answers."""
-    import splade_os.index
+    import splade_os.cluster.index
     from fakes import FakeCluster
 
-    monkeypatch.setattr(splade_os.index.time, "sleep", lambda s: None)
+    monkeypatch.setattr(splade_os.cluster.index.time, "sleep", lambda s: None)
     answers = [ClusterError("all shards failed", status=500, error_type="search_phase_execution_exception"),
                {"responses": [_answer(0), {"error": {"type": "search_phase_execution_exception"}, "status": 500}]},
                {"responses": [_answer(0, [{"_id": "a"}]), _answer(0)]}]

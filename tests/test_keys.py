@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from splade_os.keys import escape_key, unescape_key
+from splade_os.query.keys import escape_key, unescape_key
 
 
 @given(st.text())

@@ -14,9 +14,9 @@ import shutil
 import numpy as np
 import pytest
 
-from splade_os.errors import ModelError
-from splade_os.layout import OPENSEARCH_IDF, max_length_of, read_layout
-from splade_os.model import resolve_model
+from splade_os.common.errors import ModelError
+from splade_os.formats.layout import OPENSEARCH_IDF, max_length_of, read_layout
+from splade_os.models.resolve import resolve_model
 from splade_os.query import QueryEncoder
 
 QUERIES = ["what is the lift of a slender wing?", "Boundary layer transition at hypersonic speeds",
@@ -89,7 +89,7 @@ def test_router_with_the_document_module_at_the_root(router_at_root, default_mod
 def test_router_at_root_equals_sentence_transformers(router_at_root, sample_dir):
     from sentence_transformers import SparseEncoder
 
-    from splade_os.encoder import DocumentEncoder
+    from splade_os.documents.encoder import DocumentEncoder
 
     root, _ = router_at_root
     reference = SparseEncoder(str(root), device="cpu")
@@ -126,7 +126,7 @@ def test_opensearch_idf_layout_documents_and_pickles(opensearch_idf, default_mod
     import torch
     from transformers import AutoModelForMaskedLM
 
-    from splade_os.encoder import DocumentEncoder
+    from splade_os.documents.encoder import DocumentEncoder
 
     root, _ = opensearch_idf
     texts = [json.loads(line)["text"] for line in open(sample_dir / "corpus.jsonl")][:6]

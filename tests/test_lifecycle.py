@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from splade_os.errors import ModelError, RegistryError
+from splade_os.common.errors import ModelError, RegistryError
 from splade_os.ingest import IngestOptions, ingest
-from splade_os.model import resolve_model
-from splade_os.registry import CHUNK_INDEX, QUERY_SIDE_INDEX, REGISTRY_INDEX, pull, push, query_side
-from splade_os.train import TrainArgs, beir_pairs, starting_model, static_table_parameter, train
+from splade_os.models.resolve import resolve_model
+from splade_os.models.registry import CHUNK_INDEX, QUERY_SIDE_INDEX, REGISTRY_INDEX, pull, push, query_side
+from splade_os.training.trainer import TrainArgs, beir_pairs, starting_model, static_table_parameter, train
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def test_push_pull_ingest_search(cluster, trained, tmp_path, sample_dir):
     assert len(hits) == 3
 
     # Evaluate the index: Cranfield's judgments restricted to the 30 documents ingested.
-    from splade_os.beir import load_beir
+    from splade_os.corpus.beir import load_beir
 
     queries, qrels, _ = load_beir(sample_dir)
     ids = {json.loads(line)["_id"] for line in open(corpus)}

@@ -12,10 +12,10 @@ import time
 import pytest
 
 from splade_os.bulk import BulkOptions, RetryPolicy
-from splade_os.checkpoint import Checkpoint
+from splade_os.ingest.checkpoint import Checkpoint
 from splade_os.cluster import connect
-from splade_os.encoder import make_encoder
-from splade_os.index import IndexSettings
+from splade_os.documents.encoder import make_encoder
+from splade_os.cluster.index import IndexSettings
 from splade_os.ingest import IngestOptions, ingest
 from splade_os.node import QUICK_START, LocalCluster
 

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from splade_os.cluster import connect
-from splade_os.engine import ELASTICSEARCH, OPENSEARCH
+from splade_os.query.engine import ELASTICSEARCH, OPENSEARCH
 from splade_os.node import LocalNode
 
 # Never send loopback requests through a proxy from the environment.

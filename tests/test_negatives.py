@@ -5,8 +5,8 @@ import json
 import datasets
 import pytest
 
-from splade_os.errors import ClusterError, InputError
-from splade_os.negatives import MiningOptions, add_hard_negatives, mine, pick_negatives
+from splade_os.common.errors import ClusterError, InputError
+from splade_os.training.negatives import MiningOptions, add_hard_negatives, mine, pick_negatives
 
 from fakes import FakeCluster, splade_mapping
 

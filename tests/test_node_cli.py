@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from splade_os.cache import cache_dir
+from splade_os.common.cache import cache_dir
 from splade_os.cli import cli
 from splade_os.node import ensure_distribution, running_url, stop_background
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from splade_os.errors import InputError
-from splade_os.pairs import SpanSettings, corpus_pairs, crop_pair, ict_pair, title_pair
+from splade_os.common.errors import InputError
+from splade_os.training.pairs import SpanSettings, corpus_pairs, crop_pair, ict_pair, title_pair
 
 words_lists = st.lists(st.text("abcdefgh", min_size=1, max_size=6), min_size=12, max_size=200)
 

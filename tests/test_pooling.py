@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from splade_os.pooling import fast_max_pooling, max_pooled_projection
+from splade_os.documents.pooling import fast_max_pooling, max_pooled_projection
 
 
 def test_projection_matches_the_full_logits_and_their_gradient():

@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 from splade_os.cli import cli
-from splade_os.errors import IndexStateError
+from splade_os.common.errors import IndexStateError
 from splade_os.evaluate import exact_doc_vectors
-from splade_os.hybrid import Hybrid, fuse, hit_lists
-from splade_os.index import IndexSettings
+from splade_os.query.hybrid import Hybrid, fuse, hit_lists
+from splade_os.cluster.index import IndexSettings
 from splade_os.ingest import IngestOptions, ingest
 from splade_os.query import bm25_body
-from splade_os.vectors import VectorOptions, unpack
+from splade_os.documents.vectors import VectorOptions, unpack
 
 pytestmark = pytest.mark.slow
 LONG_ID, RARE = "long-1", "zeppelin"
@@ -103,7 +103,7 @@ def test_a_term_after_token_2000_finds_its_document_only_with_windows(cluster, c
 
 
 def test_windows_count_what_they_cut(corpus, default_model):
-    from splade_os.encoder import DocumentEncoder
+    from splade_os.documents.encoder import DocumentEncoder
 
     texts = [line and json.loads(line)["text"] for line in open(corpus).read().splitlines()[-3:]]
     one = DocumentEncoder(default_model, device="cpu", long_docs="windows", max_windows=1)
@@ -141,7 +141,7 @@ def test_pruned_index_keeps_the_top_weights_and_records_it(cluster, corpus, defa
 
 
 def test_packed_source_scores_the_same_and_reindexes(cluster, corpus, default_model, vectors):
-    from splade_os.reindex import reindex
+    from splade_os.cluster.reindex import reindex
 
     full = _build(cluster, "q-map", corpus, default_model, vectors)
     packed = _build(cluster, "q-packed", corpus, default_model, vectors, IndexSettings(source_features="packed"))
@@ -166,7 +166,7 @@ def test_packed_source_scores_the_same_and_reindexes(cluster, corpus, default_mo
 
 
 def test_an_index_without_features_in_source_reindexes_by_encoding_again(cluster, corpus, default_model, vectors):
-    from splade_os.reindex import reindex
+    from splade_os.cluster.reindex import reindex
 
     full = cluster.index("q-map") if cluster.exists("/q-map") else _build(cluster, "q-map", corpus, default_model,
                                                                           vectors)
@@ -226,7 +226,7 @@ def test_hybrid_on_the_command_line(engine_url, cluster, corpus, default_model, 
 
 
 def test_eval_hybrid(cluster, corpus, default_model, vectors, sample_dir):
-    from splade_os.beir import load_beir
+    from splade_os.corpus.beir import load_beir
 
     index = cluster.index("q-map") if cluster.exists("/q-map") else _build(cluster, "q-map", corpus, default_model,
                                                                            vectors)
@@ -244,8 +244,8 @@ def test_eval_hybrid(cluster, corpus, default_model, vectors, sample_dir):
 
 
 def test_idf_from_the_corpus_is_pushed_once_and_used_by_search(cluster, corpus, default_model, vectors):
-    from splade_os.corpus_idf import corpus_idf_model
-    from splade_os.model_builder import idf_weights, sample_texts
+    from splade_os.models.corpus_idf import corpus_idf_model
+    from splade_os.models.builder import idf_weights, sample_texts
 
     for name in ("q-idf-a", "q-idf-b"):
         cluster.request("DELETE", f"/{name}", params={"ignore_unavailable": "true"})

@@ -43,7 +43,7 @@ def test_equals_encode_query_on_any_text(encoder, st_model, text):
 
 
 def test_dsl_shape(encoder):
-    body = encoder.to_dsl("pressure distribution on a wing.", field="splade", size=7)
+    body = encoder.to_dsl("pressure distribution on a wing.", "opensearch", field="splade", size=7)
     assert body["size"] == 7 and body["track_total_hits"] is False
     clauses = body["query"]["bool"]["should"]
     weights = encoder.encode("pressure distribution on a wing.")
@@ -60,20 +60,20 @@ def test_clause_cap_keeps_highest_weights():
     keys = [f"t{i}" for i in range(10)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        body = query_body({i: float(i + 1) for i in range(10)}, keys, max_clauses=3)
+        body = query_body({i: float(i + 1) for i in range(10)}, keys, "opensearch", max_clauses=3)
     assert [c["rank_feature"]["field"] for c in body["query"]["bool"]["should"]] == ["splade.t9", "splade.t8", "splade.t7"]
     assert any(issubclass(w.category, ClauseCapWarning) for w in caught)
 
 
 def test_query_without_known_tokens_matches_nothing():
-    assert query_body({}, [])["query"] == {"match_none": {}}
+    assert query_body({}, [], "opensearch")["query"] == {"match_none": {}}
 
 
 def test_query_side_does_not_import_torch(default_model):
     code = (
         "import sys; from splade_os import QueryEncoder; "
-        f"e = QueryEncoder.load({str(default_model.root)!r}); e.to_dsl('lift'); "
-        "import splade_os.cli, splade_os.search; "
+        f"e = QueryEncoder.load({str(default_model.root)!r}); e.to_dsl('lift', 'opensearch'); "
+        "import splade_os.cli, splade_os.query.hits; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

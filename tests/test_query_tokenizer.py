@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from splade_os.query_tokenizer import QueryTokenizer
+from splade_os.query.tokenizer import QueryTokenizer
 
 # Printable ASCII with whitespace, punctuation runs, digits and mixed case: the fast path's alphabet.
 ascii_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("\t\n\r"), max_size=300)
@@ -102,7 +102,7 @@ def test_other_tokenizers_use_the_library(default_model):
 
 
 def test_text_that_is_not_unicode_is_a_clear_error(bert):
-    from splade_os.errors import InputError
+    from splade_os.common.errors import InputError
 
     with pytest.raises(InputError, match=r"unpaired surrogate \(\\udcff at character 5\)"):
         QueryTokenizer(bert).ids("wing \udcff lift")  # what argv bytes that are not UTF-8 become

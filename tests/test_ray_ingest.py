@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from splade_os.bulk import BulkOptions, RetryPolicy
 from splade_os.corpus import read_lines
 from splade_os.ingest import IngestOptions, ingest
-from splade_os.ray_ingest import LINE_LIMIT, Job, Ledger, RayOptions, jsonl_blocks
+from splade_os.ingest.ray import LINE_LIMIT, Job, Ledger, RayOptions, jsonl_blocks
 
 FAST_RETRY = RetryPolicy(initial=0.2, maximum=2.0, deadline=120)
 
@@ -104,7 +104,7 @@ def mixed_corpus(sample_dir, tmp_path_factory):
 
 @pytest.mark.slow
 def test_ray_ingest_equals_single_process(local_ray, cluster, default_model, mixed_corpus, tmp_path):
-    from splade_os.encoder import DocumentEncoder
+    from splade_os.documents.encoder import DocumentEncoder
 
     single = ingest(cluster, mixed_corpus, "single-mixed", default_model, show_progress=False,
                     encoder=DocumentEncoder(default_model, device="cpu"), options=_options(tmp_path, "single"))
@@ -213,9 +213,9 @@ def test_cli_ray_options_are_checked(tmp_path):
 
 
 def test_missing_ray_extra_is_one_line(monkeypatch, tmp_path):
-    from splade_os import extras
-    from splade_os.errors import MissingExtraError
-    from splade_os.ray_ingest import run_on_ray
+    from splade_os.common import extras
+    from splade_os.common.errors import MissingExtraError
+    from splade_os.ingest.ray import run_on_ray
 
     monkeypatch.setitem(extras.EXTRAS, "ray", ("splade_os_no_such_module",))
     with pytest.raises(MissingExtraError, match=r"pip install 'splade-os\[ray\]'"):
@@ -223,8 +223,8 @@ def test_missing_ray_extra_is_one_line(monkeypatch, tmp_path):
 
 
 def test_resume_refuses_the_other_mode(tmp_path):
-    from splade_os.errors import InputError
-    from splade_os.ray_ingest import check_resume_mode
+    from splade_os.common.errors import InputError
+    from splade_os.ingest.ray import check_resume_mode
 
     checkpoint = tmp_path / "ckpt.json"
     with pytest.raises(InputError, match="did not run on Ray; resume it without --ray"):
@@ -248,9 +248,9 @@ def test_settling_duplicates_across_blocks(tmp_path):
     from types import SimpleNamespace
 
     from fakes import FakeCluster
-    from splade_os.checkpoint import Checkpoint
+    from splade_os.ingest.checkpoint import Checkpoint
     from splade_os.corpus import CorpusFields
-    from splade_os.ray_ingest import id_digest, settle_ledger
+    from splade_os.ingest.ray import id_digest, settle_ledger
 
     rows = [{"_id": "a", "text": "first a"}, {"_id": "b", "text": "first b"}, {"_id": "a", "text": "second a"},
             {"_id": "b", "text": "second b"}, {"_id": "c", "text": "c"}]

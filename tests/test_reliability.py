@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from splade_os.bulk import BulkOptions, RetryPolicy
-from splade_os.checkpoint import Checkpoint
+from splade_os.ingest.checkpoint import Checkpoint
 from splade_os.cluster import connect
 from splade_os.corpus import Rejected, parse_line
-from splade_os.encoder import DocumentEncoder
-from splade_os.errors import ClusterError
+from splade_os.documents.encoder import DocumentEncoder
+from splade_os.common.errors import ClusterError
 from splade_os.ingest import IngestOptions, ingest
 from splade_os.node import LocalNode
 from faults import FaultProxy, self_signed_certificate

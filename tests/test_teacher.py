@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from splade_os.cli import cli
-from splade_os.errors import InputError
+from splade_os.common.errors import InputError
 from splade_os.ingest import IngestOptions, ingest
-from splade_os.pairs import corpus_pairs
-from splade_os.teacher import TeacherOptions, add_teacher_labels, labels, load_teacher, start_scores, teacher_scores
+from splade_os.training.pairs import corpus_pairs
+from splade_os.training.teacher import TeacherOptions, add_teacher_labels, labels, load_teacher, start_scores, teacher_scores
 
 scores = st.lists(st.floats(-50, 50, allow_nan=False), min_size=2, max_size=12)
 

@@ -11,16 +11,16 @@ from click.testing import CliRunner
 
 from splade_os.cli import cli
 from splade_os.ingest import IngestOptions, ingest
-from splade_os.negatives import MiningOptions, add_hard_negatives
-from splade_os.pairs import corpus_pairs
+from splade_os.training.negatives import MiningOptions, add_hard_negatives
+from splade_os.training.pairs import corpus_pairs
 from splade_os.query import NegativeWeightWarning
-from splade_os.train import TrainArgs, beir_pairs, split_validation, starting_model, static_table_parameter, train
+from splade_os.training.trainer import TrainArgs, beir_pairs, split_validation, starting_model, static_table_parameter, train
 
 
 def _controller(target=None, start_doc_dims=None):
     from sentence_transformers.sparse_encoder.losses import SpladeLoss
 
-    from splade_os.callbacks import DocDimsController
+    from splade_os.training.callbacks import DocDimsController
 
     loss = SpladeLoss(None, SimpleNamespace(compute_loss_from_embeddings=None), document_regularizer_weight=0.0,
                       query_regularizer_weight=0.0)
@@ -70,8 +70,8 @@ def _evaluations(keep, rows):
 
 
 def test_a_checkpoint_sparser_than_half_the_start_is_never_kept():
-    from splade_os.callbacks import KeepBest
-    from splade_os.train import _dims_floor
+    from splade_os.training.callbacks import KeepBest
+    from splade_os.training.trainer import _dims_floor
 
     controller = object()  # target mode; with no target, the floor is half the start's dims
     keep = KeepBest("ndcg@10", min_doc_dims=_dims_floor(TrainArgs("run"), controller))
@@ -141,7 +141,7 @@ def test_the_trained_query_table_is_the_served_one(cluster, sample_dir, tmp_path
     cluster query of the trained model carries exactly sentence-transformers' encode_query weights."""
     from sentence_transformers import SparseEncoder
 
-    from splade_os.model import resolve_model
+    from splade_os.models.resolve import resolve_model
 
     rows = corpus_pairs(sample_dir / "corpus.jsonl", "ict").select(range(48))
     model = starting_model(init_idf=sample_dir / "corpus.jsonl", max_seq_length=32)
@@ -185,7 +185,7 @@ def test_the_trained_query_table_is_the_served_one(cluster, sample_dir, tmp_path
 def test_interpolation_moves_every_weight_back_toward_the_start():
     import torch
 
-    from splade_os.train import _cpu_state, interpolate
+    from splade_os.training.trainer import _cpu_state, interpolate
 
     model = torch.nn.Linear(3, 2)
     start = _cpu_state(model)
@@ -204,7 +204,7 @@ def test_the_gate_judges_the_interpolated_model(sample_dir, tmp_path):
     the query table included (it stays >= 0), and the gate's numbers are the saved model's."""
     from sentence_transformers import SparseEncoder
 
-    from splade_os.train import validation_evaluator
+    from splade_os.training.trainer import validation_evaluator
 
     rows, held = split_validation(beir_pairs(sample_dir, pairs="ict", with_ids=True), queries=20)
     model = starting_model(init_idf=sample_dir / "corpus.jsonl", max_seq_length=32)

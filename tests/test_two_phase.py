@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from splade_os.bulk import BulkLines, RetryPolicy, send_chunk
-from splade_os.errors import InputError
-from splade_os.index import IndexSettings, SpladeIndex
+from splade_os.common.errors import InputError
+from splade_os.cluster.index import IndexSettings, SpladeIndex
 from splade_os.query import Pruning, TwoPhase, feature_query, query_body
 
 KEYS = [f"t{i}" for i in range(50)]
@@ -15,7 +15,7 @@ KEYS = [f"t{i}" for i in range(50)]
 
 def test_body_splits_the_query_by_weight():
     weights = {3: 0.5, 7: 4.0, 9: 2.0, 11: 1.0}
-    body = query_body(weights, KEYS, size=10, two_phase=TwoPhase(tokens=2, window=100))
+    body = query_body(weights, KEYS, "opensearch", size=10, two_phase=TwoPhase(tokens=2, window=100))
     first = [c["rank_feature"] for c in body["query"]["bool"]["should"]]
     assert [(c["field"], c["boost"]) for c in first] == [("splade.t7", 4.0), ("splade.t9", 2.0)]
     rescore = body["rescore"]
@@ -27,11 +27,11 @@ def test_body_splits_the_query_by_weight():
 
 def test_short_query_and_window_smaller_than_k():
     weights = {1: 1.0, 2: 2.0}
-    assert "rescore" not in query_body(weights, KEYS, two_phase=TwoPhase(tokens=2))
-    assert query_body(weights, KEYS, size=50, two_phase=TwoPhase(tokens=1, window=10))["rescore"]["window_size"] == 50
+    assert "rescore" not in query_body(weights, KEYS, "opensearch", two_phase=TwoPhase(tokens=2))
+    assert query_body(weights, KEYS, "opensearch", size=50, two_phase=TwoPhase(tokens=1, window=10))["rescore"]["window_size"] == 50
     body = query_body(weights, KEYS, engine="elasticsearch", two_phase=TwoPhase(tokens=1))
-    assert body["query"] == feature_query([("t2", 2.0)], engine="elasticsearch")
-    assert body["rescore"]["query"]["rescore_query"] == feature_query([("t1", 1.0)], engine="elasticsearch")
+    assert body["query"] == feature_query([("t2", 2.0)], "splade", engine="elasticsearch")
+    assert body["rescore"]["query"]["rescore_query"] == feature_query([("t1", 1.0)], "splade", engine="elasticsearch")
     with pytest.raises(InputError):
         TwoPhase(tokens=0)
     with pytest.raises(InputError, match="not both"):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from splade_os.errors import InputError
-from splade_os.vectors import VectorOptions, max_merge, pack, unpack
+from splade_os.common.errors import InputError
+from splade_os.documents.vectors import VectorOptions, max_merge, pack, unpack
 
 
 def _vectors(max_size=300):

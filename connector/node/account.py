@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 from typing import Optional, Tuple
 
-from ..cache import cache_dir
-from ..errors import NodeError
-from ..files import staged_dir
+from splade_os.common.cache import cache_dir
+from splade_os.common.errors import NodeError
+from splade_os.common.files import staged_dir
 
 ROOT_RUNTIME_DIR = Path("/var/tmp/splade-os-root")
 

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from ..cache import cache_dir
-from ..errors import NodeError
-from ..files import atomic_write
+from splade_os.common.cache import cache_dir
+from splade_os.common.errors import NodeError
+from splade_os.common.files import atomic_write
 from .account import node_account, node_root
 from .engines import node_engine
 from .health import HEALTHY, health

@@ -15,9 +15,9 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from ..cache import cache_dir
-from ..errors import NodeError
-from ..files import staged_dir
+from splade_os.common.cache import cache_dir
+from splade_os.common.errors import NodeError
+from splade_os.common.files import staged_dir
 from .engines import node_engine
 from .logs import progress, shorten
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine import ELASTICSEARCH, OPENSEARCH, Engine, engine_named
-from ..errors import InputError
+from splade_os.query.engine import ELASTICSEARCH, OPENSEARCH, Engine, engine_named
+from splade_os.common.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class NodeEngine:
     """How to fetch, configure and recognise a local node of one engine.
 
     Attributes:
-        engine: the `splade_os.engine.Engine` the node runs.
+        engine: the `splade_os.query.engine.Engine` the node runs.
         version: the default version.
         artifact: Maven coordinates of the distribution, with "{version}" in them.
         size_mb: about how large the download is (said before it starts).

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
-from ..errors import NodeError
+from splade_os.common.errors import NodeError
 from .engines import node_engine
 
 MIN_JAVA = 21

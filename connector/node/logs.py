@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..progress import note
+from splade_os.common.progress import note
 
 # Markers in the node log that mean "a port we picked was taken in the meantime".
 BIND_FAILURE_MARKERS = ("BindTransportException", "BindHttpException", "Address already in use")

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from ..cache import cache_dir
-from ..errors import InputError, NodeError
+from splade_os.common.cache import cache_dir
+from splade_os.common.errors import InputError, NodeError
 from .account import give_to, home_for, node_account, reachable_as
 from .distribution import ensure_distribution
 from .engines import node_engine

@@ -1,0 +1,44 @@
+"""The `splade-os` group: global options, and every command group's commands added to it.
+
+Each command builds the library objects (a `Cluster`, a `SpladeIndex`, a `Model`), calls one
+library function and prints its result; library errors become one-line `Error:` messages.
+Heavy modules (torch, transformers) are imported only inside the commands that need them, so
+`splade-os search` and `splade-os query` start quickly and work on the base install.
+"""
+
+import logging
+import warnings
+
+import click
+
+from splade_os.cli import documents, models, nodes, search
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"Warning: {message}", err=True)
+
+
+@click.group()
+@click.version_option(package_name="splade-os")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes on stderr.")
+def cli(debug, quiet):
+    """splade-os: inference-free SPLADE retrieval on OpenSearch and Elasticsearch.
+
+    Documents are encoded by the model's masked-LM and indexed into a sparse field; queries need
+    only a tokenizer and the model's static weight table.
+    """
+    warnings.showwarning = _show_warning
+    # The clients log every 404 as a warning; splade-os asks for missing things on purpose and
+    # reports real failures itself, on one line.
+    for name in ("opensearch", "elastic_transport", "elasticsearch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+for command in (documents.ingest, search.search, search.query, documents.init, models.train, search.eval_command,
+                documents.reindex, models.push, models.pull, nodes.node, nodes.demo):
+    cli.add_command(command)
+
+
+def main():
+    cli()

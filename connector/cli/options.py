@@ -1,0 +1,257 @@
+"""The option sets the commands share, each written once and turned into one library object:
+the cluster (`ClusterSpec`), a new index's settings (`IndexSettings`), how a search is made
+(`SearchOptions`), and the one-line error handling every command has.
+"""
+
+import functools
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from splade_os.common.errors import IngestInterrupted, InputError, SpladeOSError
+from splade_os.query.engine import ENGINES
+
+
+def handle_errors(f):
+    """Turn library errors into one-line `Error:` messages and a non-zero exit (traceback with --debug)."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return f(*args, **kwargs)
+        except IngestInterrupted as e:
+            if debug:
+                raise
+            click.echo(f"Interrupted: {str(e).split(': ', 1)[-1]}", err=True)
+            sys.exit(130)
+        except SpladeOSError as e:
+            if debug:
+                raise
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as e:
+            if debug:
+                raise
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise click.ClickException(
+                f"unexpected {type(e).__name__}: {first} (run with --debug for the traceback)") from None
+
+    return wrapper
+
+
+def quiet() -> bool:
+    """Whether -q was given (no progress bars or notes)."""
+    return click.get_current_context().find_root().params.get("quiet", False)
+
+
+@dataclass
+class ClusterSpec:
+    """The cluster options of a command; `connect()` builds the `Cluster` (the local node when no URL)."""
+
+    url: Optional[str]
+    engine: Optional[str]
+    ca_certs: Optional[str]
+    insecure: bool
+    credentials_file: Optional[str]
+    aws_region: Optional[str]
+
+    def connect(self):
+        from splade_os.cluster.client import connect
+
+        url = self.url
+        if not url:
+            from splade_os.node import start_background
+
+            url = start_background(engine=self.engine or "opensearch", show_progress=not quiet())
+            if not quiet():
+                click.echo(f"Using the local node at {url}", err=True)
+        return connect(url, engine=self.engine, ca_certs=self.ca_certs, insecure=self.insecure,
+                       credentials_file=self.credentials_file, aws_region=self.aws_region)
+
+
+def cluster_options(f):
+    """--url, --engine, --ca-certs, --insecure, --credentials-file, --aws-region -> `cluster` (a ClusterSpec).
+
+    Basic auth also comes from SPLADE_OS_USER / SPLADE_OS_PASSWORD.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args, url, engine, ca_certs, insecure, credentials_file, aws_region, **kwargs):
+        return f(*args, cluster=ClusterSpec(url, engine, ca_certs, insecure, credentials_file, aws_region), **kwargs)
+
+    options = [
+        click.option("--url", envvar=["SPLADE_OS_URL", "OPENSEARCH_URL"],
+                     help="Cluster URL (env SPLADE_OS_URL). Default: the local node, started when needed."),
+        click.option("--engine", type=click.Choice(list(ENGINES)), default=None,
+                     help="The cluster's engine (default: detected from its answer)."),
+        click.option("--ca-certs", type=click.Path(dir_okay=False), help="CA bundle to verify the cluster's TLS certificate."),
+        click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (self-signed test clusters)."),
+        click.option("--credentials-file", type=click.Path(dir_okay=False),
+                     help="Basic auth from a file: `user:password`, or JSON {user, password} (env SPLADE_OS_CREDENTIALS_FILE)."),
+        click.option("--aws-region", envvar="SPLADE_OS_AWS_REGION",
+                     help="Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service; needs splade-os[aws])."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def model_option(help_text):
+    return click.option("--model", "model", default=None, help=help_text)
+
+
+allow_pickle_option = click.option(
+    "--allow-pickle", is_flag=True,
+    help="Load document weights that exist only as pytorch_model.bin (a pickle: only for a model you trust).")
+
+
+def index_option(required=True, help_text="Index (or alias) name."):
+    return click.option("--index", "-i", default=None, required=required, help=help_text)
+
+
+
+def options(decorators):
+    """Apply click option decorators in the order written."""
+    def apply(f):
+        for option in reversed(decorators):
+            f = option(f)
+        return f
+    return apply
+
+
+def read_mapping(path: Optional[Path]):
+    """The JSON of a --mapping file, or None."""
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise click.BadParameter(f"{path}: cannot be read ({e.strerror})", param_hint="--mapping") from None
+    except ValueError as e:
+        raise click.BadParameter(f"{path}: not valid JSON ({e})", param_hint="--mapping") from None
+
+
+def index_settings_options(field: bool = True, when: str = ", when the index is created"):
+    """--shards, --replicas, --refresh-interval, [--field], the document options and --mapping ->
+    `settings` (an `IndexSettings`)."""
+
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, shards, replicas, refresh_interval, long_docs, max_windows, prune_top_k, prune_threshold,
+                    source_features, mapping, field="splade", **kwargs):
+            from splade_os.documents.settings import IndexSettings
+            from splade_os.documents.vectors import DEFAULT_MAX_WINDOWS, VectorOptions
+
+            vectors = None
+            try:
+                if any(v is not None for v in (long_docs, max_windows, prune_top_k, prune_threshold)):
+                    vectors = VectorOptions(long_docs or "truncate", max_windows or DEFAULT_MAX_WINDOWS, prune_top_k,
+                                            prune_threshold)
+            except InputError as e:
+                raise click.UsageError(str(e)) from None
+            try:  # a mapping's content is refused in one line, before anything is asked of the cluster
+                settings = IndexSettings(shards=shards, replicas=replicas, refresh_interval=refresh_interval,
+                                         field=field, source_features=source_features, vectors=vectors,
+                                         mapping=read_mapping(mapping))
+            except InputError as e:
+                raise click.ClickException(str(e)) from None
+            return f(*args, settings=settings, **kwargs)
+
+        return options([
+            click.option("--shards", default=1, show_default=True, type=click.IntRange(min=1),
+                         help=f"Primary shards{when}."),
+            click.option("--replicas", default=0, show_default=True, type=click.IntRange(min=0),
+                         help=f"Replicas{when}."),
+            click.option("--refresh-interval", default="1s", show_default=True, help=f"Refresh interval{when}."),
+            *([click.option("--field", default="splade", show_default=True, help=f"The sparse field{when}.")]
+              if field else []),
+            click.option("--long-docs", type=click.Choice(["truncate", "windows"]), default=None,
+                         help="Documents longer than the model's length: truncate (default) or encode every window "
+                              "of that length and max-pool them."),
+            click.option("--max-windows", type=click.IntRange(min=1), default=None,
+                         help="With --long-docs windows: the most token windows per document (default 8)."),
+            click.option("--prune-top-k", type=click.IntRange(min=1), default=None,
+                         help="Keep only each document's K highest feature weights."),
+            click.option("--prune-threshold", type=click.FloatRange(min=0), default=None,
+                         help="Drop document feature weights below T."),
+            click.option("--source-features", type=click.Choice(["map", "packed", "none"]), default=None,
+                         help="What _source keeps of the features: the map (default), a compact packed copy, or none."),
+            click.option("--mapping", type=click.Path(dir_okay=False, path_type=Path),
+                         help='A JSON file typing your fields, in the engines\' form: {"properties": {"price": '
+                              '{"type": "float"}}} (when the index is created; else added to its mapping).'),
+        ])(wrapper)
+
+    return decorate
+
+
+def search_options(k_default: int = 10, k_min: int = 1, k_flags=("-k", "--top-k"), k_help: str = "Number of hits."):
+    """-k, --prune, --two-phase (--first-tokens, --rescore-window), --hybrid (--fusion,
+    --hybrid-weight, --hybrid-depth, --rrf-k), --filter, --filter-json -> `options` (a `SearchOptions`)."""
+
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, k, prune, two_phase, first_tokens, rescore_window, hybrid, fusion, hybrid_weight,
+                    hybrid_depth, rrf_k, filters, filter_json, **kwargs):
+            from splade_os.query.bodies import Pruning, TwoPhase
+            from splade_os.query.filters import parse_condition, parse_filter_json
+            from splade_os.query.hybrid import Hybrid
+            from splade_os.query.options import SearchOptions
+
+            if (first_tokens or rescore_window) and not two_phase:
+                raise click.BadParameter("needs --two-phase", param_hint="--first-tokens / --rescore-window")
+            fused = {"method": fusion, "weight": hybrid_weight, "depth": hybrid_depth, "rrf_k": rrf_k}
+            fused = {name: value for name, value in fused.items() if value is not None}
+            if fused and not hybrid:
+                raise click.UsageError("--fusion, --hybrid-weight, --hybrid-depth and --rrf-k need --hybrid")
+            try:
+                conditions = [parse_condition(t) for t in filters] + [c for t in filter_json for c in parse_filter_json(t)]
+            except InputError as e:
+                raise click.BadParameter(str(e), param_hint="--filter / --filter-json") from None
+            try:
+                chosen = SearchOptions(
+                    k=k, pruning=Pruning() if prune else None, hybrid=Hybrid(**fused) if hybrid else None,
+                    two_phase=TwoPhase(first_tokens or TwoPhase.tokens, rescore_window or TwoPhase.window)
+                    if two_phase else None, filter=conditions or None)
+            except InputError as e:
+                raise click.UsageError(str(e)) from None
+            return f(*args, options=chosen, **kwargs)
+
+        return options([
+            click.option(*k_flags, "k", default=k_default, show_default=True, type=click.IntRange(min=k_min),
+                         help=k_help),
+            click.option("--prune", is_flag=True,
+                         help="Elasticsearch: prune frequent, light query tokens in a first pass, rescore the top "
+                              "hits exactly."),
+            click.option("--two-phase", is_flag=True,
+                         help="For large indexes: a first pass with the query's highest-weight tokens, then a "
+                              "rescore of its top hits with the full query."),
+            click.option("--first-tokens", type=click.IntRange(min=1), default=None,
+                         help="With --two-phase: tokens in the first pass (default: measured, see docs/scale.md)."),
+            click.option("--rescore-window", type=click.IntRange(min=1), default=None,
+                         help="With --two-phase: first-pass hits rescored with the full query (default: measured)."),
+            click.option("--hybrid", is_flag=True, help="BM25 and SPLADE on the same index, fused (one _msearch)."),
+            click.option("--fusion", type=click.Choice(["rrf", "minmax"]), default=None,
+                         help="With --hybrid: reciprocal rank fusion (default) or a min-max normalised weighted sum."),
+            click.option("--hybrid-weight", type=float, default=None,
+                         help="With --fusion minmax: SPLADE's share, 0..1 (default 0.4; BM25 gets the rest)."),
+            click.option("--hybrid-depth", type=click.IntRange(min=1), default=None,
+                         help="With --hybrid: hits fetched from each list before fusing (default 50)."),
+            click.option("--rrf-k", type=click.IntRange(min=0), default=None,
+                         help="With --fusion rrf: the rank constant (default 10)."),
+            click.option("--filter", "filters", multiple=True, metavar="COND",
+                         help="Only documents matching FIELD OP VALUE (OP: = != < <= > >=), e.g. category=books, "
+                              "price<20; repeat to AND several (docs/documents.md)."),
+            click.option("--filter-json", multiple=True, metavar="JSON",
+                         help="Only documents matching this engine query (a JSON object, or a list of them)."),
+        ])(wrapper)
+
+    return decorate
