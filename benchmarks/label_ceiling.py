@@ -32,7 +32,7 @@ from train_self_supervised import fill  # noqa: E402
 import splade_os  # noqa: E402
 from splade_os.corpus.beir import load_beir  # noqa: E402
 from splade_os.corpus import Document, read_corpus  # noqa: E402
-from splade_os.evaluate import _top_k, evaluated_queries, exact_doc_vectors, exact_run, retrieval_metrics  # noqa: E402
+from splade_os.evaluate.run import _top_k, evaluated_queries, exact_doc_vectors, exact_run, retrieval_metrics  # noqa: E402
 from splade_os.training.teacher import load_teacher  # noqa: E402
 from splade_os.training.trainer import starting_model  # noqa: E402
 

@@ -1,9 +1,12 @@
 """Shared fixtures: a real search cluster, the default model, and the bundled sample corpus.
 
 OpenSearch comes from, in order: $OPENSEARCH_URL; Testcontainers' OpenSearchContainer when a
-Docker engine answers; else the local launcher (a node from the Maven Central distribution).
-Elasticsearch likewise: $ELASTICSEARCH_URL; Testcontainers' ElasticSearchContainer (security
-off); else a local Elasticsearch node. The backends in use are printed at the end of the run.
+Docker engine answers (on the image `splade_os.node.image` builds here from the Maven Central
+distribution, built when missing; $SPLADE_OS_OPENSEARCH_IMAGE names another); else the local
+launcher (a node from the Maven Central distribution). Elasticsearch likewise: $ELASTICSEARCH_URL;
+Testcontainers' ElasticSearchContainer (security off); else a local Elasticsearch node.
+$SPLADE_OS_TEST_BACKEND=docker or maven chooses instead of the Docker check. The backends in use
+are printed at the end of the run.
 
 Markers: a test that uses a cluster fixture is marked `node` automatically; tests that encode
 much, train or install are marked `slow` in their modules. The fast loop is
@@ -18,8 +21,10 @@ from hypothesis import HealthCheck, settings
 
 from splade_os.models.builder import SAMPLE_DIR
 
-OPENSEARCH_IMAGE = "opensearchproject/opensearch:3.5.0"
-ELASTICSEARCH_IMAGE = "elasticsearch:8.19.21"
+# Testcontainers' reaper image cannot be pulled here: the fixtures stop their containers
+# themselves; and test traffic goes to 127.0.0.1 only (ports are published there).
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 BACKEND = []  # which cluster the run used, printed in the terminal summary
 NODE_FIXTURES = {"opensearch_url", "elasticsearch_url", "engine_url", "cluster", "opensearch_cluster"}
 ENGINES = ("opensearch", "elasticsearch")
@@ -42,12 +47,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if NODE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.node)
-    # GPU tests run where a CUDA device is (scripts/gpu_check.sh); elsewhere they are deselected, said once.
-    gpu = [item for item in items if item.get_closest_marker("gpu")]
-    if gpu and not _cuda():
-        config.hook.pytest_deselected(items=gpu)
-        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
-        BACKEND.append(f"{len(gpu)} gpu test(s) deselected: no CUDA device here")
+    # GPU tests run where a CUDA device is (scripts/gpu_check.sh), Docker tests where a Docker
+    # engine answers; elsewhere they are deselected, said once.
+    for marker, present, missing in (("gpu", _cuda, "no CUDA device here"),
+                                     ("docker", _docker, "no Docker engine answers")):
+        marked = [item for item in items if item.get_closest_marker(marker)]
+        if marked and not present():
+            config.hook.pytest_deselected(items=marked)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
+            BACKEND.append(f"{len(marked)} {marker} test(s) deselected: {missing}")
+
+
+def _docker() -> bool:
+    from splade_os.node.image import docker_answers
+
+    return docker_answers()
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -55,35 +69,57 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"[splade-os tests] cluster backend: {line}")
 
 
-def _docker_answers() -> bool:
-    try:
-        import docker
+def _backend() -> str:
+    """"docker" or "maven": $SPLADE_OS_TEST_BACKEND, else docker where a Docker engine answers."""
+    from splade_os.node.image import docker_answers
 
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
+    chosen = os.environ.get("SPLADE_OS_TEST_BACKEND", "")
+    if chosen not in ("", "docker", "maven"):
+        raise pytest.UsageError(f"SPLADE_OS_TEST_BACKEND={chosen!r}: expected docker or maven")
+    return chosen or ("docker" if docker_answers() else "maven")
 
 
-def _opensearch_container():
+def opensearch_container(image: str):
+    """Testcontainers' OpenSearchContainer on `image`, its port published on 127.0.0.1 only."""
     from testcontainers.community.opensearch import OpenSearchContainer
 
-    return OpenSearchContainer(OPENSEARCH_IMAGE, security_enabled=False), 9200
+    container = OpenSearchContainer(image, security_enabled=False)
+    container.with_env("OPENSEARCH_JAVA_OPTS", "-Xms512m -Xmx512m")
+    return container.with_bind_ports(9200, ("127.0.0.1",))
 
 
-def _elasticsearch_container():
+def elasticsearch_container(image: str):
+    """Testcontainers' ElasticSearchContainer on `image` (it turns security off for 8.x), on 127.0.0.1 only."""
     from testcontainers.community.elasticsearch import ElasticSearchContainer
 
-    container = ElasticSearchContainer(ELASTICSEARCH_IMAGE, mem_limit="2G")
-    # The container itself turns security off for 8.x; these keep it small and alone.
+    container = ElasticSearchContainer(image, mem_limit="2G")
     for key, value in (("discovery.type", "single-node"), ("xpack.ml.enabled", "false"),
                        ("ES_JAVA_OPTS", "-Xms512m -Xmx512m")):
         container.with_env(key, value)
-    return container, container.port
+    return container.with_bind_ports(9200, ("127.0.0.1",))
 
 
-def _cluster_url(engine: str, env_var: str, image: str, container_factory):
-    """Yield one engine's URL: from env_var, else a Testcontainers container, else a local node."""
+CONTAINERS = {"opensearch": opensearch_container, "elasticsearch": elasticsearch_container}
+
+
+def _image(engine: str):
+    """$SPLADE_OS_<ENGINE>_IMAGE, else the local image (built when missing). When it cannot be
+    built, None (a local node serves instead, said in the summary) unless docker was asked for."""
+    from splade_os.common.errors import NodeError
+    from splade_os.node.image import build_image
+
+    try:
+        return os.environ.get(f"SPLADE_OS_{engine.upper()}_IMAGE") or build_image(engine, show_progress=False)
+    except NodeError as e:
+        if os.environ.get("SPLADE_OS_TEST_BACKEND") == "docker":
+            raise
+        BACKEND.append(f"no {engine} image for Testcontainers ({e})")
+        return None
+
+
+def _cluster_url(engine: str, env_var: str):
+    """Yield one engine's URL: from env_var, else a Testcontainers container (where a Docker engine
+    answers, on the local image, built when missing), else a local node from Maven Central."""
     from splade_os.query.engine import engine_named
 
     url = os.environ.get(env_var)
@@ -91,11 +127,11 @@ def _cluster_url(engine: str, env_var: str, image: str, container_factory):
         BACKEND.append(f"{env_var}={url}")
         yield url
         return
-    if _docker_answers():
-        container, port = container_factory()
-        with container:
+    image = _image(engine) if _backend() == "docker" else None
+    if image:
+        with CONTAINERS[engine](image) as container:
             BACKEND.append(f"Testcontainers {image}")
-            yield f"http://{container.get_container_host_ip()}:{container.get_exposed_port(port)}"
+            yield f"http://{container.get_container_host_ip()}:{container.get_exposed_port(9200)}"
         return
     from splade_os.node import LocalNode
 
@@ -107,12 +143,12 @@ def _cluster_url(engine: str, env_var: str, image: str, container_factory):
 
 @pytest.fixture(scope="session")
 def opensearch_url():
-    yield from _cluster_url("opensearch", "OPENSEARCH_URL", OPENSEARCH_IMAGE, _opensearch_container)
+    yield from _cluster_url("opensearch", "OPENSEARCH_URL")
 
 
 @pytest.fixture(scope="session")
 def elasticsearch_url():
-    yield from _cluster_url("elasticsearch", "ELASTICSEARCH_URL", ELASTICSEARCH_IMAGE, _elasticsearch_container)
+    yield from _cluster_url("elasticsearch", "ELASTICSEARCH_URL")
 
 
 @pytest.fixture(scope="session", params=ENGINES)

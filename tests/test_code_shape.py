@@ -122,3 +122,18 @@ def test_the_command_line_is_small_modules_of_small_commands():
         arguments = inspect.unwrap(command.callback)
         count = arguments.__code__.co_argcount + arguments.__code__.co_kwonlyargcount
         assert count <= 15, f"{command.name}: {count} parameters"
+
+
+def test_old_module_paths_still_import_as_the_module_they_became():
+    import importlib
+
+    import splade_os
+
+    for old, new in splade_os.MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    from splade_os.index import SpladeIndex  # noqa: F401 - the README's names keep their old homes too
+    from splade_os.query import QueryEncoder, bm25_body  # noqa: F401
+    from splade_os.vectors import VectorOptions
+
+    assert VectorOptions is splade_os.VectorOptions
+    assert importlib.import_module("splade_os.documents.vectors").__spec__.name == "splade_os.documents.vectors"

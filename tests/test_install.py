@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from test_code_shape import ORDER
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +54,8 @@ def indexed(opensearch_url, default_model, sample_dir, tmp_path_factory):
 
 def test_wheel_carries_templates_and_sample(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("splade_os/mappings/index.json", "splade_os/pipelines/ingest.json", "splade_os/cli.py",
+    for needed in ("splade_os/mappings/index.json", "splade_os/pipelines/ingest.json", "splade_os/cli/main.py",
+                   *(f"splade_os/{package}/__init__.py" for package in ORDER),
                    "splade_os/data/cranfield/corpus.jsonl", "splade_os/data/cranfield/qrels/test.tsv"):
         assert needed in names, needed
     assert not any(name.startswith(("connector/", "tests/", "mappings/", "pipelines/")) for name in names)

@@ -73,3 +73,15 @@ def demo(index, cluster):
 
     for line in run_demo(cluster.connect(), index, show_progress=not quiet()):
         click.echo(line)
+
+
+@node.command("image")
+@node_engine_option
+@click.option("--rebuild", is_flag=True, help="Build it again even if the image exists.")
+@handle_errors
+def node_image(engine, rebuild):
+    """Build the engine's container image here (Debian base from debootstrap, the Maven Central
+    distribution, the local JDK), or reuse it; print its tag."""
+    from splade_os.node.image import build_image
+
+    click.echo(build_image(engine, show_progress=not quiet(), rebuild=rebuild))

@@ -65,22 +65,20 @@ def query(text, model, index, cluster, field, options, max_clauses):
     from splade_os.query.bodies import DEFAULT_MAX_CLAUSES, bm25_body
     from splade_os.query.hybrid import DEFAULT_FIELDS, msearch_payload
 
-    bm25_fields, cap = DEFAULT_FIELDS, max_clauses or DEFAULT_MAX_CLAUSES
-    if index:
+    deep = options.but(k=max(options.k, options.hybrid.depth)) if options.hybrid else options
+    if index:  # exactly the bodies the library sends for this index
         target = cluster.connect().index(index)
         encoder = target.query_encoder(model, show_progress=not quiet())
-        field, engine, cap = target.field, target.cluster.engine, max_clauses or target.cluster.max_clause_count
-        bm25_fields = (target.title_field, target.text_field)
-        options = options.but(filter=target.filter_clauses(options.filter) or None)  # the index's keyword fields
+        body = target.body(text, encoder=encoder, options=deep, max_clauses=max_clauses)
+        bm25 = target.bm25_body(text, deep.k, deep.source, deep.filter, options.hybrid and options.hybrid.fields)
     else:
         encoder = resolve_model(model, show_progress=not quiet()).query_encoder
-        engine = cluster.engine or "opensearch"
-    deep = options.but(k=max(options.k, options.hybrid.depth)) if options.hybrid else options
-    body = encoder.to_dsl(text, engine, deep, field=field, max_clauses=cap)
+        body = encoder.to_dsl(text, cluster.engine or "opensearch", deep, field=field,
+                              max_clauses=max_clauses or DEFAULT_MAX_CLAUSES)
+        bm25 = bm25_body(text, deep.k, options.hybrid and options.hybrid.fields or DEFAULT_FIELDS, filter=deep.filter)
     if options.hybrid is None:
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))
         return
-    bm25 = bm25_body(text, deep.k, options.hybrid.fields or bm25_fields, filter=deep.filter)
     click.echo(msearch_payload(index, [bm25, body]).decode("utf-8"), nl=False)
 
 

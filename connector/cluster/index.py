@@ -392,7 +392,8 @@ class SpladeIndex:
         `text` field compares its `keyword` sub-field (the engines' dynamic mapping of strings)."""
         return filter_clauses(filter, self.field_types if filter is not None else None)
 
-    def body(self, text: str, k: Optional[int] = None, encoder=None, *, options=None, **given) -> dict:
+    def body(self, text: str, k: Optional[int] = None, encoder=None, *, options=None, max_clauses=None,
+             **given) -> dict:
         """The search body an app sends for `text` (the index's field, engine and clause cap).
 
         Args:
@@ -402,11 +403,12 @@ class SpladeIndex:
             options: a `splade_os.query.SearchOptions`: pruning (Elasticsearch), two-phase search,
                 a filter (`=` on a `text` field compares its `keyword` sub-field), the `_source`
                 fields; `given`: the same by name over it (`filter="price<20"`, `two_phase=True`).
+            max_clauses: the most query clauses (default: the cluster's `indices.query.bool.max_clause_count`).
         """
         options = search_options(options, k=k, **given)
         encoder = encoder or self._default_encoder
         return query_body(encoder.weights(text), encoder.keys, self.cluster.engine, field=self.field, size=options.k,
-                          max_clauses=self.cluster.max_clause_count, source=self.source(options.source),
+                          max_clauses=max_clauses or self.cluster.max_clause_count, source=self.source(options.source),
                           pruning=options.pruning, two_phase=options.two_phase,
                           filters=self.filter_clauses(options.filter))
 
