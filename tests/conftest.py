@@ -25,6 +25,9 @@ from splade_os.models.builder import SAMPLE_DIR
 # themselves; and test traffic goes to 127.0.0.1 only (ports are published there).
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+# The machine itself may look like a container (/.dockerenv), where Testcontainers would connect
+# to the bridge gateway instead: the engine is this machine's, reached on its published ports.
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 BACKEND = []  # which cluster the run used, printed in the terminal summary
 NODE_FIXTURES = {"opensearch_url", "elasticsearch_url", "engine_url", "cluster", "opensearch_cluster"}
 ENGINES = ("opensearch", "elasticsearch")
@@ -79,24 +82,33 @@ def _backend() -> str:
     return chosen or ("docker" if docker_answers() else "maven")
 
 
+def on_loopback(container, port: int = 9200):
+    """Publish the container's port on 127.0.0.1 only (a free port, as Testcontainers picks it):
+    `with_bind_ports` takes no host address, docker's run does ((address,) tuples)."""
+    container.ports[str(port)] = ("127.0.0.1",)
+    return container
+
+
 def opensearch_container(image: str):
     """Testcontainers' OpenSearchContainer on `image`, its port published on 127.0.0.1 only."""
     from testcontainers.community.opensearch import OpenSearchContainer
 
     container = OpenSearchContainer(image, security_enabled=False)
     container.with_env("OPENSEARCH_JAVA_OPTS", "-Xms512m -Xmx512m")
-    return container.with_bind_ports(9200, ("127.0.0.1",))
+    return on_loopback(container)
 
 
 def elasticsearch_container(image: str):
     """Testcontainers' ElasticSearchContainer on `image` (it turns security off for 8.x), on 127.0.0.1 only."""
     from testcontainers.community.elasticsearch import ElasticSearchContainer
+    from testcontainers.core.wait_strategies import HttpWaitStrategy
 
-    container = ElasticSearchContainer(image, mem_limit="2G")
+    # Ready when the cluster answers: the Maven distribution's `GET /` says 405 (no root handler).
+    container = ElasticSearchContainer(image, mem_limit="2G").waiting_for(HttpWaitStrategy(9200, "/_cluster/health"))
     for key, value in (("discovery.type", "single-node"), ("xpack.ml.enabled", "false"),
                        ("ES_JAVA_OPTS", "-Xms512m -Xmx512m")):
         container.with_env(key, value)
-    return container.with_bind_ports(9200, ("127.0.0.1",))
+    return on_loopback(container)
 
 
 CONTAINERS = {"opensearch": opensearch_container, "elasticsearch": elasticsearch_container}

@@ -58,8 +58,9 @@ def test_compose_up_ingest_search_down(engine, sample_dir, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join((sample_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines(True)[:40]),
                       encoding="utf-8")
-    subprocess.run([*compose, "up", "-d", engine], env=env, check=True, capture_output=True)
+    up = subprocess.run([*compose, "up", "-d", engine], env=env, capture_output=True, text=True)
     try:
+        assert up.returncode == 0, up.stderr[-1500:]
         _healthy(url)
         runner = CliRunner()
         ingested = runner.invoke(cli, ["-q", "ingest", str(corpus), "--index", "compose", "--url", url,
@@ -86,7 +87,7 @@ def test_the_documented_testcontainers_fixture_runs(tmp_path):
     lines = [{"_id": "boots-1", "title": "Waterproof hiking boots", "text": "Leather boots for wet trails."},
              {"_id": "sandals-2", "title": "Beach sandals", "text": "Light sandals for the summer."}]
     (tmp_path / "products.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    env = {**os.environ, "TESTCONTAINERS_RYUK_DISABLED": "true", "TESTCONTAINERS_HOST_OVERRIDE": "127.0.0.1"}
+    env = {**os.environ, "TESTCONTAINERS_RYUK_DISABLED": "true", "TESTCONTAINERS_CONNECTION_MODE": "docker_host"}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
