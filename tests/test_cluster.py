@@ -182,7 +182,8 @@ def test_identity_recorded_in_meta(cranfield, default_model):
     assert meta["model"] == default_model.identity.as_meta()
     assert meta["model"]["source"] == "default"
     pipeline = "splade-os-cranfield" if index.cluster.has_ingest_checks else ""
-    assert meta["field"] == "splade" and meta["pipeline"] == pipeline and meta["schema"] == 2
+    assert meta["field"] == "splade" and meta["pipeline"] == pipeline and meta["schema"] == 3
+    assert (meta["title_field"], meta["text_field"]) == ("title", "text")
 
 
 def test_expected_retrieval_scores(cranfield, sample_dir):
