@@ -155,6 +155,13 @@ def test_ingest_survives_a_data_node_stopped(full, default_model, sample_dir, tm
         until(20)
         searcher.start()
         until(40)
+        # The searches already see documents (a refresh after the first ones), so that an empty
+        # answer after the stop can only be the stop's doing (a loaded machine once stopped the
+        # node within the first second of searching, and counted two pre-refresh answers).
+        deadline = time.monotonic() + 60
+        while not any(count > 0 for _, count in answers):
+            assert time.monotonic() < deadline, answers[-5:]
+            time.sleep(0.05)
         stopped_at = time.monotonic()
         full.stop_node(a_non_master(cluster, full))
         # The node is gone (stop_node waited for its process) and most of the corpus is still to come.
