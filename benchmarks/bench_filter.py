@@ -14,6 +14,7 @@ in_stock=true (2/3), published>=2024-01-01 (1/2), tenant=t3 (1/7), category=book
 (~1/10), category=books & rating=5 & tenant=t3 (~1/200), and one matching nothing.
 
     python benchmarks/bench_filter.py --out benchmarks/results/filter-cpu.json
+    python benchmarks/bench_filter.py --repeat 5 --out benchmarks/results/filter-cpu-57k.json   # 57,145 documents
     python benchmarks/bench_filter.py --engine opensearch --docs 2000 --passes 1   # a quick check
 """
 
@@ -49,14 +50,19 @@ FILTERS = {
 }
 
 
-def catalogue(corpus: Path, out: Path, docs: int) -> int:
-    """The corpus with catalogue fields added to each line (deterministic in the line number)."""
+def catalogue(corpus: Path, out: Path, docs: int, repeat: int = 1) -> int:
+    """The corpus (`repeat` times, ids made distinct) with catalogue fields added to each line
+    (deterministic in the line number)."""
     written = 0
-    with open(corpus, encoding="utf-8") as lines, open(out, "w", encoding="utf-8") as target:
-        for i, line in enumerate(lines):
+    with open(corpus, encoding="utf-8") as source:
+        originals = source.read().splitlines()
+    with open(out, "w", encoding="utf-8") as target:
+        for i, line in enumerate(originals * repeat):
             if written >= docs:
                 break
             record = json.loads(line)
+            if i >= len(originals):
+                record["_id"] = f"{record['_id']}-{i // len(originals)}"
             record.update(tenant=f"t{i % 7}", category=CATEGORIES[i % 5], price=round(5 + (i * 37 % 400) / 10, 2),
                           published=f"20{20 + i % 8}-{1 + i % 12:02d}-{1 + i % 28:02d}", in_stock=i % 3 != 0,
                           rating=i % 6)
@@ -114,7 +120,8 @@ def run_engine(engine: str, url, corpus: Path, queries, passes: int, work: Path)
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA, help="a BEIR folder")
-    parser.add_argument("--docs", type=int, default=100_000, help="at most this many documents")
+    parser.add_argument("--docs", type=int, default=1_000_000, help="at most this many documents")
+    parser.add_argument("--repeat", type=int, default=1, help="the corpus this many times (a larger index)")
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--engine", choices=["opensearch", "elasticsearch"], action="append",
                         help="the engines (default: both)")
@@ -126,7 +133,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-filter-") as folder:
         work = Path(folder)
         corpus = work / "catalogue.jsonl"
-        catalogue(args.data / "corpus.jsonl", corpus, args.docs)
+        catalogue(args.data / "corpus.jsonl", corpus, args.docs, args.repeat)
         for engine in args.engine or ["opensearch", "elasticsearch"]:
             result = run_engine(engine, args.url, corpus, queries, args.passes, work)
             summary["engines"].append(result)
