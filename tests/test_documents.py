@@ -175,7 +175,8 @@ def catalogue(cluster, default_model, sample_dir, tmp_path_factory):
     options = IngestOptions(index=IndexSettings(mapping=MAPPING), dead_letter=folder / "dead.jsonl",
                             checkpoint=folder / "checkpoint.json")
     stats = ingest(cluster, corpus, "catalogue", default_model, options=options, show_progress=False)
-    return cluster.index("catalogue"), {line["_id"]: line for line in lines}, stats
+    yield cluster.index("catalogue"), {line["_id"]: line for line in lines}, stats
+    cluster.request("DELETE", "/catalogue")  # the session's node has a small heap: give it back
 
 
 def _sources(index, ids) -> dict:

@@ -111,3 +111,32 @@ def test_a_search_failed_on_every_shard_is_asked_again(monkeypatch):
     with pytest.raises(ClusterError, match="bad query"):
         other.index("docs").request_search({})
     assert len(other.calls) == 1  # other errors are not asked again
+
+
+def test_refresh_and_count_wait_out_a_busy_node(monkeypatch):
+    """A refresh refused with 429 (a node's memory breaker) is asked again; a real error is not."""
+    import splade_os.cluster.index
+    from fakes import FakeCluster
+
+    pauses = []
+    monkeypatch.setattr(splade_os.cluster.index.time, "sleep", pauses.append)
+    busy = ClusterError("refreshing 'docs' failed (HTTP 429: [parent] Data too large)", status=429, transient=True)
+    answers = [busy, busy, {"_shards": {}}, busy, {"count": 7}]
+
+    def handler(method, path, body):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    index = FakeCluster(handler).index("docs")
+    index.refresh()
+    assert index.count() == 7 and not answers and pauses == [0.5, 1.0, 0.5]
+    refused = FakeCluster(lambda m, p, b: (_ for _ in ()).throw(ClusterError("no such index", status=404))).index("x")
+    with pytest.raises(ClusterError, match="no such index"):
+        refused.refresh()
+    assert len(refused.cluster.calls) == 1
+    always = FakeCluster(lambda m, p, b: (_ for _ in ()).throw(busy)).index("docs")
+    with pytest.raises(ClusterError, match="429"):
+        always.count()
+    assert len(always.cluster.calls) == 1 + len(splade_os.cluster.index.TRANSIENT_PAUSES)

@@ -38,6 +38,9 @@ from splade_os.query.options import SearchOptions, search_options
 # noticed, and its shards' other copies take over, within seconds.
 SHARD_RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
 
+# Pauses (s) before asking again a refresh or count the cluster refused for a passing reason.
+TRANSIENT_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
+
 SHARD_FAILURE = "search_phase_execution_exception"  # the engines' error for a search failed on its shards
 
 
@@ -500,11 +503,22 @@ class SpladeIndex:
 
     def count(self) -> int:
         """`_count` of the index."""
-        return self.cluster.request("GET", f"/{self.name}/_count", action=f"counting {self.name!r}")["count"]
+        return self._patiently("GET", f"/{self.name}/_count", f"counting {self.name!r}")["count"]
 
     def refresh(self) -> None:
         """Make everything indexed so far searchable."""
-        self.cluster.request("POST", f"/{self.name}/_refresh", action=f"refreshing {self.name!r}")
+        self._patiently("POST", f"/{self.name}/_refresh", f"refreshing {self.name!r}")
+
+    def _patiently(self, method: str, path: str, action: str):
+        """A request asked again after short pauses while the cluster refuses it for a passing reason
+        (HTTP 429 from a busy node's memory breaker, 502-504, no answer), as bulk requests are."""
+        for pause in (*TRANSIENT_PAUSES, None):
+            try:
+                return self.cluster.request(method, path, action=action)
+            except ClusterError as error:
+                if not error.transient or pause is None:
+                    raise
+                time.sleep(pause)
 
     def ingest(self, corpus, model=None, **kwargs):
         """Encode a JSONL corpus into this index; see `splade_os.ingest.ingest` for the options."""
