@@ -69,6 +69,18 @@ def _answer(failed, hits=()):
     return {"_shards": shards, "hits": {"hits": list(hits)}}
 
 
+def _scripted(answers: list):
+    """A FakeCluster handler giving `answers` in turn (an exception in the list is raised)."""
+
+    def handler(method, path, body):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return handler
+
+
 def test_a_search_with_failed_shards_is_asked_again_then_refused(monkeypatch):
     """A 200 answer with failed shards is incomplete: asked again while the cluster recovers, an error if it stays."""
     import splade_os.cluster.index
@@ -97,13 +109,7 @@ def test_a_search_failed_on_every_shard_is_asked_again(monkeypatch):
                {"responses": [_answer(0), {"error": {"type": "search_phase_execution_exception"}, "status": 500}]},
                {"responses": [_answer(0, [{"_id": "a"}]), _answer(0)]}]
 
-    def handler(method, path, body):
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    index = FakeCluster(handler).index("docs")
+    index = FakeCluster(_scripted(answers)).index("docs")
     assert index.request_msearch([{}, {}])["responses"][0]["hits"]["hits"] == [{"_id": "a"}]
     assert not answers
     other = FakeCluster(lambda m, p, b: (_ for _ in ()).throw(ClusterError("bad query", status=400,
@@ -123,13 +129,7 @@ def test_refresh_and_count_wait_out_a_busy_node(monkeypatch):
     busy = ClusterError("refreshing 'docs' failed (HTTP 429: [parent] Data too large)", status=429, transient=True)
     answers = [busy, busy, {"_shards": {}}, busy, {"count": 7}]
 
-    def handler(method, path, body):
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    index = FakeCluster(handler).index("docs")
+    index = FakeCluster(_scripted(answers)).index("docs")
     index.refresh()
     assert index.count() == 7 and not answers and pauses == [0.5, 1.0, 0.5]
     refused = FakeCluster(lambda m, p, b: (_ for _ in ()).throw(ClusterError("no such index", status=404))).index("x")
