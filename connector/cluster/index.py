@@ -23,7 +23,8 @@ from importlib import resources
 from typing import List, Optional
 
 from splade_os.common.errors import ClusterError, IndexStateError, ModelMismatchError
-from splade_os.documents.settings import SOURCE_FEATURES, IndexSettings, packed_field, reserved_fields  # noqa: F401
+from splade_os.documents.settings import (MAPPING_OPTIONS, SOURCE_FEATURES, IndexSettings,  # noqa: F401
+                                         packed_field, reserved_fields)
 from splade_os.documents.vectors import VectorOptions
 from splade_os.evaluate import evaluate_index
 from splade_os.formats.identity import ModelIdentity
@@ -116,9 +117,7 @@ def index_body(index: str, identity: ModelIdentity, settings: IndexSettings, eng
     user = settings.mapping or {}
     roles = {name: {"type": "text"} for name in (settings.title_field, settings.text_field)}
     mappings["properties"] = {**roles, **user.get("properties", {}), **mappings["properties"]}
-    for key in ("dynamic", "dynamic_templates"):
-        if key in user:
-            mappings[key] = user[key]
+    mappings.update({key: user[key] for key in MAPPING_OPTIONS if key in user})
     if source != "map":
         # The features are still sent (and indexed); only the stored source leaves them out.
         body["mappings"]["_source"] = {"excludes": [settings.field]}
@@ -210,10 +209,7 @@ class SpladeIndex:
         reserved = self.reserved_fields
         kept = {"properties": {name: value for name, value in mapping.get("properties", {}).items()
                                if name not in reserved}}
-        for key in ("dynamic", "dynamic_templates"):
-            if key in mapping:
-                kept[key] = mapping[key]
-        return kept
+        return {**kept, **{key: mapping[key] for key in MAPPING_OPTIONS if key in mapping}}
 
     @property
     def title_field(self) -> str:

@@ -191,8 +191,8 @@ def _not_text(value, path: str = "") -> Optional[str]:
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         inner = f"{path}.{key}" if path else str(key)
-        problem = (isinstance(key, str) and unpaired_surrogate(key) and f"field name {inner!r} holds "
-                   f"{unpaired_surrogate(key)}") or _not_text(item, inner)
+        in_name = unpaired_surrogate(key) if isinstance(key, str) else None
+        problem = f"field name {inner!r} holds {in_name}" if in_name else _not_text(item, inner)
         if problem:
             return problem
     return None

@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from typing import Optional
 
 from splade_os.common.errors import InputError
+from splade_os.corpus.jsonl import reserved_key
 from splade_os.documents.vectors import VectorOptions
 
 SOURCE_FEATURES = ("map", "packed", "none")
 # What splade-os writes into a document besides the sparse field (and its packed copy): the model
 # stamp and the ingest time (by the pipeline or the client), and the fingerprint the pipeline checks.
 OWN_FIELDS = ("splade_model", "ingested_at", "splade_fingerprint")
-USER_MAPPING_KEYS = ("properties", "dynamic", "dynamic_templates")
+# What a user's mapping may set besides `properties` (copied into the index's mapping as given).
+MAPPING_OPTIONS = ("dynamic", "dynamic_templates")
+USER_MAPPING_KEYS = ("properties", *MAPPING_OPTIONS)
 
 
 def reserved_fields(field: str) -> tuple:
@@ -39,12 +42,10 @@ def user_mapping(mapping: Optional[dict], field: str) -> Optional[dict]:
     if unknown:
         raise InputError(f"mapping: {', '.join(map(repr, unknown))} cannot be set here; a mapping may hold "
                          f"{', '.join(USER_MAPPING_KEYS)}")
-    reserved = reserved_fields(field)
-    for name in mapping.get("properties", {}):
-        owner = next((r for r in reserved if name == r or name.startswith(r + ".")), None)
-        if owner:
-            raise InputError(f"mapping: field {name!r} is splade-os's own ({owner!r}, docs/documents.md); "
-                             "leave it out of the mapping")
+    clash = reserved_key(mapping.get("properties", {}), reserved_fields(field))  # as a corpus line is checked
+    if clash:
+        raise InputError(f"mapping: field {clash[0]!r} is splade-os's own ({clash[1]!r}, docs/documents.md); "
+                         "leave it out of the mapping")
     return mapping
 
 
