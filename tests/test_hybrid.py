@@ -99,6 +99,22 @@ def test_a_search_with_failed_shards_is_asked_again_then_refused(monkeypatch):
     assert len(msearch.cluster.calls) == 1 + len(splade_os.cluster.index.SHARD_RETRY_PAUSES)
 
 
+def test_a_shard_with_no_copy_is_not_a_silent_empty_answer(monkeypatch):
+    """OpenSearch counts a shard with no assigned copy in `total` only (neither failed nor successful)."""
+    import splade_os.cluster.index
+    from fakes import FakeCluster
+
+    monkeypatch.setattr(splade_os.cluster.index.time, "sleep", lambda s: None)
+    unassigned = {"_shards": {"total": 3, "successful": 2, "skipped": 1, "failed": 0}, "hits": {"hits": []}}
+    skipped = {"_shards": {"total": 3, "successful": 3, "skipped": 2, "failed": 0}, "hits": {"hits": [{"_id": "a"}]}}
+    answers = [unassigned, skipped]
+    index = FakeCluster(lambda m, p, b: answers.pop(0)).index("docs")
+    assert index.request_search({})["hits"]["hits"] == [{"_id": "a"}]  # skipped shards count as successful
+    stuck = FakeCluster(lambda m, p, b: unassigned).index("docs")
+    with pytest.raises(ClusterError, match="1 of 3 shard searches had no shard copy"):
+        stuck.request_search({})
+
+
 def test_a_search_failed_on_every_shard_is_asked_again(monkeypatch):
     """Right after a node leaves, a search may fail on all its shards (HTTP 500): asked again, it answers."""
     import splade_os.cluster.index

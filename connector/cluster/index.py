@@ -53,6 +53,12 @@ def _shard_problem(answer: dict) -> Optional[str]:
         return f"{len(errors)} of {len(searches)} searches failed on every shard ({SHARD_FAILURE})"
     shards = [found.get("_shards") or {} for found in searches if "error" not in found]
     failed = sum(s.get("failed") or 0 for s in shards)
+    # A shard with no copy to ask at all is counted in `total` but neither failed nor successful
+    # on OpenSearch (and Elasticsearch before 8.0): only the sum shows it (skipped ones count as successful).
+    unanswered = sum((s.get("total") or 0) - (s.get("successful") or 0) - (s.get("failed") or 0) for s in shards)
+    if unanswered > 0 and not failed:
+        return (f"{unanswered} of {sum(s.get('total') or 0 for s in shards)} shard searches had no shard copy "
+                "to answer them")
     if not failed:
         return None  # another error of an `_msearch` search is reported by `hybrid.hit_lists`
     reasons = {str((f.get("reason") or {}).get("reason") or (f.get("reason") or {}).get("type") or f)
