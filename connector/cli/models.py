@@ -1,4 +1,4 @@
-"""Commands for models: `train` (its options in recipe tables, `--recipe FILE`), `push`, `pull`."""
+"""Commands for models: `train` (its options in recipe tables, `--recipe FILE`), `push`, `pull`, `export`."""
 
 import functools
 from pathlib import Path
@@ -7,6 +7,7 @@ import click
 
 from splade_os.cli.options import cluster_options, handle_errors, index_option, options, quiet
 from splade_os.common.errors import InputError
+from splade_os.models.export import LAYOUTS
 from splade_os.training.negatives import MiningOptions
 from splade_os.training.teacher import TeacherOptions
 from splade_os.training.trainer import TrainArgs
@@ -255,3 +256,30 @@ def pull(ref, output, cluster):
     from splade_os.models.registry import pull as run_pull
 
     click.echo(run_pull(cluster.connect(), ref, dest=output, show_progress=not quiet()))
+
+
+@click.command()
+@click.argument("model")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--layout", type=click.Choice(LAYOUTS), default="opensearch", show_default=True,
+              help="opensearch: the masked-LM, tokenizer and idf.json at the root, as OpenSearch publishes its "
+                   "doc-only models (sentence-transformers' files beside them).")
+@click.option("--overwrite", is_flag=True, help="Replace DIRECTORY when it holds a model already (an earlier export).")
+@cluster_options
+@handle_errors
+def export(model, directory, layout, overwrite, cluster):
+    """Write MODEL (any --model form) into DIRECTORY in an engine's own layout, with a model card.
+
+    docs/export.md says how to register the folder with OpenSearch's ml-commons.
+
+    Example: splade-os export runs/cran/final ./cran-opensearch --layout opensearch
+    """
+    from splade_os.models.export import export_model
+    from splade_os.models.resolve import is_registry_ref, resolve_model
+
+    chosen = resolve_model(model, cluster.connect() if is_registry_ref(model) else None, show_progress=not quiet())
+    folder = export_model(chosen, directory, layout=layout, overwrite=overwrite)
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files) / 2**20
+    click.echo(f"exported {chosen.name} to {folder}: {len(files)} files, {size:.1f} MiB ({layout} layout; "
+               "README.md says how to use it)")
