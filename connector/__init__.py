@@ -11,6 +11,7 @@ The query side needs no neural network and no torch:
 Ingesting encodes documents with the model's document route (needs `splade-os[encode]`):
 
     >>> stats = splade_os.ingest(cluster, "corpus.jsonl", "docs")
+    >>> stats = splade_os.enrich(cluster, "products", options=splade_os.EnrichOptions(text_field="body"))
 
 `DocumentEncoder` (and `ingest`) import torch when first used; everything else here does not.
 The packages, bottom to top (each imports only those before it; docs/design.md): `common`,
@@ -29,7 +30,9 @@ from splade_os.common.errors import (ClusterError, IndexStateError, IngestInterr
                                      ModelError, ModelMismatchError, NodeError, RegistryError, SpladeOSError)
 from splade_os.documents.settings import IndexSettings
 from splade_os.documents.vectors import VectorOptions
+from splade_os.ingest.enrich import EnrichOptions, EnrichStats, enrich
 from splade_os.ingest.single import IngestOptions, IngestStats, ingest
+from splade_os.models.export import export_model
 from splade_os.models.resolve import Model, resolve_model
 from splade_os.query.bodies import Pruning, TwoPhase, query_body
 from splade_os.query.encoder import QueryEncoder
@@ -110,7 +113,8 @@ def __getattr__(name):
 __all__ = [
     "connect", "Cluster", "SpladeIndex", "IndexSettings", "Model", "resolve_model", "QueryEncoder", "query_body",
     "Hit", "Hybrid", "SearchOptions", "Pruning", "TwoPhase", "VectorOptions", "ingest", "DocumentEncoder",
-    "IngestOptions", "IngestStats", "escape_key", "unescape_key",
+    "IngestOptions", "IngestStats", "enrich", "EnrichOptions", "EnrichStats", "export_model", "escape_key",
+    "unescape_key",
     "SpladeOSError", "InputError", "MissingExtraError", "ModelError", "RegistryError", "ClusterError",
     "IndexStateError", "ModelMismatchError", "IngestInterrupted", "NodeError",
 ]

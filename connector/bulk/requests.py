@@ -31,7 +31,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import orjson
@@ -123,7 +123,8 @@ class BulkLines:
     """
 
     def __init__(self, index: str, field: str, keys: Sequence[str], packed_field: Optional[str] = None):
-        self._action = b'{"index":{"_index":' + orjson.dumps(index) + b',"_id":'
+        self._index = orjson.dumps(index)
+        self._action = b'{"index":{"_index":' + self._index + b',"_id":'
         self._field = orjson.dumps(field) + b":"
         self._keys = [orjson.dumps(key) + b":" for key in keys]
         # With a packed field, each document also carries `splade_os.documents.vectors.pack` of its vector.
@@ -138,13 +139,15 @@ class BulkLines:
                                option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
         return b"{" + b",".join(map(operator.add, map(self._keys.__getitem__, ids.tolist()), numbers)) + b"}"
 
-    def document(self, doc_id: str, fields: dict, vector, version: Optional[int] = None) -> bytes:
+    def document(self, doc_id: str, fields: dict, vector, version: Optional[int] = None,
+                 condition: Optional[Tuple[int, int]] = None) -> bytes:
         """Both lines for one document: `fields` plus the vector's feature map under the field.
 
         `version`: an external version (`version_type` external_gte): the write is refused (HTTP
         409) when the index holds the id with a higher version, and re-sending the same version
         overwrites; the distributed ingest gives lower lines higher versions, so the first
         occurrence of a duplicated id wins whatever the order of arrival.
+        `condition`: (seq_no, primary_term) the document must still have (HTTP 409 otherwise).
         """
         head = source_bytes(fields)
         separator = b"," if len(head) > 2 else b""
@@ -152,8 +155,28 @@ class BulkLines:
         if self._packed:
             packed = self._packed + orjson.dumps(pack(vector.ids, vector.values, self._vocab_size))
         versioned = b"" if version is None else b',"version":%d,"version_type":"external_gte"' % version
+        versioned += _condition(condition)
         return (self._action + orjson.dumps(doc_id) + versioned + b"}}\n"
                 + head[:-1] + separator + self._field + self.features(vector.ids, vector.values) + packed + b"}\n")
+
+
+    def update(self, doc_id: str, version: Tuple[int, int], fields: dict, vector) -> bytes:
+        """Both lines of a bulk `update` adding the features (and `fields`) to an existing document
+        that has none, only if it is still `version` ((seq_no, primary_term): HTTP 409 otherwise).
+
+        The document's other fields are not sent. (A partial update merges objects, so it would
+        keep the stale features of a document that has some: that one is written whole with
+        `document(..., condition=version)`.)
+        """
+        head = source_bytes(fields)
+        return (b'{"update":{"_index":' + self._index + b',"_id":' + orjson.dumps(doc_id) + _condition(version)
+                + b'}}\n{"doc":' + head[:-1] + (b"," if len(head) > 2 else b"") + self._field
+                + self.features(vector.ids, vector.values) + b"}}\n")
+
+
+def _condition(version: Optional[Tuple[int, int]]) -> bytes:
+    """The action's `if_seq_no`/`if_primary_term` for a (seq_no, primary_term), or nothing."""
+    return b"" if version is None else b',"if_seq_no":%d,"if_primary_term":%d' % tuple(version)
 
 
 def _jsonable(value):
@@ -174,15 +197,25 @@ def source_bytes(fields: dict) -> bytes:
         return json.dumps(fields, ensure_ascii=False, default=_jsonable, separators=(",", ":")).encode("utf-8")
 
 
-def _reason(result: dict, engine_label: str) -> str:
+class Refusal(str):
+    """Why the cluster refused one bulk item, as a message; `status` is the item's HTTP status
+    (409: a version conflict, 404: the document of an update is gone)."""
+
+    status: Optional[int] = None
+
+
+def _reason(result: dict, engine_label: str) -> Refusal:
     error = result.get("error")
     if isinstance(error, dict):
         reason = error.get("reason") or error.get("type") or "rejected"
         cause = error.get("caused_by")
         if isinstance(cause, dict) and cause.get("reason"):
             reason = f"{reason}: {cause['reason']}"
-        return f"{engine_label} rejected the document (HTTP {result.get('status')}): {reason}"
-    return f"{engine_label} rejected the document (HTTP {result.get('status')}): {error}"
+    else:
+        reason = error
+    refusal = Refusal(f"{engine_label} rejected the document (HTTP {result.get('status')}): {reason}")
+    refusal.status = result.get("status")
+    return refusal
 
 
 def _item_retryable(result: dict) -> bool:

@@ -47,17 +47,23 @@ def usable(docs: List[Document], vectors: list, dead: DeadLetters, options: Opti
     dead-lettered (the checks a pipeline makes)."""
     kept, usable = [], []
     for doc, vector in zip(docs, vectors):
-        if options is not None and options.prunes and len(vector.ids):
-            vector = options.pruned(vector)
-            if len(vector.ids) == 0:
-                dead.add(doc.line, f"no feature of this document reaches the prune threshold {options.prune_threshold}",
-                         doc.raw)
-                continue
-        if len(vector.ids) == 0:
-            dead.add(doc.line, "the model gives this document no non-zero feature", doc.raw)
-        elif not np.all(np.isfinite(vector.values)):
-            dead.add(doc.line, "the model gives this document non-finite feature values", doc.raw)
+        vector, problem = checked_vector(vector, options)
+        if problem:
+            dead.add(doc.line, problem, doc.raw)
         else:
             kept.append(doc)
             usable.append(vector)
     return kept, usable
+
+
+def checked_vector(vector, options: Optional[VectorOptions] = None):
+    """(the vector pruned as `options` say, None) or (None, why it cannot be indexed)."""
+    if options is not None and options.prunes and len(vector.ids):
+        vector = options.pruned(vector)
+        if len(vector.ids) == 0:
+            return None, f"no feature of this document reaches the prune threshold {options.prune_threshold}"
+    if len(vector.ids) == 0:
+        return None, "the model gives this document no non-zero feature"
+    if not np.all(np.isfinite(vector.values)):
+        return None, "the model gives this document non-finite feature values"
+    return vector, None

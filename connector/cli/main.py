@@ -35,8 +35,8 @@ def cli(debug, quiet):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-for command in (documents.ingest, search.search, search.query, documents.init, models.train, search.eval_command,
-                documents.reindex, models.push, models.pull, nodes.node, nodes.demo):
+for command in (documents.ingest, documents.enrich, search.search, search.query, documents.init, models.train, search.eval_command,
+                documents.reindex, models.push, models.pull, models.export, nodes.node, nodes.demo):
     cli.add_command(command)
 
 

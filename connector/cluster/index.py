@@ -23,7 +23,7 @@ from importlib import resources
 from typing import List, Optional
 
 from splade_os.common.errors import ClusterError, IndexStateError, ModelMismatchError
-from splade_os.documents.settings import (MAPPING_OPTIONS, SOURCE_FEATURES, IndexSettings,  # noqa: F401
+from splade_os.documents.settings import (HASH_FIELD, MAPPING_OPTIONS, SOURCE_FEATURES, IndexSettings,  # noqa: F401
                                          packed_field, reserved_fields)
 from splade_os.documents.vectors import VectorOptions
 from splade_os.evaluate import evaluate_index
@@ -353,6 +353,64 @@ class SpladeIndex:
         self._forget()
         return True
 
+    def adopt(self, model, settings: IndexSettings) -> bool:
+        """Make an index an app owns (and keeps writing to) a splade-os index, in place.
+
+        Adds the sparse field and splade-os's own fields (`reserved_fields`) to its mapping and
+        records the model and the title and text fields in its `_meta`, beside the app's own
+        `_meta`. No ingest pipeline is set: the app's writes go on exactly as before. The
+        model's query side is stored in the cluster, as `create` does.
+
+        Returns:
+            True when adopted now; False when it was a splade-os index already (for this model).
+
+        Raises:
+            IndexStateError: no such index; an alias or pattern naming several indexes; the text
+                field is not in the mapping; a field splade-os writes exists already.
+            ModelMismatchError: the index holds another model's vectors.
+        """
+        from splade_os.models.registry import store_query_side
+
+        try:
+            found = self.cluster.request("GET", f"/{self.name}/_mapping", action=f"reading the mapping of {self.name!r}")
+        except ClusterError as e:
+            if e.status == 404:
+                raise IndexStateError(f"index {self.name!r} does not exist") from None
+            raise
+        if len(found) != 1:
+            raise IndexStateError(f"{self.name!r} names {len(found)} indexes ({', '.join(sorted(found))}); "
+                                  "give one index at a time")
+        mapping = next(iter(found.values())).get("mappings", {})
+        meta = mapping.get("_meta") or {}
+        properties = mapping.get("properties", {})
+        identity = model.identity
+        hash_mapping = {HASH_FIELD: {"type": "keyword", "index": False}}
+        if "splade_os" in meta:
+            self.check_fingerprint(identity.fingerprint)
+            for role, given, recorded in (("text", settings.text_field, self.text_field),
+                                          ("title", settings.title_field, self.title_field)):
+                if given != recorded:
+                    raise IndexStateError(f"index {self.name!r} records {recorded!r} as its {role} field, not "
+                                          f"{given!r}; leave the option out to use the index's")
+            if HASH_FIELD not in properties:  # an index splade-os ingested: enriched from now on
+                self._add_mapping({"properties": hash_mapping})
+            store_query_side(self.cluster, model.query_encoder)
+            return False
+        fields = mapped_fields(properties)
+        if settings.text_field not in fields:
+            raise IndexStateError(f"index {self.name!r} has no field {settings.text_field!r} in its mapping (it has "
+                                  f"{', '.join(sorted(fields)[:20]) or 'none'}); name the text field with --text-field")
+        clash = sorted(name for name in (*reserved_fields(settings.field), HASH_FIELD) if name in properties)
+        if clash:
+            raise IndexStateError(f"index {self.name!r} already has field(s) {', '.join(map(repr, clash))}, which "
+                                  f"splade-os would write; choose another --field or another index")
+        body = index_body(self.name, identity, settings, self.cluster.engine)["mappings"]
+        own = {name: value for name, value in body["properties"].items() if name in reserved_fields(settings.field)}
+        self._add_mapping({"properties": {**own, **hash_mapping},
+                           "_meta": {**meta, "splade_os": {**body["_meta"]["splade_os"], "enriched": True}}})
+        store_query_side(self.cluster, model.query_encoder)
+        return True
+
     def _forget(self) -> None:
         """Read the mapping again when next needed."""
         for name in ("mappings", "field_types"):
@@ -471,15 +529,15 @@ class SpladeIndex:
         sources = {doc["_id"]: doc.get("_source") for doc in docs if doc.get("found")}
         return [(dict(hit, _source=sources.get(hit["_id"])), score) for hit, score in fused]
 
-    def request_search(self, body: dict) -> dict:
+    def request_search(self, body: dict, params: Optional[dict] = None) -> dict:
         """Send a search body to this index; the engine's raw answer, from every shard (see `_whole`)."""
-        return self._whole("_search", body)
+        return self._whole("_search", body, params=params)
 
     def request_msearch(self, bodies: List[dict]) -> dict:
         """Send several search bodies to this index in one `_msearch` request; the engine's raw answer."""
         return self._whole("_msearch", msearch_payload(None, bodies), ndjson=True)
 
-    def _whole(self, endpoint: str, body, ndjson: bool = False) -> dict:
+    def _whole(self, endpoint: str, body, ndjson: bool = False, params: Optional[dict] = None) -> dict:
         """The answer of `POST /<index>/<endpoint>` once no shard failed in any of its searches.
 
         Right after a node leaves, an engine answers a search with 200 and the hits of the shards
@@ -489,7 +547,7 @@ class SpladeIndex:
         """
         for pause in (*SHARD_RETRY_PAUSES, None):
             try:
-                answer = self.cluster.request("POST", f"/{self.name}/{endpoint}", body, ndjson=ndjson,
+                answer = self.cluster.request("POST", f"/{self.name}/{endpoint}", body, ndjson=ndjson, params=params,
                                               action=f"searching {self.name!r}")
             except ClusterError as error:
                 if error.error_type != SHARD_FAILURE or pause is None:

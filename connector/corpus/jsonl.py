@@ -289,7 +289,11 @@ class DeadLetters:
         self._lock = threading.Lock()  # the reader and the bulk sender both add
 
     def add(self, line: int, reason: str, raw: bytes) -> None:
-        record = {"file": self.source, "line": line, "reason": reason}
+        self.write({"file": self.source, "line": line, "reason": reason}, raw)
+
+    def write(self, record: dict, raw: bytes) -> None:
+        """Add `record` (where the rejected input was, and why) with the input itself as `raw`."""
+        record = dict(record)
         try:
             record["raw"] = raw.decode("utf-8")
         except UnicodeDecodeError:

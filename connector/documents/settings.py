@@ -14,7 +14,9 @@ from splade_os.documents.vectors import VectorOptions
 SOURCE_FEATURES = ("map", "packed", "none")
 # What splade-os writes into a document besides the sparse field (and its packed copy): the model
 # stamp and the ingest time (by the pipeline or the client), and the fingerprint the pipeline checks.
-OWN_FIELDS = ("splade_model", "ingested_at", "splade_fingerprint")
+# `splade_hash`: on an enriched index, the hash of the title and text the vector was made from.
+HASH_FIELD = "splade_hash"
+OWN_FIELDS = ("splade_model", "ingested_at", "splade_fingerprint", HASH_FIELD)
 # What a user's mapping may set besides `properties` (copied into the index's mapping as given).
 MAPPING_OPTIONS = ("dynamic", "dynamic_templates")
 USER_MAPPING_KEYS = ("properties", *MAPPING_OPTIONS)
