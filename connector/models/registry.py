@@ -32,6 +32,7 @@ from splade_os.common.errors import ClusterError, ModelError, RegistryError
 from splade_os.common.files import staged_dir
 from splade_os.formats.identity import document_fingerprint
 from splade_os.formats.layout import max_length_of, read_layout
+from splade_os.query.pack import query_side_document
 
 REGISTRY_INDEX = "splade-models"
 CHUNK_INDEX = "splade-models-chunks"
@@ -39,7 +40,6 @@ QUERY_SIDE_INDEX = "splade-query-sides"
 CHUNK_BYTES = 4 * 1024 * 1024
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-KEY_ESCAPE = "'%' -> '%25', then '.' -> '%2E'"
 
 _MAPPINGS = {
     REGISTRY_INDEX: {"name": {"type": "keyword"}, "version": {"type": "integer"}, "created": {"type": "date"},
@@ -278,16 +278,7 @@ def store_query_side(cluster, encoder) -> None:
     _ensure_index(cluster, QUERY_SIDE_INDEX)
     if _get(cluster, QUERY_SIDE_INDEX, encoder.hash) is not None:
         return
-    document = {
-        "hash": encoder.hash,
-        "name": encoder.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "tokenizer_json": encoder.tokenizer.to_str(),
-        "max_length": encoder.max_length,
-        "query_table": base64.b64encode(encoder.table.astype("<f4").tobytes()).decode("ascii"),
-        "query_table_format": "float32 little-endian, one weight per token id, base64",
-        "key_escape": KEY_ESCAPE,
-    }
+    document = query_side_document(encoder)
     cluster.request("PUT", f"/{QUERY_SIDE_INDEX}/_doc/{encoder.hash}", document, params={"refresh": "true"},
                     action="storing the model's query side")
 
