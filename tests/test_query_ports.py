@@ -82,7 +82,7 @@ def run_port(lang: str, model: Path, requests: list) -> list:
     done = subprocess.run(["bash", str(ROOT / "scripts" / "query-port"), lang, "--model", str(model)], input=lines,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    replies = [json.loads(line) for line in done.stdout.split("\n") if line]
     assert len(replies) == len(requests), done.stderr[-3000:]
     return replies
 

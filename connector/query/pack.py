@@ -181,4 +181,4 @@ def serve(encoder, lines: Iterable[str], write) -> None:
             reply = {"error": f"not a JSON line ({e})"}
         else:
             reply = answer(encoder, request)
-        write(json.dumps(reply, ensure_ascii=False) + "\n")
+        write(json.dumps(reply) + "\n")  # ASCII: a key such as U+2028 stays on its line
