@@ -76,10 +76,11 @@ def test_the_python_side_equals_sentence_transformers_on_the_pack(default_model,
         assert record["features"] == expected, record["text"]
 
 
-def run_port(lang: str, model: Path, requests: list) -> list:
-    """Each request's reply from `scripts/query-port LANG --model MODEL`."""
+def run_port(lang: str, model, requests: list, *source) -> list:
+    """Each request's reply from `scripts/query-port LANG --model MODEL` (or the `source` arguments)."""
     lines = "".join(json.dumps(r) + "\n" for r in requests)
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "query-port"), lang, "--model", str(model)], input=lines,
+    where = list(source) or ["--model", str(model)]
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "query-port"), lang, *where], input=lines,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     replies = [json.loads(line) for line in done.stdout.split("\n") if line]
@@ -144,3 +145,19 @@ def test_each_port_finds_what_the_python_client_finds(lang, cranfield_index, def
         theirs = index.request_search(reply["bodies"][engine])["hits"]["hits"]
         ours = index.search(text, k=10)
         assert [(h["_id"], h["_score"]) for h in theirs] == [(h.id, h.score) for h in ours], text
+
+
+@pytest.mark.node
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", PORTS)
+def test_each_port_reads_the_query_side_of_an_index_from_the_cluster(lang, cranfield_index, default_pack):
+    """As an app does: the index's `_meta` names the model, `splade-query-sides` holds its query side."""
+    index = cranfield_index
+    requests = [{"text": r["text"]} for r in records(default_pack)[:40] if "error" not in r]
+    from_cluster = run_port(lang, None, requests, "--url", index.cluster.url, "--index", index.name)
+    from_pack = run_port(lang, default_pack, requests)
+    assert _f32(from_cluster) == _f32(from_pack)
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "query-port"), lang, "--url", index.cluster.url,
+                           "--index", "no-such-index"], input='{"text": "lift"}\n', capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode != 0 and done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -52,9 +52,11 @@ def pack(output, model, queries, no_conformance, overwrite, cluster):
 
 @query_side.command()
 @model_option("Model folder, hub id, NAME@VERSION, or a pack folder (default: the bundled model).")
+@click.option("--index", "-i", default=None,
+              help="Read the query side of this index from the cluster instead (its field is the default field).")
 @cluster_options
 @handle_errors
-def run(model, cluster):
+def run(model, index, cluster):
     """Answer JSON lines on stdin ({"text", "max_clauses", "size", "field"}) with their features and bodies:
     the Python side of `scripts/query-port`, the protocol every port follows.
 
@@ -62,10 +64,17 @@ def run(model, cluster):
     """
     from splade_os.query.pack import serve
 
-    encoder = _encoder(model, cluster)
+    field = None
+    if index:
+        if model:
+            raise click.UsageError("give --model or --index, not both")
+        target = cluster.connect().index(index)
+        encoder, field = target.query_encoder(), target.field
+    else:
+        encoder = _encoder(model, cluster)
 
     def write(line):
         sys.stdout.write(line)
         sys.stdout.flush()
 
-    serve(encoder, sys.stdin, write)
+    serve(encoder, sys.stdin, write, field=field)

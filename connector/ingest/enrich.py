@@ -299,22 +299,31 @@ class _Run:
                          "reason": reason}, json.dumps(shown, ensure_ascii=False).encode("utf-8"))
         self.state.rejected += 1
 
-    def settle(self, docs: List[_Read]) -> None:
-        """Encode and write `docs` (as classified); conflicts are read again, up to `CONFLICT_ROUNDS` times."""
+    def prepare(self, docs: List[_Read]) -> List[_Read]:
+        """The documents (as classified) to encode; the current ones are counted, the bad ones rejected.
+
+        A document splade-os already wrote features into is read whole: it is written whole, so no
+        stale feature survives (a partial update would merge the old features with the new).
+        """
+        todo = self.to_encode(docs)
+        stamped = [doc for doc in todo if not doc.whole and "splade_model" in doc.source]
+        if stamped:
+            todo = [doc for doc in todo if doc.whole or "splade_model" not in doc.source]
+            todo += self.to_encode(self.reread(stamped, whole=True))
+        return todo
+
+    def settle(self, docs: List[_Read], vectors: list) -> None:
+        """Write the encoded `docs`; those another writer changed meanwhile are read, encoded and written
+        again, up to `CONFLICT_ROUNDS` times."""
         for _ in range(CONFLICT_ROUNDS):
-            todo = self.to_encode(docs)
-            # splade-os wrote features into these: written whole, so no stale feature survives.
-            stamped = [doc for doc in todo if not doc.whole and "splade_model" in doc.source]
-            if stamped:
-                todo = [doc for doc in todo if doc.whole or "splade_model" not in doc.source]
-                todo += self.to_encode(self.reread(stamped, whole=True))
-            if not todo:
-                return
-            changed = self.write(todo)
+            changed = self.write(docs, vectors)
             if not changed:
                 return
             self.state.conflicts += len(changed)
-            docs = self.reread(changed)
+            docs = self.prepare(self.reread(changed))
+            if not docs:
+                return
+            vectors = self.encoder.encode([doc.content for doc in docs])
         # Still changing: a later pass reads them again (their sequence numbers moved past the cursor).
 
     def to_encode(self, docs: List[_Read]) -> List[_Read]:
@@ -330,9 +339,8 @@ class _Run:
                 todo.append(doc)
         return todo
 
-    def write(self, docs: List[_Read]) -> List[_Read]:
-        """Encode and send `docs`; the ones changed by another writer since they were read."""
-        vectors = self.encoder.encode([doc.content for doc in docs])
+    def write(self, docs: List[_Read], vectors: list) -> List[_Read]:
+        """Send the encoded `docs`; the ones changed by another writer since they were read."""
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         sent, actions = [], []
         for doc, vector in zip(docs, vectors):
@@ -366,24 +374,35 @@ class _Run:
     # -- passes ----------------------------------------------------------------------------------
 
     def one_pass(self, progress) -> int:
-        """Read every shard of this reader up to its global checkpoint; documents encoded."""
+        """Read every shard of this reader up to its global checkpoint; documents encoded.
+
+        The pages of a shard stream through the encoder: the next page is read and tokenized
+        while the current one is encoded, as `ingest` streams a corpus.
+        """
         before = self.state.encoded
         limits = self.limits()
         self.index.refresh()
         for shard, upto in sorted(limits.items(), key=lambda item: int(item[0])):
-            at = self.state.positions.setdefault(shard, -1)
-            while at < upto and not self.stopped():
-                hits = self.read(shard, at, upto)
-                if hits:
-                    self.settle([self.classify(hit, shard) for hit in hits])
-                    progress.update(len(hits))
-                at = hits[-1]["_seq_no"] if hits else upto
+            start = self.state.positions.setdefault(shard, -1)
+            for (docs, at, read), vectors in self.encoder.encode_stream(self.pages(shard, start, upto)):
+                if docs:
+                    self.settle(docs, vectors)
+                progress.update(read)
                 self.state.positions[shard] = at
                 self.state.save(self.checkpoint)
                 progress.set_postfix_str(self.progress_note(), refresh=False)
         self.state.passes += 1
         self.state.save(self.checkpoint)
         return self.state.encoded - before
+
+    def pages(self, shard: str, at: int, upto: int):
+        """((documents to encode, the page's last sequence number, documents read), their texts) per
+        page of `shard` after `at` up to `upto`; stops early when the run is asked to stop."""
+        while at < upto and not self.stopped():
+            hits = self.read(shard, at, upto)
+            at = hits[-1]["_seq_no"] if hits else upto
+            docs = self.prepare([self.classify(hit, shard) for hit in hits])
+            yield (docs, at, len(hits)), [doc.content for doc in docs]
 
     def progress_note(self) -> str:
         s = self.state

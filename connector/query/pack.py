@@ -152,13 +152,14 @@ def default_texts(extra: Optional[List[Path]] = None) -> List[str]:
     return texts
 
 
-def answer(encoder, request: dict) -> dict:
+def answer(encoder, request: dict, field: Optional[str] = None) -> dict:
     """What a query port answers to one request line (`scripts/query-port`): `{"text", optional
-    "max_clauses" (1024), "size" (10), "field" ("splade")}` -> `{"features", "bodies"}` or `{"error"}`."""
+    "max_clauses" (1024), "size" (10), "field" (`field`, else "splade")}` -> `{"features", "bodies"}`
+    or `{"error"}`."""
     text = request.get("text") if isinstance(request, dict) else None
     if not isinstance(text, str):
         return {"error": 'expected a JSON object with a "text" string'}
-    field, size = request.get("field", DEFAULT_FIELD), request.get("size", 10)
+    field, size = request.get("field", field or DEFAULT_FIELD), request.get("size", 10)
     cap = request.get("max_clauses", 1024)
     try:
         features = encoder.encode(text)
@@ -170,7 +171,7 @@ def answer(encoder, request: dict) -> dict:
     return {"features": features, "bodies": bodies}
 
 
-def serve(encoder, lines: Iterable[str], write) -> None:
+def serve(encoder, lines: Iterable[str], write, field: Optional[str] = None) -> None:
     """Answer JSON request lines one by one (`answer`), each answer a line given to `write`."""
     for line in lines:
         if not line.strip():
@@ -180,5 +181,5 @@ def serve(encoder, lines: Iterable[str], write) -> None:
         except ValueError as e:
             reply = {"error": f"not a JSON line ({e})"}
         else:
-            reply = answer(encoder, request)
+            reply = answer(encoder, request, field)
         write(json.dumps(reply) + "\n")  # ASCII: a key such as U+2028 stays on its line

@@ -1,9 +1,10 @@
 // The rules on a tiny hand-made query side (no pack needed): weights, keys, clause order and
 // caps, truncation, refused input, loading from files and from a cluster, and the runner.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
@@ -183,7 +184,73 @@ test("the runner answers each JSON line, and refuses bad lines with one error li
   assert.deepEqual(lines[4].bodies.opensearch, { size: 2, track_total_hits: false, query: { bool: { should: [
     { rank_feature: { field: "f.b", boost: 2.5, linear: {} } }] } } });
   const bad = spawnSync(process.execPath, [join(here, "../bin/query-port.mjs"), "--side", dir], { input: "", encoding: "utf8" });
-  assert.equal(bad.status, 2);
+  assert.equal(bad.status, 1);
   assert.equal(bad.stderr.trim().split("\n").length, 1);
   assert.match(bad.stderr, /holds no query-side\.json/);
+});
+
+/** The runner's exit status, stdout and stderr (without blocking this process, which serves the cluster). */
+function runPort(args, input) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(here, "../bin/query-port.mjs"), ...args]);
+    let stdout = "", stderr = "";
+    child.stdout.on("data", (chunk) => { stdout += chunk; });
+    child.stderr.on("data", (chunk) => { stderr += chunk; });
+    child.on("error", reject);
+    child.on("close", (status) => resolve({ status, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+test("the runner reads the query side of an index from the cluster (--url, --index), or refuses in one line", async () => {
+  const doc = document();
+  const answers = {
+    "/docs/_mapping": [200, mapping({ splade_os: { field: "sp", model: { hash: doc.hash } } })],
+    [`/splade-query-sides/_doc/${doc.hash}`]: [200, { _index: "splade-query-sides", _id: doc.hash, found: true, _source: doc }],
+    "/plain/_mapping": [200, { plain: { mappings: {} } }],
+    "/gone/_mapping": [200, mapping({ splade_os: { field: "sp", model: { hash: "f".repeat(64) } } })],
+    "/locked/_mapping": [401, { error: { type: "security_exception", reason: "unable to authenticate user [u]" }, status: 401 }],
+  };
+  const seen = {};
+  const server = createServer((request, response) => {
+    seen[request.url] = request.headers.authorization;
+    const [status, body] = answers[request.url]
+      ?? [404, { error: { type: "index_not_found_exception", reason: "no such index" }, status: 404 }];
+    response.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  const url = `http://u:p%40ss@127.0.0.1:${port}/`;
+  const shown = `http://u:***@127.0.0.1:${port}`;
+  try {
+    const run = await runPort(["--url", url, "--index", "docs"], '{"text": "a b"}\n{"text": "a b", "field": "f"}\n');
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(seen["/docs/_mapping"], `Basic ${Buffer.from("u:p@ss").toString("base64")}`);
+    const [first, second] = run.stdout.trim().split("\n").map((line) => JSON.parse(line));
+    assert.deepEqual(first.features, { a: 1.5, b: 2.5 });
+    assert.deepEqual(first.bodies.elasticsearch, side.body("a b", { engine: "elasticsearch", field: "sp" })); // the index's field
+    assert.deepEqual(second.bodies.opensearch, side.body("a b", { engine: "opensearch", field: "f" }));
+    const refusals = {
+      nosuch: `index "nosuch" at ${shown}: no such index`,
+      plain: `index "plain" at ${shown} was not created by splade-os (no splade_os entry in its _meta)`,
+      gone: `index "gone" at ${shown}: no query side stored for its model ${"f".repeat(64)} in splade-query-sides`,
+      locked: `${shown}: GET /locked/_mapping answered HTTP 401 (unable to authenticate user [u])`,
+    };
+    for (const [index, message] of Object.entries(refusals)) {
+      const refused = await runPort(["--url", url, "--index", index], '{"text": "a"}\n');
+      assert.deepEqual([refused.status, refused.stdout, refused.stderr], [1, "", `query-port: ${message}\n`]);
+    }
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+  const unreachable = await runPort(["--url", url, "--index", "docs"], "");
+  assert.equal(unreachable.status, 1);
+  assert.match(unreachable.stderr, new RegExp(`^query-port: cannot reach ${shown.replace(/[.*]/g, "\\$&")} \\(connection refused\\)\n$`));
+  for (const args of [["--url", "ftp://u:secret@h", "--index", "i"], ["--url", "http://u:secret@[x", "--index", "i"], ["--url", url],
+    ["--index", "i"], ["--side", "p", "--url", url, "--index", "i"], ["--url", url, "--index", "a/b"]]) {
+    const usage = await runPort(args, "");
+    assert.equal(usage.status, 2, usage.stderr);
+    assert.equal(usage.stderr.trim().split("\n").length, 1, usage.stderr);
+    assert.doesNotMatch(usage.stderr, /secret|p%40ss/);
+  }
 });
