@@ -161,3 +161,14 @@ def test_each_port_reads_the_query_side_of_an_index_from_the_cluster(lang, cranf
                            "--index", "no-such-index"], input='{"text": "lift"}\n', capture_output=True, text=True,
                           timeout=900)
     assert done.returncode != 0 and done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["java", "js"])
+def test_each_port_loads_an_exported_model_folder(lang, default_model, default_pack, tmp_path):
+    """`splade-os export` writes query-side.json into the model folder: the ports load the folder itself."""
+    from splade_os.models.export import export_model
+
+    folder = export_model(default_model, tmp_path / "exported")
+    requests = [{"text": r["text"]} for r in records(default_pack)[:40] if "error" not in r]
+    assert _f32(run_port(lang, folder, requests)) == _f32(run_port("python", default_pack, requests))

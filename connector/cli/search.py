@@ -19,8 +19,10 @@ from splade_os.cli.options import (allow_pickle_option, cluster_options, handle_
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @click.option("--fields", default=None, metavar="A,B",
               help="Document fields to show with each hit (comma-separated; '*': all of them).")
+@click.option("--explain", is_flag=True,
+              help="Show the tokens that made each hit's score: query x document weight, in the text or expansion.")
 @handle_errors
-def search(text, index, cluster, model, options, as_json, fields):
+def search(text, index, cluster, model, options, as_json, fields, explain):
     """Search an index with the inference-free query side (with --hybrid: fused with BM25).
 
     Example: splade-os search "what is lift?" --index docs -k 5 --filter "year>=2020" --fields year,url
@@ -28,7 +30,7 @@ def search(text, index, cluster, model, options, as_json, fields):
     shown = True if fields == "*" else [name.strip() for name in fields.split(",") if name.strip()] if fields else []
     target = cluster.connect().index(index)
     hits = target.search(text, encoder=target.query_encoder(model, show_progress=not quiet()),
-                         options=options.but(source=shown))
+                         options=options.but(source=shown, explain=explain or None))
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
@@ -40,6 +42,21 @@ def search(text, index, cluster, model, options, as_json, fields):
         extra = [f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in hit.source.items()
                  if name not in roles] if shown else []
         click.echo(f"{rank:>3}  {hit.score:9.4f}  {hit.id:<12}  {label[:90]}" + ("  " + " ".join(extra) if extra else ""))
+        if hit.explanation is not None:
+            _print_explanation(hit)
+
+
+def _print_explanation(hit, shown: int = 12) -> None:
+    """The largest contributions of a hit, then how many more and their sum."""
+    for part in hit.explanation[:shown]:
+        where = "text" if part.in_text else "expansion"
+        click.echo(f"       {part.product:9.4f} = {part.query_weight:.4f} x {part.document_weight:.4f}  "
+                   f"{part.token!r:<18} {where}")
+    rest = hit.explanation[shown:]
+    total = sum(part.product for part in hit.explanation)
+    if rest:
+        click.echo(f"       {sum(part.product for part in rest):9.4f}   {len(rest)} more token(s)")
+    click.echo(f"       {total:9.4f}   sum of {len(hit.explanation)} token(s)")
 
 
 @click.command()

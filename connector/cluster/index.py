@@ -499,15 +499,23 @@ class SpladeIndex:
 
         With `hybrid` (a `splade_os.query.Hybrid`), BM25 and SPLADE results are fused (one
         `_msearch` request) and a hit's score is the fused score; a filter restricts both lists.
-        Each hit carries the `source` fields asked for in `Hit.source`, besides its title and text.
+        Each hit carries the `source` fields asked for in `Hit.source`, besides its title and text;
+        with `explain`, the tokens that made its score (`Hit.explanation`, one more request for all
+        hits: `splade_os.cluster.explain`).
         """
         options = search_options(options, k=k, **given)
         roles = (self.title_field, self.text_field)
         if options.hybrid is None:
             response = self.request_search(self.body(text, encoder=encoder, options=options))
-            return [Hit.from_engine(h, *roles) for h in response["hits"]["hits"]]
-        return [Hit.from_engine(dict(hit, _score=score), *roles)
-                for hit, score in self.hybrid_hits(text, encoder=encoder, options=options)]
+            hits = [Hit.from_engine(h, *roles) for h in response["hits"]["hits"]]
+        else:
+            hits = [Hit.from_engine(dict(hit, _score=score), *roles)
+                    for hit, score in self.hybrid_hits(text, encoder=encoder, options=options)]
+        if options.explain:
+            from splade_os.cluster.explain import explain_hits
+
+            explain_hits(self, text, hits, encoder or self._default_encoder)
+        return hits
 
     def hybrid_hits(self, text: str, k: Optional[int] = None, encoder=None, *, options=None, **given) -> List[tuple]:
         """(engine hit, fused score) of a hybrid search, best first; see `search`.

@@ -37,6 +37,7 @@ from splade_os.common.errors import InputError, ModelError
 from splade_os.common.files import staged_dir
 from splade_os.formats.layout import (DOCUMENT_MODULE_TYPES, POOLING_MODULE_TYPES, QUERY_MODULE_TYPES,
                                       max_length_of, read_layout)
+from splade_os.query.pack import QUERY_SIDE_FILE, query_side_document
 
 LAYOUTS = ("opensearch",)
 QUERY_MODULE, POOLING_MODULE = "query_0_SparseStaticEmbedding", "document_1_SpladePooling"
@@ -90,6 +91,8 @@ def export_model(model, directory, layout: str = "opensearch", overwrite: bool =
         _write_masked_lm(source, staging, encoder)
         _write_idf(encoder, staging / "idf.json")
         _write_sentence_transformers(source, encoder, staging)
+        # The query side as apps in other languages read it (clients/java, clients/js; docs/apps.md).
+        (staging / QUERY_SIDE_FILE).write_text(json.dumps(query_side_document(encoder)), encoding="utf-8")
         (staging / "README.md").write_text(model_card(model, specials), encoding="utf-8")
     if specials:
         warnings.warn(f"{_listed(specials)}: special tokens with a non-zero query weight; exported as they are, "
@@ -304,6 +307,8 @@ Exported by splade-os {splade_os} on {date} from `{source}` (model {name}, versi
 - `modules.json`, `router_config.json`, `config_sentence_transformers.json`, `sentence_bert_config.json`,
   `query_0_SparseStaticEmbedding/` (the `idf.json` table as safetensors), `document_1_SpladePooling/`:
   the sentence-transformers `SparseEncoder` of the same model.
+- `query-side.json`: the query side (tokenizer + table) as one JSON document, what splade-os's Java and
+  JavaScript query sides load (the same document splade-os stores in a cluster's `splade-query-sides`).
 
 ## Use
 

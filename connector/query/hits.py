@@ -5,6 +5,7 @@ comes back.
 """
 
 from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Hit:
     title: str
     text: str
     source: dict = field(default_factory=dict)
+    explanation: Optional[List["Contribution"]] = None  # with `explain`: the tokens that made the score
 
     @classmethod
     def from_engine(cls, hit: dict, title_field: str = "title", text_field: str = "text") -> "Hit":
@@ -30,3 +32,33 @@ class Hit:
 
 def _string(value) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+@dataclass
+class Contribution:
+    """One token's part in a hit's score: query weight x document weight.
+
+    `in_text`: whether the token occurs in the document's title or text; False for an expansion
+    term the model added to the document.
+    """
+
+    token: str
+    query_weight: float
+    document_weight: float
+    product: float
+    in_text: bool
+
+
+def contributions(query: Dict[str, float], document: Dict[str, float], text_keys: set,
+                  tokens: Dict[str, str]) -> List[Contribution]:
+    """The tokens a query and a document share, largest product first: what a hit's score is the sum of.
+
+    Args:
+        query: {feature key: weight} of the query's positive weights (what the body sends).
+        document: {feature key: weight} of the document's stored vector.
+        text_keys: the keys of the tokens the document's own text holds.
+        tokens: {feature key: token string}, for display.
+    """
+    shared = [Contribution(tokens.get(key, key), weight, document[key], weight * document[key], key in text_keys)
+              for key, weight in query.items() if key in document]
+    return sorted(shared, key=lambda c: (-c.product, c.token))

@@ -33,6 +33,8 @@ class SearchOptions:
             engine query (a dict), or a list of these, ANDed (`splade_os.query.filters`).
         source: what each hit carries from `_source`: None, the title and text fields; a list,
             those and the fields named; True, every field but the features; False, nothing.
+        explain: each hit of `SpladeIndex.search` also carries the tokens that made its score
+            (`Hit.explanation`); the body itself does not change.
     """
 
     k: int = 10
@@ -41,6 +43,7 @@ class SearchOptions:
     hybrid: Optional[Hybrid] = None
     filter: Any = None
     source: Any = None
+    explain: bool = False
 
     def __post_init__(self):
         if not isinstance(self.k, int) or self.k < 0:
