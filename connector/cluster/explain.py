@@ -5,8 +5,9 @@ weight. A hit's explanation lists those products, largest first, and marks each 
 document's own text or an expansion term the model added. It is computed with one request for all
 the hits of a search, never one per hit:
 
-- the index keeps the vectors in `_source` (`source_features` "map" or "packed"): one `_mget` of
-  the hits' vectors (and title and text), multiplied here by the weights the body sent;
+- the index keeps the vectors in `_source` (`source_features` "map" or "packed"): the search itself
+  brings them (`with_vectors`: the vector field added to the body's `_source`), or, for a hybrid
+  search, one `_mget` of the hits' vectors; multiplied here by the weights the body sent;
 - it keeps none ("none"): the SPLADE body again, restricted to the hits' ids, with `explain`
   on; each clause's stored document weight is read from the engine's explanation.
 
@@ -24,15 +25,37 @@ from splade_os.query.bodies import weighted_terms
 from splade_os.query.hits import Hit, contributions
 
 
-def explain_hits(index, text: str, hits: List[Hit], encoder, max_clauses: Optional[int] = None) -> List[Hit]:
-    """`hits` (of a search of `index` for `text`) with their `explanation` set; see the module docstring."""
+def with_vectors(index, body: dict) -> dict:
+    """A search body whose hits also bring their stored vector in `_source` (no extra request)."""
+    wanted = [index.packed_field or index.field]
+    source = body.get("_source")
+    if source is False:
+        return {**body, "_source": wanted}
+    if isinstance(source, list):
+        return {**body, "_source": list(dict.fromkeys(source + wanted))}
+    return {**body, "_source": {"excludes": []}} if isinstance(source, dict) else body
+
+
+def explain_hits(index, text: str, hits: List[Hit], encoder, max_clauses: Optional[int] = None,
+                 sources: Optional[Dict[str, dict]] = None) -> List[Hit]:
+    """`hits` (of a search of `index` for `text`) with their `explanation` set; see the module docstring.
+
+    `sources`: {id: `_source`} of the hits holding their stored vectors (a body made by
+    `with_vectors`); the vector is then taken out of `Hit.source`. Else they are read with one request.
+    """
     if not hits:
         return hits
     weights = encoder.weights(text)
     terms = dict(weighted_terms(weights, encoder.keys, max_clauses or index.cluster.max_clause_count))
     tokens = {encoder.keys[i]: encoder.tokens[i] for i in weights}
     ids = [hit.id for hit in hits]
-    if index.source_features == "none":
+    if sources is not None:
+        vectors = {doc_id: _vector(index, source, encoder.keys) for doc_id, source in sources.items()}
+        texts = {hit.id: (hit.title, hit.text) for hit in hits}
+        for hit in hits:
+            for name in (index.field, index.packed_field):
+                hit.source.pop(name, None)
+    elif index.source_features == "none":
         vectors = _engine_shares(index, text, ids, terms, encoder)
         texts = {hit.id: (hit.title, hit.text) for hit in hits}
     else:
@@ -55,13 +78,18 @@ def _stored_vectors(index, ids: List[str], keys) -> tuple:
     vectors, texts = {}, {}
     for doc in docs:
         source = doc.get("_source") or {}
-        stored = source.get(field)
-        if index.packed_field and isinstance(stored, str):
-            found_ids, values = unpack(stored)
-            stored = {keys[i]: float(v) for i, v in zip(found_ids.tolist(), values.tolist())}
-        vectors[doc["_id"]] = stored if isinstance(stored, dict) else {}
+        vectors[doc["_id"]] = _vector(index, source, keys)
         texts[doc["_id"]] = (_string(source.get(index.title_field)), _string(source.get(index.text_field)))
     return vectors, texts
+
+
+def _vector(index, source: dict, keys) -> Dict[str, float]:
+    """{key: weight} of the vector a `_source` keeps: the feature map, or its packed copy."""
+    stored = source.get(index.packed_field or index.field)
+    if index.packed_field and isinstance(stored, str):
+        found_ids, values = unpack(stored)
+        return {keys[i]: float(v) for i, v in zip(found_ids.tolist(), values.tolist())}
+    return stored if isinstance(stored, dict) else {}
 
 
 def _engine_shares(index, text: str, ids: List[str], terms: Dict[str, float], encoder) -> Dict[str, Dict[str, float]]:

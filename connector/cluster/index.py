@@ -500,21 +500,29 @@ class SpladeIndex:
         With `hybrid` (a `splade_os.query.Hybrid`), BM25 and SPLADE results are fused (one
         `_msearch` request) and a hit's score is the fused score; a filter restricts both lists.
         Each hit carries the `source` fields asked for in `Hit.source`, besides its title and text;
-        with `explain`, the tokens that made its score (`Hit.explanation`, one more request for all
-        hits: `splade_os.cluster.explain`).
+        with `explain`, the tokens that made its score (`Hit.explanation`; the vectors come with the
+        hits, or one more request for all of them: `splade_os.cluster.explain`).
         """
         options = search_options(options, k=k, **given)
         roles = (self.title_field, self.text_field)
+        sources = None  # the hits' stored vectors, when they come with the search itself
         if options.hybrid is None:
-            response = self.request_search(self.body(text, encoder=encoder, options=options))
+            body = self.body(text, encoder=encoder, options=options)
+            if options.explain and self.source_features != "none":
+                from splade_os.cluster.explain import with_vectors
+
+                body = with_vectors(self, body)
+            response = self.request_search(body)
             hits = [Hit.from_engine(h, *roles) for h in response["hits"]["hits"]]
+            if options.explain and self.source_features != "none":
+                sources = {h["_id"]: h.get("_source") or {} for h in response["hits"]["hits"]}
         else:
             hits = [Hit.from_engine(dict(hit, _score=score), *roles)
                     for hit, score in self.hybrid_hits(text, encoder=encoder, options=options)]
         if options.explain:
             from splade_os.cluster.explain import explain_hits
 
-            explain_hits(self, text, hits, encoder or self._default_encoder)
+            explain_hits(self, text, hits, encoder or self._default_encoder, sources=sources)
         return hits
 
     def hybrid_hits(self, text: str, k: Optional[int] = None, encoder=None, *, options=None, **given) -> List[tuple]:
