@@ -51,14 +51,24 @@ def pytest_collection_modifyitems(config, items):
         if NODE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.node)
     # GPU tests run where a CUDA device is (scripts/gpu_check.sh), Docker tests where a Docker
-    # engine answers; elsewhere they are deselected, said once.
+    # engine answers, browser tests where Debian's Chromium and its driver are installed;
+    # elsewhere they are deselected, said once.
     for marker, present, missing in (("gpu", _cuda, "no CUDA device here"),
-                                     ("docker", _docker, "no Docker engine answers")):
+                                     ("docker", _docker, "no Docker engine answers"),
+                                     ("browser", _chromium, f"no {' or '.join(CHROMIUM)} (apt-get install chromium "
+                                                            "chromium-driver)")):
         marked = [item for item in items if item.get_closest_marker(marker)]
         if marked and not present():
             config.hook.pytest_deselected(items=marked)
             items[:] = [item for item in items if not item.get_closest_marker(marker)]
             BACKEND.append(f"{len(marked)} {marker} test(s) deselected: {missing}")
+
+
+CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromedriver")  # Debian's packages chromium, chromium-driver
+
+
+def _chromium() -> bool:
+    return all(os.access(path, os.X_OK) for path in CHROMIUM)
 
 
 def _docker() -> bool:

@@ -11,7 +11,7 @@ import warnings
 
 import click
 
-from splade_os.cli import documents, models, nodes, ports, search
+from splade_os.cli import documents, models, nodes, ports, search, ui
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -36,7 +36,8 @@ def cli(debug, quiet):
 
 
 for command in (documents.ingest, documents.enrich, search.search, search.query, documents.init, models.train, search.eval_command,
-                documents.reindex, models.push, models.pull, models.export, ports.query_side, nodes.node, nodes.demo):
+                documents.reindex, models.push, models.pull, models.export, ports.query_side, nodes.node, nodes.demo,
+                ui.ui):
     cli.add_command(command)
 
 

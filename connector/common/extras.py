@@ -2,7 +2,8 @@
 
 The base install (`pip install splade-os`) is the query side and the cluster tools. Encoding
 documents needs torch and transformers (`encode`), training needs datasets and accelerate on top
-(`train`), SigV4 needs boto3 (`aws`). Code that needs an extra calls `require` before importing it.
+(`train`), SigV4 needs boto3 (`aws`), the inspection page (`splade-os ui`) Flask (`ui`). Code that
+needs an extra calls `require` before importing it.
 """
 
 import importlib.util
@@ -15,6 +16,7 @@ EXTRAS = {
     "train": ("torch", "transformers", "sentence_transformers", "datasets", "accelerate"),
     "aws": ("boto3",),
     "ray": ("ray",),
+    "ui": ("flask",),
 }
 
 
