@@ -404,3 +404,20 @@ def _by_score(hits: list, rtol: float = 1e-5) -> list:
         groups[-1].add(doc_id)
         last = score
     return groups[:-1]
+
+
+@pytest.mark.slow
+def test_slices_share_an_index(cluster, default_model, doc_encoder, sample_dir, tmp_path):
+    """Two readers (`slice` 0/2 and 1/2) each take their shards; together they enrich everything once."""
+    docs = app_documents(sample_dir, 90)
+    create_app_index(cluster, "sliced", docs, shards=3)
+    encoded = []
+    for part in range(2):
+        options = EnrichOptions(text_field="description", title_field="name", slice=(part, 2),
+                                checkpoint=tmp_path / f"ckpt-{part}.json", dead_letter=tmp_path / f"dead-{part}.jsonl")
+        stats = enrich(cluster, "sliced", default_model, options=options, encoder=doc_encoder, show_progress=False)
+        encoded.append(stats.encoded)
+        assert set(EnrichState.load(tmp_path / f"ckpt-{part}.json").positions) == ({"0", "2"} if part == 0 else {"1"})
+    assert all(encoded) and sum(encoded) == len(docs) - len(bad_ids(docs))
+    assert_enriched(cluster, "sliced", docs, doc_encoder, default_model.query_encoder.keys)
+    cluster.request("DELETE", "/sliced")
