@@ -33,13 +33,13 @@ OURS = {"splade", "splade_model", "ingested_at", "splade_hash"}
 # -- without a cluster --------------------------------------------------------------------------
 
 def test_update_lines_send_only_splade_os_fields_and_the_version_read():
-    lines = BulkLines("shop", "splade", ["a", "b", "c"])
+    lines = BulkLines("enrich-shop", "splade", ["a", "b", "c"])
     vector = SparseVector(np.array([0, 2]), np.array([0.5, 1.25], dtype=np.float32))
     action, body = lines.update("p1", (17, 3), {"splade_hash": "h"}, vector).splitlines()
-    assert json.loads(action) == {"update": {"_index": "shop", "_id": "p1", "if_seq_no": 17, "if_primary_term": 3}}
+    assert json.loads(action) == {"update": {"_index": "enrich-shop", "_id": "p1", "if_seq_no": 17, "if_primary_term": 3}}
     assert json.loads(body) == {"doc": {"splade_hash": "h", "splade": {"a": 0.5, "c": 1.25}}}
     action, body = lines.document("p1", {"name": "x"}, vector, condition=(4, 1)).splitlines()
-    assert json.loads(action)["index"] == {"_index": "shop", "_id": "p1", "if_seq_no": 4, "if_primary_term": 1}
+    assert json.loads(action)["index"] == {"_index": "enrich-shop", "_id": "p1", "if_seq_no": 4, "if_primary_term": 1}
 
 
 def test_field_paths_and_hashes():
@@ -167,7 +167,7 @@ class _Meddling:
 @pytest.mark.slow
 def test_enrich_while_the_app_writes(cluster, default_model, doc_encoder, sample_dir, tmp_path):
     docs = app_documents(sample_dir, 2000)
-    create_app_index(cluster, "shop", docs)
+    create_app_index(cluster, "enrich-shop", docs)
     expected = {i: dict(d) for i, d in docs.items()}
     by_text = {content(d): i for i, d in docs.items() if isinstance(d.get("description"), str)}
     rng = random.Random(7)
@@ -177,16 +177,16 @@ def test_enrich_while_the_app_writes(cluster, default_model, doc_encoder, sample
     def change(doc_id, partial: bool):
         text = f"changed {doc_id} {rng.random():.6f}: thermal buckling of plates"
         if partial:
-            cluster.request("POST", f"/shop/_update/{doc_id}", {"doc": {"description": text}})
+            cluster.request("POST", f"/enrich-shop/_update/{doc_id}", {"doc": {"description": text}})
             expected[doc_id] = {**expected[doc_id], "description": text}
         else:
             new = {**expected[doc_id], "description": text, "price": 1.5}
-            cluster.request("PUT", f"/shop/_doc/{doc_id}", new)
+            cluster.request("PUT", f"/enrich-shop/_doc/{doc_id}", new)
             expected[doc_id] = new
         touched.add(doc_id)
 
     def delete(doc_id):
-        cluster.request("DELETE", f"/shop/_doc/{doc_id}")
+        cluster.request("DELETE", f"/enrich-shop/_doc/{doc_id}")
         expected.pop(doc_id)
 
     def writer(stop):
@@ -196,7 +196,7 @@ def test_enrich_while_the_app_writes(cluster, default_model, doc_encoder, sample
                 rng.choice([lambda: change(doc_id, True), lambda: change(doc_id, False), lambda: delete(doc_id)])()
                 new_id = f"new{len(touched)}-{rng.randrange(10**6)}"
                 expected[new_id] = {"name": "added later", "description": "a new shell theory"}
-                cluster.request("PUT", f"/shop/_doc/{new_id}", expected[new_id])
+                cluster.request("PUT", f"/enrich-shop/_doc/{new_id}", expected[new_id])
                 touched.add(new_id)
             time.sleep(0.02)
 
@@ -221,7 +221,7 @@ def test_enrich_while_the_app_writes(cluster, default_model, doc_encoder, sample
     options = EnrichOptions(text_field="description", title_field="name", batch=150,
                             checkpoint=tmp_path / "ckpt.json", dead_letter=tmp_path / "dead.jsonl")
     try:
-        stats = enrich(cluster, "shop", default_model, options=options, encoder=_Meddling(doc_encoder, meddle),
+        stats = enrich(cluster, "enrich-shop", default_model, options=options, encoder=_Meddling(doc_encoder, meddle),
                        show_progress=False)
     finally:
         stop.set()
@@ -232,31 +232,31 @@ def test_enrich_while_the_app_writes(cluster, default_model, doc_encoder, sample
     dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert sorted(d["id"] for d in dead) == sorted(bad_ids(docs)) and stats.rejected == len(bad_ids(docs))
     assert all("description" in d["reason"] for d in dead)
-    assert_enriched(cluster, "shop", expected, doc_encoder, default_model.query_encoder.keys,
+    assert_enriched(cluster, "enrich-shop", expected, doc_encoder, default_model.query_encoder.keys,
                     check_vectors=sorted(touched) + rng.sample(good, 40))
-    mapping = cluster.request("GET", "/shop/_mapping")["shop"]["mappings"]
+    mapping = cluster.request("GET", "/enrich-shop/_mapping")["enrich-shop"]["mappings"]
     assert mapping["_meta"]["owner"] == "the app" and mapping["_meta"]["splade_os"]["text_field"] == "description"
-    assert "default_pipeline" not in cluster.request("GET", "/shop/_settings")["shop"]["settings"]["index"]
+    assert "default_pipeline" not in cluster.request("GET", "/enrich-shop/_settings")["enrich-shop"]["settings"]["index"]
 
     # Searches, BM25 and hybrid work on it as on an ingested index; a rerun finds nothing to do.
-    index = cluster.index("shop")
+    index = cluster.index("enrich-shop")
     assert index.search("thermal buckling of plates", k=1)[0].id in touched
     assert all(hit.source["category"] == "books"
                for hit in index.search("buckling", k=5, hybrid=Hybrid(), filter="category=books", source=["category"]))
-    again = enrich(cluster, "shop", options=EnrichOptions(checkpoint=tmp_path / "ckpt.json",
+    again = enrich(cluster, "enrich-shop", options=EnrichOptions(checkpoint=tmp_path / "ckpt.json",
                                                           dead_letter=tmp_path / "dead.jsonl"),
                    encoder=doc_encoder, show_progress=False)
     assert (again.encoded, again.rejected, again.adopted) == (0, 0, False)
-    cluster.request("DELETE", "/shop")
+    cluster.request("DELETE", "/enrich-shop")
 
 
 @pytest.mark.slow
 def test_kill_9_and_rerun_reach_the_same_end_state(cluster, engine_url, default_model, doc_encoder, sample_dir,
                                                    tmp_path):
     docs = app_documents(sample_dir, 600)
-    create_app_index(cluster, "killed", docs, shards=3)
+    create_app_index(cluster, "enrich-killed", docs, shards=3)
     checkpoint, dead = tmp_path / "ckpt.json", tmp_path / "dead.jsonl"
-    command = [sys.executable, "-m", "splade_os", "-q", "enrich", "killed", "--url", engine_url,
+    command = [sys.executable, "-m", "splade_os", "-q", "enrich", "enrich-killed", "--url", engine_url,
                "--text-field", "description", "--title-field", "name", "--batch", "20", "--bulk-docs", "5",
                "--checkpoint", str(checkpoint), "--dead-letter", str(dead), "--device", "cpu"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -275,29 +275,30 @@ def test_kill_9_and_rerun_reach_the_same_end_state(cluster, engine_url, default_
     assert 100 <= state.encoded < 600 - len(bad_ids(docs))
 
     before = doc_encoder.documents
-    stats = enrich(cluster, "killed", options=EnrichOptions(checkpoint=checkpoint, dead_letter=dead),
+    stats = enrich(cluster, "enrich-killed", options=EnrichOptions(checkpoint=checkpoint, dead_letter=dead),
                    encoder=doc_encoder, show_progress=False)
-    # Only what the checkpoint had not settled is encoded again (the batch in flight at most).
-    assert doc_encoder.documents - before <= 600 - len(bad_ids(docs)) - state.encoded + 20
+    # Only what the checkpoint had not settled is encoded again: at most the pages in flight (the
+    # one being written and the two the encoder reads ahead, 20 documents each).
+    assert doc_encoder.documents - before <= 600 - len(bad_ids(docs)) - state.encoded + 3 * 20
     assert stats.adopted is False
     dead_ids = [json.loads(line)["id"] for line in dead.read_text().splitlines()]
     assert sorted(dead_ids) == sorted(bad_ids(docs))  # each bad document once, none lost
-    assert_enriched(cluster, "killed", docs, doc_encoder, default_model.query_encoder.keys,
+    assert_enriched(cluster, "enrich-killed", docs, doc_encoder, default_model.query_encoder.keys,
                     check_vectors=random.Random(3).sample(sorted(set(docs) - bad_ids(docs)), 30))
-    cluster.request("DELETE", "/killed")
+    cluster.request("DELETE", "/enrich-killed")
 
 
 @pytest.mark.slow
 def test_follow_picks_up_new_and_changed_documents(cluster, default_model, doc_encoder, sample_dir, tmp_path):
     docs = app_documents(sample_dir, 120)
-    create_app_index(cluster, "live", docs)
+    create_app_index(cluster, "enrich-live", docs)
     options = EnrichOptions(text_field="description", title_field="name", follow=True, interval=0.5,
                             checkpoint=tmp_path / "ckpt.json", dead_letter=tmp_path / "dead.jsonl")
     stop, result = threading.Event(), {}
 
     def run():
         try:
-            result["stats"] = enrich(cluster, "live", default_model, options=options, encoder=doc_encoder,
+            result["stats"] = enrich(cluster, "enrich-live", default_model, options=options, encoder=doc_encoder,
                                      show_progress=False, stop=stop)
         except BaseException as error:  # noqa: BLE001 - handed to the test
             result["error"] = error
@@ -306,8 +307,8 @@ def test_follow_picks_up_new_and_changed_documents(cluster, default_model, doc_e
     thread.start()
     try:
         def hash_of(doc_id):
-            cluster.index("live").refresh()
-            found = cluster.request("POST", "/live/_mget", {"ids": [doc_id]})["docs"][0]
+            cluster.index("enrich-live").refresh()
+            found = cluster.request("POST", "/enrich-live/_mget", {"ids": [doc_id]})["docs"][0]
             return found.get("_source", {}).get("splade_hash")
 
         def wait_for(doc_id, doc):
@@ -320,8 +321,8 @@ def test_follow_picks_up_new_and_changed_documents(cluster, default_model, doc_e
         wait_for("p0", docs["p0"])  # the first pass is done with p0
         new = {"name": "late", "description": "an axisymmetric jet"}
         written = time.monotonic()
-        cluster.request("PUT", "/live/_doc/late", new)
-        cluster.request("POST", "/live/_update/p1", {"doc": {"description": "a changed text"}})
+        cluster.request("PUT", "/enrich-live/_doc/late", new)
+        cluster.request("POST", "/enrich-live/_update/p1", {"doc": {"description": "a changed text"}})
         picked_up = max(wait_for("late", new), wait_for("p1", {**docs["p1"], "description": "a changed text"}))
         print(f"follow: picked up {picked_up - written:.2f} s after the write (interval 0.5 s)")
     finally:
@@ -330,34 +331,34 @@ def test_follow_picks_up_new_and_changed_documents(cluster, default_model, doc_e
     assert "error" not in result, result.get("error")
     stats = result["stats"]
     assert stats.stopped and stats.encoded >= len(docs) - len(bad_ids(docs)) + 1  # p1 may be changed mid-pass
-    cluster.request("DELETE", "/live")
+    cluster.request("DELETE", "/enrich-live")
 
 
 def test_enrich_refuses_what_it_cannot_do(cluster, default_model, tmp_path):
     docs = {"a": {"name": "x", "description": "lift"}}
-    create_app_index(cluster, "refusals", docs)
+    create_app_index(cluster, "enrich-refusals", docs)
     with pytest.raises(InputError, match="--text-field"):
-        enrich(cluster, "refusals", default_model, show_progress=False)
+        enrich(cluster, "enrich-refusals", default_model, show_progress=False)
     with pytest.raises(IndexStateError, match="no field 'body'"):
-        enrich(cluster, "refusals", default_model, options=EnrichOptions(text_field="body"), show_progress=False)
+        enrich(cluster, "enrich-refusals", default_model, options=EnrichOptions(text_field="body"), show_progress=False)
     with pytest.raises(IndexStateError, match="does not exist"):
         enrich(cluster, "no-such-index", default_model, options=EnrichOptions(text_field="body"), show_progress=False)
     with pytest.raises(IndexStateError, match="'price'.*splade-os would write"):
-        enrich(cluster, "refusals", default_model, options=EnrichOptions(text_field="description", field="price"),
+        enrich(cluster, "enrich-refusals", default_model, options=EnrichOptions(text_field="description", field="price"),
                show_progress=False)
-    assert "splade_os" not in cluster.request("GET", "/refusals/_mapping")["refusals"]["mappings"].get("_meta", {})
+    assert "splade_os" not in cluster.request("GET", "/enrich-refusals/_mapping")["enrich-refusals"]["mappings"].get("_meta", {})
 
     from splade_os.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["-q", "enrich", "refusals", "--url", cluster.url, "--text-field", "description",
+    result = CliRunner().invoke(cli, ["-q", "enrich", "enrich-refusals", "--url", cluster.url, "--text-field", "description",
                                       "--checkpoint", str(tmp_path / "c.json"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("encoded 1, already current 0, rejected 0")
-    result = CliRunner().invoke(cli, ["-q", "enrich", "refusals", "--url", cluster.url, "--text-field", "name",
+    result = CliRunner().invoke(cli, ["-q", "enrich", "enrich-refusals", "--url", cluster.url, "--text-field", "name",
                                       "--checkpoint", str(tmp_path / "c.json")])
     assert result.exit_code == 1 and "records 'description' as its text field" in result.output
     assert len(result.output.strip().splitlines()) == 1
-    cluster.request("DELETE", "/refusals")
+    cluster.request("DELETE", "/enrich-refusals")
 
 
 @pytest.mark.slow
@@ -368,29 +369,29 @@ def test_search_through_an_enriched_index_equals_an_ingested_one(cluster, defaul
     lines = open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:400]
     corpus = tmp_path / "cran400.jsonl"
     corpus.write_text("".join(lines), encoding="utf-8")
-    ingest(cluster, corpus, "ingested", default_model, encoder=doc_encoder, show_progress=False,
+    ingest(cluster, corpus, "enrich-ingested", default_model, encoder=doc_encoder, show_progress=False,
            options=IngestOptions(checkpoint=tmp_path / "i.json", dead_letter=tmp_path / "i-dead.jsonl"))
     docs = {}
     for line in lines:
         record = json.loads(line)
         docs[record["_id"]] = {"title": record.get("title", ""), "text": record["text"]}
-    cluster.request("PUT", "/app-owned", {"mappings": {"properties": {"title": {"type": "text"},
+    cluster.request("PUT", "/enrich-app-owned", {"mappings": {"properties": {"title": {"type": "text"},
                                                                       "text": {"type": "text"}}}})
-    body = b"".join(orjson.dumps({"index": {"_index": "app-owned", "_id": i}}) + b"\n" + orjson.dumps(d) + b"\n"
+    body = b"".join(orjson.dumps({"index": {"_index": "enrich-app-owned", "_id": i}}) + b"\n" + orjson.dumps(d) + b"\n"
                     for i, d in docs.items())
     assert not cluster.request("POST", "/_bulk", body, ndjson=True, params={"refresh": "true"})["errors"]
-    enrich(cluster, "app-owned", default_model, encoder=doc_encoder, show_progress=False,
+    enrich(cluster, "enrich-app-owned", default_model, encoder=doc_encoder, show_progress=False,
            options=EnrichOptions(text_field="text", checkpoint=tmp_path / "e.json"))
     queries = [json.loads(line)["text"] for line in open(sample_dir / "queries.jsonl", encoding="utf-8")][:60]
     for text in queries:
-        ingested = [(h.id, h.score) for h in cluster.index("ingested").search(text, k=10)]
-        enriched = [(h.id, h.score) for h in cluster.index("app-owned").search(text, k=10)]
+        ingested = [(h.id, h.score) for h in cluster.index("enrich-ingested").search(text, k=10)]
+        enriched = [(h.id, h.score) for h in cluster.index("enrich-app-owned").search(text, k=10)]
         # The same vectors up to float rounding (the two encode different batches of documents):
         # the same scores to 1e-5, and the same documents in the same order but among (near) ties,
         # which Lucene breaks by its own doc ids.
         assert np.allclose([s for _, s in enriched], [s for _, s in ingested], rtol=1e-5), text
         assert _by_score(enriched) == _by_score(ingested), text
-    for name in ("ingested", "app-owned"):
+    for name in ("enrich-ingested", "enrich-app-owned"):
         cluster.request("DELETE", f"/{name}")
 
 
@@ -410,14 +411,14 @@ def _by_score(hits: list, rtol: float = 1e-5) -> list:
 def test_slices_share_an_index(cluster, default_model, doc_encoder, sample_dir, tmp_path):
     """Two readers (`slice` 0/2 and 1/2) each take their shards; together they enrich everything once."""
     docs = app_documents(sample_dir, 90)
-    create_app_index(cluster, "sliced", docs, shards=3)
+    create_app_index(cluster, "enrich-sliced", docs, shards=3)
     encoded = []
     for part in range(2):
         options = EnrichOptions(text_field="description", title_field="name", slice=(part, 2),
                                 checkpoint=tmp_path / f"ckpt-{part}.json", dead_letter=tmp_path / f"dead-{part}.jsonl")
-        stats = enrich(cluster, "sliced", default_model, options=options, encoder=doc_encoder, show_progress=False)
+        stats = enrich(cluster, "enrich-sliced", default_model, options=options, encoder=doc_encoder, show_progress=False)
         encoded.append(stats.encoded)
         assert set(EnrichState.load(tmp_path / f"ckpt-{part}.json").positions) == ({"0", "2"} if part == 0 else {"1"})
     assert all(encoded) and sum(encoded) == len(docs) - len(bad_ids(docs))
-    assert_enriched(cluster, "sliced", docs, doc_encoder, default_model.query_encoder.keys)
-    cluster.request("DELETE", "/sliced")
+    assert_enriched(cluster, "enrich-sliced", docs, doc_encoder, default_model.query_encoder.keys)
+    cluster.request("DELETE", "/enrich-sliced")
