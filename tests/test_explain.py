@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from splade_os.cluster.index import IndexSettings
-from splade_os.ingest import IngestOptions, ingest
+from samples import ingest_first
 from splade_os.query.hits import contributions
 
 pytestmark = pytest.mark.node
@@ -22,15 +22,9 @@ def test_contributions_are_the_shared_tokens_largest_first():
 
 @pytest.fixture(scope="module", params=["map", "packed", "none"])
 def explained_index(request, cluster, default_model, sample_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("explain")
-    corpus = folder / "cran200.jsonl"
-    corpus.write_text("".join(open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:200]),
-                      encoding="utf-8")
     name = f"explain-{request.param}"
-    ingest(cluster, corpus, name, default_model, show_progress=False,
-           options=IngestOptions(index=IndexSettings(source_features=request.param), checkpoint=folder / "c.json",
-                                 dead_letter=folder / "dead.jsonl"))
-    yield cluster.index(name)
+    yield ingest_first(cluster, default_model, sample_dir, tmp_path_factory.mktemp("explain"), name, 200,
+                       IndexSettings(source_features=request.param))
     cluster.request("DELETE", f"/{name}")
 
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from splade_os.corpus.beir import load_beir
-from splade_os.ingest import IngestOptions, ingest
+from samples import ingest_first
 from splade_os.query.hits import Hit
 from splade_os.query.hybrid import Hybrid
 
@@ -19,13 +19,7 @@ QUERY = "what similarity laws must be obeyed when constructing aeroelastic model
 
 @pytest.fixture(scope="module")
 def inspected(cluster, default_model, sample_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("inspect")
-    corpus = folder / "cran200.jsonl"
-    corpus.write_text("".join(open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:200]),
-                      encoding="utf-8")
-    ingest(cluster, corpus, "inspect", default_model, show_progress=False,
-           options=IngestOptions(checkpoint=folder / "c.json", dead_letter=folder / "dead.jsonl"))
-    yield cluster.index("inspect")
+    yield ingest_first(cluster, default_model, sample_dir, tmp_path_factory.mktemp("inspect"), "inspect", 200)
     cluster.request("DELETE", "/inspect")
 
 
@@ -123,12 +117,12 @@ def test_without_judgments_no_ndcg(inspected):
 
 
 def test_a_snippet_is_escaped_and_marks_the_query_tokens(default_model):
-    from splade_os.cluster.explain import _untruncated
+    from splade_os.cluster.explain import untruncated_tokenizer
     from splade_os.cluster.inspect import highlighted
 
     encoder = default_model.query_encoder
     weights = encoder.weights("lift of a wing")
-    tokenizer = _untruncated(encoder)
+    tokenizer = untruncated_tokenizer(encoder)
     html = str(highlighted('<b>Lift</b> & drag of a "wing" <script>', tokenizer, weights))
     assert html.startswith("&lt;b&gt;<mark>Lift</mark>&lt;/b&gt; &amp; drag ")
     assert "&#34;<mark>wing</mark>&#34; &lt;script&gt;" in html and "<script>" not in html

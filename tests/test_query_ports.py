@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 
 from splade_os.query.encoder import QueryEncoder
 from splade_os.query.pack import CONFORMANCE_FILE, answer, default_texts, load_side, write_pack
+from samples import ingest_first
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTS = ["python", "java", "js"]
@@ -122,15 +123,7 @@ def test_a_port_refuses_a_folder_without_a_query_side_in_one_line(lang, tmp_path
 @pytest.fixture(scope="module")
 def cranfield_index(cluster, default_model, sample_dir, tmp_path_factory):
     """The first 400 Cranfield documents, ingested on each engine."""
-    from splade_os.ingest import IngestOptions, ingest
-
-    folder = tmp_path_factory.mktemp("ports-index")
-    corpus = folder / "cran400.jsonl"
-    corpus.write_text("".join(open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:400]),
-                      encoding="utf-8")
-    ingest(cluster, corpus, "ports", default_model, show_progress=False,
-           options=IngestOptions(checkpoint=folder / "c.json", dead_letter=folder / "dead.jsonl"))
-    yield cluster.index("ports")
+    yield ingest_first(cluster, default_model, sample_dir, tmp_path_factory.mktemp("ports-index"), "ports", 400)
     cluster.request("DELETE", "/ports")
 
 

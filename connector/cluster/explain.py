@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 from splade_os.documents.vectors import unpack
 from splade_os.query.bodies import weighted_terms
-from splade_os.query.hits import Hit, contributions
+from splade_os.query.hits import Hit, as_text, contributions
 
 
 def with_vectors(index, body: dict) -> dict:
@@ -60,7 +60,7 @@ def explain_hits(index, text: str, hits: List[Hit], encoder, max_clauses: Option
         texts = {hit.id: (hit.title, hit.text) for hit in hits}
     else:
         vectors, texts = _stored_vectors(index, ids, encoder.keys)
-    untruncated = _untruncated(encoder)
+    untruncated = untruncated_tokenizer(encoder)
     for hit in hits:
         title, body = texts.get(hit.id, (hit.title, hit.text))
         content = f"{title} {body}" if title else body
@@ -79,7 +79,7 @@ def _stored_vectors(index, ids: List[str], keys) -> tuple:
     for doc in docs:
         source = doc.get("_source") or {}
         vectors[doc["_id"]] = _vector(index, source, keys)
-        texts[doc["_id"]] = (_string(source.get(index.title_field)), _string(source.get(index.text_field)))
+        texts[doc["_id"]] = (as_text(source.get(index.title_field)), as_text(source.get(index.text_field)))
     return vectors, texts
 
 
@@ -123,7 +123,7 @@ def _walk(node: dict, field: str, terms: Dict[str, float], found: Dict[str, floa
         _walk(child, field, terms, found)
 
 
-def _untruncated(encoder):
+def untruncated_tokenizer(encoder):
     """The query tokenizer without truncation (a document's text is longer than a query), made once."""
     copy = getattr(encoder, "_explain_tokenizer", None)
     if copy is None:
@@ -134,7 +134,3 @@ def _untruncated(encoder):
         copy.no_padding()
         encoder._explain_tokenizer = copy
     return copy
-
-
-def _string(value) -> str:
-    return value if isinstance(value, str) else "" if value is None else str(value)

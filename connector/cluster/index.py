@@ -506,15 +506,16 @@ class SpladeIndex:
         options = search_options(options, k=k, **given)
         roles = (self.title_field, self.text_field)
         sources = None  # the hits' stored vectors, when they come with the search itself
+        inline = options.explain and options.hybrid is None and self.source_features != "none"
         if options.hybrid is None:
             body = self.body(text, encoder=encoder, options=options)
-            if options.explain and self.source_features != "none":
+            if inline:
                 from splade_os.cluster.explain import with_vectors
 
                 body = with_vectors(self, body)
             response = self.request_search(body)
             hits = [Hit.from_engine(h, *roles) for h in response["hits"]["hits"]]
-            if options.explain and self.source_features != "none":
+            if inline:
                 sources = {h["_id"]: h.get("_source") or {} for h in response["hits"]["hits"]}
         else:
             hits = [Hit.from_engine(dict(hit, _score=score), *roles)

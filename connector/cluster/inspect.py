@@ -21,7 +21,7 @@ import json
 import time
 from typing import Dict, List, Optional, Tuple
 
-from splade_os.cluster.explain import _untruncated, explain_hits
+from splade_os.cluster.explain import explain_hits, untruncated_tokenizer
 from splade_os.common.errors import SpladeOSError
 from splade_os.common.extras import require
 from splade_os.documents.vectors import unpack
@@ -165,7 +165,7 @@ def document_view(index, encoder, doc_id: str) -> Optional[dict]:
     names = dict(zip(encoder.keys, encoder.tokens))
     title, text = (source.get(name) for name in (index.title_field, index.text_field))
     content = " ".join(str(part) for part in (title, text) if part)
-    in_text = {encoder.keys[i] for i in _untruncated(encoder).encode(content, add_special_tokens=False).ids}
+    in_text = {encoder.keys[i] for i in untruncated_tokenizer(encoder).encode(content, add_special_tokens=False).ids}
     top = sorted((vector or {}).items(), key=lambda item: (-float(item[1]), item[0]))[:TOP_TOKENS]
     reserved = set(index.reserved_fields)
     fields = [(name, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
@@ -218,7 +218,7 @@ def make_app(index, judged: Optional[Tuple[Dict[str, str], Dict[str, Dict[str, i
         grades = qrels.get(qid, {}) if qid else {}
         relevant = {doc: grade for doc, grade in grades.items() if grade > 0}
         ndcg = {name: ndcg_at_10(grades, hits) for name, hits in columns.items()} if relevant else {}
-        wanted, tokenizer = encoder.weights(text), _untruncated(encoder)
+        wanted, tokenizer = encoder.weights(text), untruncated_tokenizer(encoder)
         marked = {hit.id: (highlighted(hit.title or hit.id, tokenizer, wanted),
                            highlighted(hit.text, tokenizer, wanted, SNIPPET_TOKENS))
                   for hits in columns.values() for hit in hits}

@@ -23,14 +23,15 @@ class Hit:
     def from_engine(cls, hit: dict, title_field: str = "title", text_field: str = "text") -> "Hit":
         """From one entry of the engine's `hits.hits`, the title and text read from the index's fields."""
         source = hit.get("_source") or {}
-        return cls(hit["_id"], float(hit["_score"]), _string(source.get(title_field)),
-                   _string(source.get(text_field)), source)
+        return cls(hit["_id"], float(hit["_score"]), as_text(source.get(title_field)),
+                   as_text(source.get(text_field)), source)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _string(value) -> str:
+def as_text(value) -> str:
+    """A `_source` value shown as text (None: empty)."""
     return value if isinstance(value, str) else "" if value is None else str(value)
 
 

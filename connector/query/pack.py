@@ -139,7 +139,7 @@ def load_side(path) -> "object":
         side = json.loads(path.read_text(encoding="utf-8"))
         tokenizer = Tokenizer.from_str(side["tokenizer_json"])
         table = np.frombuffer(base64.b64decode(side["query_table"]), dtype="<f4").astype(np.float32)
-    except (OSError, ValueError, KeyError, TypeError, Exception) as e:  # tokenizers raises its own Exception
+    except Exception as e:  # noqa: BLE001 - OSError, bad JSON or base64, a missing key, or the tokenizers library's own
         raise InputError(f"{path}: not a splade-os query side ({str(e).splitlines()[0] if str(e) else e})") from None
     return QueryEncoder(tokenizer, table, side.get("name", ""), side.get("max_length"), str(path))
 
