@@ -118,6 +118,27 @@ def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
     result = run("-q", "eval", "--index", "cli-small", "--url", opensearch_url)
     assert result.exit_code == 1 and "give --beir, or both --queries and --qrels" in result.output
 
+    # BM25, SPLADE and hybrid side by side: one table, three differences, the same SPLADE numbers.
+    result = run("-q", "eval", "--index", "cli-small", "--beir", str(sample_dir), "--url", opensearch_url, "--compare",
+                 "--results-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("225 queries, index 'cli-small', k=100; self-hits ")
+    assert lines[2].split() == ["metric", "bm25", "splade", "hybrid"]
+    assert float(lines[4].split()[2]) == pytest.approx(record["metrics"]["ndcg@10"], abs=1e-4)
+    assert [line.split(":")[0].strip() for line in lines if " wins / " in line] == [
+        "splade - bm25", "hybrid - bm25", "hybrid - splade"]
+    result = run("-q", "eval", "--index", "cli-small", "--beir", str(sample_dir), "--url", opensearch_url, "--compare",
+                 "--exact")
+    assert result.exit_code == 2 and "--compare and --exact" in result.output
+
+    # The fusion ingest recorded, measured again without recording it.
+    recorded = json.loads(run("-q", "query", "lift", "--index", "cli-small", "--url", opensearch_url, "--hybrid").output
+                          .splitlines()[1])
+    assert recorded["size"] == 50
+    result = run("-q", "calibrate", "--index", "cli-small", "--url", opensearch_url, "--dry-run")
+    assert result.exit_code == 0 and result.output.startswith("measured (not recorded): fusion rrf k=10, SPLADE weight ")
+
 
 def test_credentials_file_is_read_and_never_printed(tmp_path):
     from splade_os.cluster import read_credentials

@@ -21,6 +21,28 @@ def test_rrf_sums_reciprocal_ranks():
     assert [hit["_id"] for hit, _ in fused] == ["a", "c", "b"]
 
 
+def test_weighted_rrf_gives_each_list_its_share_and_equal_say_is_plain_rrf():
+    bm25 = _hits(("a", 9.0), ("b", 5.0))
+    splade = _hits(("b", 30.0), ("c", 20.0))
+    scores = {h["_id"]: s for h, s in fuse(bm25, splade, Hybrid("rrf", weight=0.2, rrf_k=10), k=10)}
+    assert scores == pytest.approx({"a": 1.6 / 11, "b": 1.6 / 12 + 0.4 / 11, "c": 0.4 / 12})
+    assert [h["_id"] for h, _ in fuse(bm25, splade, Hybrid("rrf", weight=0.0), k=10)][:2] == ["a", "b"]
+    assert [h["_id"] for h, _ in fuse(bm25, splade, Hybrid("rrf", weight=1.0), k=10)][:2] == ["b", "c"]
+    assert fuse(bm25, splade, Hybrid(weight=0.5), k=10) == fuse(bm25, splade, Hybrid(), k=10)
+
+
+def test_unset_settings_come_from_the_index_then_the_defaults():
+    recorded = Hybrid("rrf", weight=0.3, depth=50, rrf_k=10)
+    assert Hybrid().resolved() == Hybrid("rrf", 0.5, 50, 10)
+    assert Hybrid("minmax").resolved() == Hybrid("minmax", 0.4, 50, 10)
+    assert Hybrid().resolved(recorded) == recorded
+    assert Hybrid(depth=100).resolved(recorded) == Hybrid("rrf", 0.3, 100, 10)
+    # Another method than the recorded one: the recorded weight (of rrf) does not carry over.
+    assert Hybrid("minmax").resolved(recorded) == Hybrid("minmax", 0.4, 50, 10)
+    assert Hybrid.from_meta(recorded.as_meta()) == recorded and Hybrid.from_meta(None) is None
+    assert recorded.describe() == "rrf k=10, SPLADE weight 0.3, top 50 of each list"
+
+
 def test_minmax_weights_normalised_scores():
     bm25 = _hits(("a", 10.0), ("b", 6.0), ("c", 2.0))
     splade = _hits(("b", 40.0), ("d", 20.0), ("a", 10.0))

@@ -146,6 +146,8 @@ def ingest(corpus, index, alias, cluster, model, options, idf_from_corpus, idf_m
         f"{stats.docs_per_second:.1f} docs/s; index {stats.index!r} now holds {stats.count_after} documents "
         f"(_count after refresh)" + (f"; alias {alias!r} now points to it" if stats.alias_switched else "")
     )
+    if stats.fusion and not quiet():
+        click.echo(f"hybrid: {stats.fusion}", err=True)
     if stats.cut:
         click.echo(f"Note: {stats.cut_note}", err=True)
     if stats.rejected:

@@ -35,7 +35,7 @@ def cli(debug, quiet):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-for command in (documents.ingest, documents.enrich, search.search, search.query, documents.init, models.train, search.eval_command,
+for command in (documents.ingest, documents.enrich, search.search, search.query, search.calibrate, documents.init, models.train, search.eval_command,
                 documents.reindex, models.push, models.pull, models.export, ports.query_side, nodes.node, nodes.demo,
                 ui.ui):
     cli.add_command(command)

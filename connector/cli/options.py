@@ -242,7 +242,8 @@ def search_options(k_default: int = 10, k_min: int = 1, k_flags=("-k", "--top-k"
             click.option("--fusion", type=click.Choice(["rrf", "minmax"]), default=None,
                          help="With --hybrid: reciprocal rank fusion (default) or a min-max normalised weighted sum."),
             click.option("--hybrid-weight", type=float, default=None,
-                         help="With --fusion minmax: SPLADE's share, 0..1 (default 0.4; BM25 gets the rest)."),
+                         help="With --hybrid: SPLADE's share, 0..1, BM25 gets the rest (default: the index's, "
+                              "else 0.5 for rrf, 0.4 for minmax)."),
             click.option("--hybrid-depth", type=click.IntRange(min=1), default=None,
                          help="With --hybrid: hits fetched from each list before fusing (default 50)."),
             click.option("--rrf-k", type=click.IntRange(min=0), default=None,

@@ -1,4 +1,4 @@
-"""Commands that search: `search`, `query` (the body an app sends), `eval`."""
+"""Commands that search: `search`, `query` (the body an app sends), `eval`, `calibrate` (the hybrid fusion)."""
 
 import json
 import time
@@ -82,20 +82,24 @@ def query(text, model, index, cluster, field, options, max_clauses):
     from splade_os.query.bodies import DEFAULT_MAX_CLAUSES, bm25_body
     from splade_os.query.hybrid import DEFAULT_FIELDS, msearch_payload
 
-    deep = options.but(k=max(options.k, options.hybrid.depth)) if options.hybrid else options
-    if index:  # exactly the bodies the library sends for this index
-        target = cluster.connect().index(index)
+    target = cluster.connect().index(index) if index else None
+    # The index's fusion (what it recorded, under what --hybrid-* set), else the defaults.
+    fusion = options.hybrid and (target.fusion(options.hybrid) if target else options.hybrid.resolved())
+    deep = options.but(k=max(options.k, fusion.depth)) if fusion else options
+    if target:  # exactly the bodies the library sends for this index
         encoder = target.query_encoder(model, show_progress=not quiet())
         body = target.body(text, encoder=encoder, options=deep, max_clauses=max_clauses)
-        bm25 = target.bm25_body(text, deep.k, deep.source, deep.filter, options.hybrid and options.hybrid.fields)
+        bm25 = target.bm25_body(text, deep.k, deep.source, deep.filter, fusion and fusion.fields)
     else:
         encoder = resolve_model(model, show_progress=not quiet()).query_encoder
         body = encoder.to_dsl(text, cluster.engine or "opensearch", deep, field=field,
                               max_clauses=max_clauses or DEFAULT_MAX_CLAUSES)
-        bm25 = bm25_body(text, deep.k, options.hybrid and options.hybrid.fields or DEFAULT_FIELDS, filter=deep.filter)
-    if options.hybrid is None:
+        bm25 = bm25_body(text, deep.k, fusion and fusion.fields or DEFAULT_FIELDS, filter=deep.filter)
+    if fusion is None:
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))
         return
+    if not quiet():
+        click.echo(f"fuse the two lists with: {fusion.describe()} (docs/quality.md)", err=True)
     click.echo(msearch_payload(index, [bm25, body]).decode("utf-8"), nl=False)
 
 
@@ -122,6 +126,10 @@ def _judged(beir, split, queries, qrels):
 @click.option("--corpus", type=click.Path(dir_okay=False, path_type=Path),
               help="Corpus for --exact (default: the --beir corpus).")
 @click.option("--exact", is_flag=True, help="Also compute the metrics from an exact in-memory dot product, side by side.")
+@click.option("--compare", is_flag=True,
+              help="BM25, SPLADE and hybrid side by side, with per-query wins/losses and a paired significance test.")
+@click.option("--keep-self-hits", is_flag=True,
+              help="Count a hit whose id is the query's id (BEIR drops them where queries are corpus documents).")
 @search_options(k_default=100, k_min=10, k_help="Hits retrieved per query.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("splade-os-eval"),
@@ -130,12 +138,15 @@ def _judged(beir, split, queries, qrels):
 @allow_pickle_option
 @cluster_options
 @handle_errors
-def eval_command(index, beir, split, queries, qrels, corpus, exact, options, as_json, results_dir, model,
-                 allow_pickle, cluster):
+def eval_command(index, beir, split, queries, qrels, corpus, exact, compare, keep_self_hits, options, as_json,
+                 results_dir, model, allow_pickle, cluster):
     """Evaluate an index on a test collection (the model card's metrics, graded nDCG, latency), searched
-    as `search` would with the same options (two-phase, pruned, filtered, hybrid).
+    as `search` would with the same options (two-phase, pruned, filtered, hybrid). Where queries are
+    documents of the corpus, a hit on the query itself is dropped (BEIR's rule).
 
     Example: splade-os eval --index docs --beir data/cranfield --exact
+
+    Example: splade-os eval --index docs --beir data/cranfield --compare
     """
     from splade_os.corpus.jsonl import CorpusFields
     from splade_os.evaluate import evaluate_exact, exact_doc_vectors
@@ -145,27 +156,66 @@ def eval_command(index, beir, split, queries, qrels, corpus, exact, options, as_
     corpus_path = corpus or corpus_path
     if exact and not corpus_path:
         raise click.ClickException("--exact needs the corpus: --corpus or --beir")
+    if compare and exact:
+        raise click.UsageError("--compare and --exact: run them one at a time")
     target = cluster.connect().index(index)
     encoder = target.query_encoder(model, show_progress=not quiet())
-    result = target.evaluate(query_texts, judgments, encoder=encoder, show_progress=not quiet(), options=options)
+    if compare:
+        return _compare(target, query_texts, judgments, encoder, options, keep_self_hits, as_json, results_dir)
+    result = target.evaluate(query_texts, judgments, encoder=encoder, show_progress=not quiet(), options=options,
+                             keep_self_hits=keep_self_hits)
     if exact:
         full = model_of_index(target, model, show_progress=not quiet(), allow_pickle=allow_pickle)
         vectors = exact_doc_vectors(corpus_path, full, show_progress=not quiet(), options=target.vector_options,
                                     fields=CorpusFields(text=target.text_field, title=target.title_field))
-        result.exact_metrics = evaluate_exact(vectors, query_texts, judgments, encoder, k=options.k)
+        result.exact_metrics = evaluate_exact(vectors, query_texts, judgments, encoder, k=options.k,
+                                              keep_self_hits=keep_self_hits)
     record = {"index": index, "metrics": result.metrics, "exact_metrics": result.exact_metrics,
               "latency": result.latency, "queries": result.queries, "settings": result.settings}
-    results_dir.mkdir(parents=True, exist_ok=True)
-    out = results_dir / f"{index}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(record, indent=2))
+    out = _save(record, results_dir, index)
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
     _print_eval(result, index, options.k, out)
 
 
+def _save(record: dict, results_dir: Path, index: str) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out = results_dir / f"{index}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(record, indent=2))
+    return out
+
+
+# The metrics a comparison prints (all are in its JSON).
+COMPARED = ("ndcg@10_graded", "ndcg@10", "mrr@10", "recall@10", "recall@5", "map@100")
+
+
+def _compare(target, query_texts, judgments, encoder, options, keep_self_hits, as_json, results_dir) -> None:
+    from splade_os.evaluate.compare import compare_index
+
+    comparison = compare_index(target, query_texts, judgments, encoder, options=options, show_progress=not quiet(),
+                               keep_self_hits=keep_self_hits)
+    record = {"index": target.name, "compare": comparison.as_dict()}
+    out = _save(record, results_dir, target.name)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    results = comparison.results
+    first = next(iter(results.values()))
+    click.echo(f"{first.queries} queries, index {target.name!r}, k={options.k}; {first.settings['self_hits']['rule']}")
+    click.echo(f"hybrid: {target.fusion(options.hybrid).describe()}")
+    click.echo(f"{'metric':<18}" + "".join(f"{name:>9}" for name in results))
+    for metric in COMPARED:
+        click.echo(f"{metric:<18}" + "".join(f"{r.metrics[metric]:>9.4f}" for r in results.values()))
+    click.echo(f"{'latency p50 ms':<18}" + "".join(f"{r.latency['p50_ms']:>9.1f}" for r in results.values()))
+    click.echo("per query (graded nDCG@10; p: paired randomization test, two-sided):")
+    for d in comparison.differences:
+        click.echo("  " + d.as_text())
+    click.echo(f"results: {out}")
+
+
 def _print_eval(result, index: str, k: int, out: Path) -> None:
-    click.echo(f"{result.queries} queries, index {index!r}, k={k}")
+    click.echo(f"{result.queries} queries, index {index!r}, k={k}; {result.settings['self_hits']['rule']}")
     click.echo(f"{'metric':<22}{'index':>9}" + (f"{'exact':>9}{'diff':>9}" if result.exact_metrics else ""))
     for name, value in result.metrics.items():
         line = f"{name:<22}{value:>9.4f}"
@@ -176,3 +226,21 @@ def _print_eval(result, index: str, k: int, out: Path) -> None:
     click.echo(f"latency p50 {lat['p50_ms']:.1f} ms, p90 {lat['p90_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
                f"{lat['qps']:.1f} queries/s (sequential)")
     click.echo(f"results: {out}")
+
+
+@click.command("calibrate")
+@index_option()
+@cluster_options
+@click.option("--samples", type=click.IntRange(min=20), default=None,
+              help="Documents sampled from the index, each one query (default 300).")
+@click.option("--dry-run", is_flag=True, help="Measure and print, record nothing.")
+@handle_errors
+def calibrate(index, cluster, samples, dry_run):
+    """Measure the hybrid fusion on queries made from the index's own documents and record it in the
+    index (`ingest` does this at its end; run it after `enrich` or when the documents changed).
+
+    Example: splade-os calibrate --index docs
+    """
+    target = cluster.connect().index(index)
+    calibration = target.calibrate_fusion(samples=samples, record=not dry_run)
+    click.echo(("measured (not recorded): " if dry_run else "recorded: ") + calibration.describe())

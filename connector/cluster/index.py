@@ -20,7 +20,7 @@ import json
 import re
 import time
 from importlib import resources
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from splade_os.common.errors import ClusterError, IndexStateError, ModelMismatchError
 from splade_os.documents.settings import (HASH_FIELD, MAPPING_OPTIONS, SOURCE_FEATURES, IndexSettings,  # noqa: F401
@@ -481,6 +481,33 @@ class SpladeIndex:
         return bm25_body(text, k, fields or (self.title_field, self.text_field), self.source(source),
                          self.filter_clauses(filter))
 
+    def fusion(self, given: Optional[Hybrid] = None) -> Hybrid:
+        """The fusion of this index's hybrid searches: the settings `given` (a `Hybrid`), the rest as
+        `splade_os.query.fusion.calibrate_fusion` measured and recorded in the index's `_meta`,
+        else the defaults."""
+        return (given or Hybrid()).resolved(Hybrid.from_meta(self.meta.get("fusion")))
+
+    def calibrate_fusion(self, encoder=None, samples: Optional[int] = None, record: bool = True):
+        """Choose the hybrid fusion from self-supervised queries of this index and (by default)
+        record it in the index's `_meta`; the `FusionCalibration`. See
+        `splade_os.evaluate.fusion.calibrate_fusion`."""
+        from splade_os.evaluate.fusion import SAMPLES, calibrate_fusion
+
+        calibration = calibrate_fusion(self, encoder or self._default_encoder, samples or SAMPLES)
+        if record:
+            self.record_fusion(calibration.as_meta())
+        return calibration
+
+    def record_fusion(self, fusion: dict) -> None:
+        """Record `fusion` (`Hybrid.as_meta()`, plus how it was measured) in the `_meta` of the index
+        (of each index of an alias), beside what it records already."""
+        for name, mapping in self.mappings.items():
+            meta = mapping["_meta"]
+            self.cluster.request("PUT", f"/{name}/_mapping",
+                                 {"_meta": {**meta, "splade_os": {**meta["splade_os"], "fusion": fusion}}},
+                                 action=f"recording the fusion of index {name!r}")
+        self._forget()
+
     def hybrid_bodies(self, text: str, k: Optional[int] = None, encoder=None, *, options=None, **given) -> List[dict]:
         """The two search bodies of a hybrid search, [BM25, SPLADE], each asking for the fused depth
         and restricted by the same filter (`options` as for `body`, its `hybrid` the fusion).
@@ -489,7 +516,7 @@ class SpladeIndex:
         fused with `splade_os.query.hybrid.fuse`; see `search`.
         """
         options = search_options(options, k=k, **given)
-        hybrid = options.hybrid or Hybrid()
+        hybrid = self.fusion(options.hybrid)
         deep = options.but(k=max(options.k, hybrid.depth))
         return [self.bm25_body(text, deep.k, deep.source, deep.filter, hybrid.fields),
                 self.body(text, encoder=encoder, options=deep)]
@@ -537,7 +564,7 @@ class SpladeIndex:
         options = search_options(options, k=k, **given)
         later = options.source is not False and self.source_features == "map"
         bodies = self.hybrid_bodies(text, encoder=encoder, options=options.but(source=False) if later else options)
-        fused = fuse(*hit_lists(self.request_msearch(bodies), self.name), options.hybrid or Hybrid(), options.k)
+        fused = fuse(*hit_lists(self.request_msearch(bodies), self.name), self.fusion(options.hybrid), options.k)
         if not later or not fused:
             return fused
         docs = self.cluster.request("POST", f"/{self.name}/_mget", {"ids": [hit["_id"] for hit, _ in fused]},
@@ -582,16 +609,25 @@ class SpladeIndex:
         """`_count` of the index."""
         return self._patiently("GET", f"/{self.name}/_count", f"counting {self.name!r}")["count"]
 
+    def documents_with_ids(self, ids: Sequence[str]) -> int:
+        """How many of `ids` are ids of documents in the index (`ids` queries of 10,000 at a time)."""
+        ids = list(ids)
+        found = 0
+        for start in range(0, len(ids), 10_000):
+            body = {"query": {"ids": {"values": ids[start:start + 10_000]}}}
+            found += self._patiently("POST", f"/{self.name}/_count", f"counting ids in {self.name!r}", body)["count"]
+        return found
+
     def refresh(self) -> None:
         """Make everything indexed so far searchable."""
         self._patiently("POST", f"/{self.name}/_refresh", f"refreshing {self.name!r}")
 
-    def _patiently(self, method: str, path: str, action: str):
+    def _patiently(self, method: str, path: str, action: str, body=None):
         """A request asked again after short pauses while the cluster refuses it for a passing reason
         (HTTP 429 from a busy node's memory breaker, 502-504, no answer), as bulk requests are."""
         for pause in (*TRANSIENT_PAUSES, None):
             try:
-                return self.cluster.request(method, path, action=action)
+                return self.cluster.request(method, path, body, action=action)
             except ClusterError as error:
                 if not error.transient or pause is None:
                     raise
@@ -604,10 +640,10 @@ class SpladeIndex:
         return ingest(self.cluster, corpus, self.name, model, **kwargs)
 
     def evaluate(self, queries, qrels, k: Optional[int] = None, encoder=None, show_progress: bool = False, body=None,
-                 *, options=None, **given):
+                 *, options=None, keep_self_hits: bool = False, **given):
         """Evaluate the index on judged queries, searched as `options` say (100 hits by default;
-        two-phase, pruned, filtered or hybrid like `search`); see
-        `splade_os.evaluate.evaluate_index`."""
+        two-phase, pruned, filtered or hybrid like `search`), self-hits dropped by BEIR's rule
+        unless `keep_self_hits`; see `splade_os.evaluate.evaluate_index`."""
         options = search_options(options or SearchOptions(k=100), k=k, **given)
         return evaluate_index(self, queries, qrels, encoder or self._default_encoder, options=options,
-                              show_progress=show_progress, body=body)
+                              show_progress=show_progress, body=body, keep_self_hits=keep_self_hits)

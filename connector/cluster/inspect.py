@@ -81,9 +81,11 @@ index <b>{{ index_name }}</b> · <input name="q" value="{{ query or '' }}" place
 </body></html>"""
 
 
-def search_columns(index, encoder, text: str, hybrid: Hybrid = Hybrid(), k: int = K) -> Dict[str, List[Hit]]:
+def search_columns(index, encoder, text: str, hybrid: Optional[Hybrid] = None, k: int = K) -> Dict[str, List[Hit]]:
     """{column: its top `k` hits, explained}: one `_msearch` (BM25 and SPLADE at the fused depth)
-    and one request for the explanations of every hit of the three columns."""
+    and one request for the explanations of every hit of the three columns; `hybrid`: the
+    index's fusion unless given."""
+    hybrid = index.fusion(hybrid)
     answer = index.request_msearch(index.hybrid_bodies(text, k, encoder, hybrid=hybrid))
     bm25, splade = hit_lists(answer, index.name, 2)
     roles = (index.title_field, index.text_field)

@@ -10,6 +10,13 @@ BEIR/TREC convention, computed by `ir_measures` (pytrec_eval).
 `evaluate_exact` computes the same metrics from an in-memory exact sparse dot product, which
 separates what the index changes (values stored on 9 bits, clause cap) from what the model does.
 
+BEIR's rule on self-hits: where queries are themselves documents of the corpus (argument or
+duplicate-question retrieval), a hit whose id is the query's id is dropped before any metric, as
+BEIR's `EvaluateRetrieval.evaluate(ignore_identical_ids=True)` and Anserini's `-removeQuery` do.
+It applies when some query id is a document id (`SelfHits`), to every run alike (index, exact,
+BM25, hybrid); one more hit is fetched per query so that k remain. One deviation, on purpose: a
+document the qrels judge relevant to the query is kept (numeric ids of two different texts).
+
 Nothing here prints: results are returned, progress bars appear only with `show_progress`.
 """
 
@@ -34,6 +41,66 @@ MRR_AT_K = [10]
 NDCG_AT_K = [10]
 MAP_AT_K = [100]
 GRADED_NDCG = "ndcg@10_graded"
+
+
+@dataclass(frozen=True)
+class SelfHits:
+    """Whether hits whose id equals the query's id are dropped (BEIR's rule), and why.
+
+    Attributes:
+        drop: drop them before computing metrics.
+        queries_in_corpus: how many evaluated query ids are document ids (None: not looked up).
+        queries: how many query ids were looked up.
+    """
+
+    drop: bool
+    queries_in_corpus: Optional[int] = None
+    queries: int = 0
+
+    def describe(self) -> str:
+        """One line for the output: what was done and how to do the other."""
+        found = (f"{self.queries_in_corpus} of {self.queries} query ids are document ids"
+                 if self.queries_in_corpus is not None else "kept on request")
+        if self.drop:
+            return f"self-hits dropped ({found}; BEIR's rule; --keep-self-hits counts them)"
+        return f"self-hits counted ({found})"
+
+    def apply(self, run: Dict[str, Dict[str, float]], k: Optional[int] = None,
+              qrels: Optional[Dict[str, Dict[str, int]]] = None) -> Dict[str, Dict[str, float]]:
+        """`run` without self-hits (when dropping), each query's hits cut to the best `k`.
+
+        A document the qrels judge relevant to the query (grade > 0) is never a self-hit: where ids
+        are plain numbers (Cranfield, Medline: queries 1..n, documents 1..m), query 5 and document 5
+        are different texts, and the judgment says the pair is relevant. (BEIR would drop it too.)
+        """
+        out = {}
+        for qid, hits in run.items():
+            judged = (qrels or {}).get(qid, {})
+            kept = {d: s for d, s in hits.items() if not (self.drop and d == qid and judged.get(d, 0) <= 0)}
+            if k is not None and len(kept) > k:
+                kept = dict(_ranked(kept)[:k])
+            out[qid] = kept
+        return out
+
+    def fetch(self, k: int) -> int:
+        """Hits to fetch per query for `k` to remain after dropping."""
+        return k + 1 if self.drop else k
+
+
+def self_hits(query_ids: Iterable[str], corpus_ids, keep: bool = False) -> SelfHits:
+    """BEIR's rule for these queries: drop self-hits when some query id is a document id.
+
+    `corpus_ids` answers `in` (a set, a dict of vectors) or is a `SpladeIndex` (asked with an
+    `ids` query); `keep` counts self-hits whatever the ids are.
+    """
+    query_ids = list(query_ids)
+    if keep:
+        return SelfHits(False, None, len(query_ids))
+    if hasattr(corpus_ids, "documents_with_ids"):
+        found = corpus_ids.documents_with_ids(query_ids)
+    else:
+        found = sum(1 for qid in query_ids if qid in corpus_ids)
+    return SelfHits(found > 0, found, len(query_ids))
 
 
 @dataclass
@@ -128,6 +195,13 @@ def retrieval_metrics(
         for k, value in values.items()
     }
 
+    graded = ir_measures.calc_aggregate([nDCG @ 10], *_trec_inputs(qrels, run, query_ids))
+    metrics[GRADED_NDCG] = float(graded[nDCG @ 10])
+    return metrics
+
+
+def _trec_inputs(qrels, run, query_ids) -> Tuple[dict, dict]:
+    """(qrels, run) for ir_measures/pytrec_eval over exactly `query_ids`."""
     # pytrec_eval breaks score ties by document id descending, sentence-transformers ascending;
     # scoring each hit by its rank in sentence-transformers' order keeps both on one ranking.
     ranked_run = {}
@@ -137,9 +211,21 @@ def retrieval_metrics(
     # Qrels restricted to the evaluated queries: pytrec_eval then averages over exactly those
     # (a query with no hit counts as 0, as in sentence-transformers).
     graded_qrels = {qid: {docid: int(g) for docid, g in qrels[qid].items()} for qid in query_ids}
-    graded = ir_measures.calc_aggregate([nDCG @ 10], graded_qrels, ranked_run)
-    metrics[GRADED_NDCG] = float(graded[nDCG @ 10])
-    return metrics
+    return graded_qrels, ranked_run
+
+
+def per_query_ndcg(queries: Dict[str, str], qrels: Dict[str, Dict[str, int]],
+                   run: Dict[str, Dict[str, float]]) -> Dict[str, float]:
+    """{query id: graded nDCG@10} of a run over the evaluated queries (0 for a query with no hit),
+    the per-query values whose mean is `ndcg@10_graded`."""
+    import ir_measures
+    from ir_measures import nDCG
+
+    query_ids = evaluated_queries(queries, qrels)
+    values = dict.fromkeys(query_ids, 0.0)
+    for metric in ir_measures.iter_calc([nDCG @ 10], *_trec_inputs(qrels, run, query_ids)):
+        values[metric.query_id] = float(metric.value)
+    return values
 
 
 def _latency(seconds: List[float]) -> Dict[str, float]:
@@ -178,6 +264,7 @@ def evaluate_index(
     options: Optional[SearchOptions] = None,
     show_progress: bool = False,
     body: Optional[Callable[[str, int], dict]] = None,
+    keep_self_hits: bool = False,
     **given,
 ) -> EvalResult:
     """Run every judged query against the index and compute the model-card metrics.
@@ -199,6 +286,8 @@ def evaluate_index(
         show_progress: draw a progress bar on stderr.
         body: build another search body from (text, k) instead of the SPLADE query, e.g.
             `splade_os.query.bm25_body` for the BM25 baseline on the same index.
+        keep_self_hits: count a hit whose id is the query's id; by default it is dropped when
+            some query id is a document id of the index (BEIR's rule, `SelfHits`).
         given: search options by name over `options` (`k=20`, `hybrid=Hybrid()`).
 
     Returns:
@@ -212,7 +301,8 @@ def evaluate_index(
 
     options = search_options(options or SearchOptions(k=100), **given)
     query_ids = _judged(queries, qrels, options.k)
-    search = _searcher(index, queries, query_ids, encoder, options, body)
+    rule = self_hits(query_ids, index, keep_self_hits)
+    search = _searcher(index, queries, query_ids, encoder, options.but(k=rule.fetch(options.k)), body)
     search(query_ids[0])  # warm-up, not timed
     run: Dict[str, Dict[str, float]] = {}
     seconds: List[float] = []
@@ -223,6 +313,7 @@ def evaluate_index(
             seconds.append(time.perf_counter() - started)
             progress.update(1)
 
+    run = rule.apply(run, options.k, qrels)
     metrics = retrieval_metrics(queries, qrels, run)
     metrics["query_active_dims"] = _query_active_dims(encoder, queries, query_ids)
     hybrid = options.hybrid
@@ -241,12 +332,13 @@ def evaluate_index(
         "model_hash": encoder.hash,
         "queries_given": len(queries),
         "queries_without_relevant": len(queries) - len(query_ids),
+        "self_hits": asdict(rule) | {"rule": rule.describe()},
         "relevance": "binary (grade > 0) for sentence-transformers' metrics; grades as gains for "
         + GRADED_NDCG,
         "versions": _versions(),
     }
     if hybrid is not None:
-        settings["hybrid"] = asdict(hybrid)
+        settings["hybrid"] = asdict(index.fusion(hybrid))
     return EvalResult(metrics, None, _latency(seconds), len(query_ids), run, settings)
 
 
@@ -266,11 +358,12 @@ def _searcher(index, queries: Dict[str, str], query_ids: List[str], encoder: Que
             return {hit["_id"]: float(hit["_score"]) for hit in response["hits"]["hits"]}
 
         return search
+    fusion = index.fusion(options.hybrid)
     many = {qid: index.hybrid_bodies(queries[qid], encoder=encoder, options=options) for qid in query_ids}
 
     def search_hybrid(qid: str) -> Dict[str, float]:
         bm25, splade = hit_lists(index.request_msearch(many[qid]), index.name)
-        return {hit["_id"]: score for hit, score in fuse(bm25, splade, options.hybrid, options.k)}
+        return {hit["_id"]: score for hit, score in fuse(bm25, splade, fusion, options.k)}
 
     return search_hybrid
 
@@ -413,6 +506,7 @@ def evaluate_exact(
     qrels: Dict[str, Dict[str, int]],
     encoder: QueryEncoder,
     k: int = 100,
+    keep_self_hits: bool = False,
 ) -> Dict[str, float]:
     """The same metrics as `evaluate_index`, from an exact in-memory sparse dot product.
 
@@ -422,13 +516,15 @@ def evaluate_exact(
         qrels: query id -> {document id: grade}.
         encoder: the model's `QueryEncoder`.
         k: hits per query (100 for MAP@100 as sentence-transformers computes it).
+        keep_self_hits: as for `evaluate_index` (here the corpus is `doc_vectors`).
 
     Returns:
         metric name -> value: those of `retrieval_metrics`, `query_active_dims` and
         `corpus_active_dims` (mean non-zeros per document vector).
     """
     query_ids = _judged(queries, qrels, k)
-    run = exact_run(doc_vectors, queries, query_ids, encoder, k)
+    rule = self_hits(query_ids, doc_vectors, keep_self_hits)
+    run = rule.apply(exact_run(doc_vectors, queries, query_ids, encoder, rule.fetch(k)), k, qrels)
     metrics = retrieval_metrics(queries, qrels, run)
     metrics["query_active_dims"] = _query_active_dims(encoder, queries, query_ids)
     metrics["corpus_active_dims"] = (

@@ -70,6 +70,8 @@ class IngestOptions:
         ray: a `splade_os.ingest.ray.RayOptions` to encode and send on a Ray cluster (an actor pool
             of encoders, each with its own cluster client) instead of in this process.
         allow_pickle: the index's own model may load weights that exist only as a pickle.
+        calibrate_fusion: at the end, measure the hybrid fusion on self-supervised queries of the
+            index and record it in its `_meta` (`SpladeIndex.calibrate_fusion`; a few seconds).
     """
 
     fields: Optional[CorpusFields] = None
@@ -85,6 +87,7 @@ class IngestOptions:
     shard: Optional[Tuple[int, int]] = None
     ray: Optional["RayOptions"] = None
     allow_pickle: bool = False
+    calibrate_fusion: bool = True
 
 
 @dataclass
@@ -102,6 +105,7 @@ class IngestStats:
     alias_switched: bool = False
     cut: int = 0  # documents not encoded in full (truncated, or more token windows than allowed)
     vectors: Optional[VectorOptions] = None  # how the index makes document vectors
+    fusion: str = ""  # the hybrid fusion measured and recorded at the end, in words (or why not)
 
     @property
     def cut_note(self) -> str:
@@ -175,7 +179,7 @@ def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: O
                             dead_letter_path=plan.dead_letter_path if rejected else None)
     else:
         stats = run_pipeline(plan, _encoder(plan, options, encoder, show_progress), options, show_progress)
-    publish(plan, stats, options.keep)
+    publish(plan, stats, options.keep, options.calibrate_fusion)
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -372,11 +376,17 @@ def run_pipeline(plan: IngestPlan, encoder, options: IngestOptions, show_progres
     return stats
 
 
-def publish(plan: IngestPlan, stats: IngestStats, keep: Optional[int] = None) -> None:
-    """Refresh and count; with an alias, switch it to the new index when the counts check out, then prune."""
+def publish(plan: IngestPlan, stats: IngestStats, keep: Optional[int] = None, calibrate: bool = True) -> None:
+    """Refresh and count; measure and record the hybrid fusion; with an alias, switch it to the new
+    index when the counts check out, then prune."""
     index = plan.index
     index.refresh()
     stats.count_after = index.count()
+    if calibrate:
+        try:
+            stats.fusion = index.calibrate_fusion(plan.model.query_encoder).describe()
+        except InputError as e:  # too few documents to measure: the default fusion stays
+            stats.fusion = f"default fusion kept: {e}"
     if plan.alias:
         if stats.count_after != stats.indexed:
             raise IndexStateError(
