@@ -97,6 +97,7 @@ class LocalNode:
         self._temp_dir: Optional[Path] = None
         self._account = None
         self._java_home: Optional[Path] = None
+        self._distribution_home: Optional[Path] = None
 
     def __repr__(self) -> str:
         return f"LocalNode({self.spec.name!r}, {self.name!r}, port={self.port})"
@@ -153,7 +154,7 @@ class LocalNode:
         spec = self.spec
         self._account = node_account(spec.label)
         home = ensure_distribution(spec, self.version, self.show_progress)
-        self.home = home_for(self._account, home, spec.script(home))
+        self.home = self._distribution_home = home_for(self._account, home, spec.script(home))
         self._java_home = find_java_home(spec)
         if not reachable_as(self._account, self._java_home / "bin" / "java"):
             raise NodeError(f"the node runs as an unprivileged user, who cannot run {self._java_home}/bin/java: "
@@ -170,6 +171,8 @@ class LocalNode:
         else:
             # The system temp dir, never the current dir: the node must not write into the repo.
             work = self._temp_dir = Path(tempfile.mkdtemp(prefix=f"splade-os-{self.spec.name}-"))
+        if self.security is not None:  # a home of its own: the distribution's folders and a plugin
+            self.home = self.security.node_home(self._distribution_home, work / "home")
         config, logs = work / "config", work / "logs"
         data = self.data_dir or work / "data"
         # A fresh copy of the distribution's config each start, so settings never go stale.

@@ -6,9 +6,16 @@ asked for explicitly. Everything comes from the distribution itself, nothing is 
 Python package is needed: `elasticsearch-certutil` makes a CA, the node's certificate (for
 127.0.0.1 and localhost) and a client certificate (`CN=splade-os-client`), and `elasticsearch-users`
 writes the superuser into the file realm. The node has a file realm (the superuser), a native
-realm (users and roles made through the API), and a PKI realm that maps the client certificate to
-the roles named here (mutual TLS); the PKI realm needs the self-generated trial license, which a
-throw-away node gets.
+realm (users, roles and API keys made through the API), and a PKI realm that maps the client
+certificate to the roles named here (mutual TLS); the PKI realm needs the self-generated trial
+license, which a throw-away node gets.
+
+The Maven zip lacks the analysis-common module, and the `.security` index (native users, roles,
+API keys, tokens) maps a field with three of its analysis components (`pattern_capture`,
+`uax_url_email`, `unique`): without them no role or API key can be made. A small plugin (its
+source below, compiled here with the JDK's javac against the zip's own jars) supplies them from
+the Lucene classes the zip ships; it runs only in the secured node's own home (links to the
+distribution plus that plugin), never in the distribution itself.
 
 Example:
     >>> security = NodeSecurity.create(folder, client_roles=["splade-os-search"])
@@ -37,6 +44,58 @@ from .logs import progress, shorten
 
 CLIENT_NAME = "splade-os-client"
 CERTS = "certs"  # the folder of the node's config that holds the certificates
+PLUGIN = "security-analysis-shim"
+PLUGIN_SOURCE = """\
+package splade.shim;
+
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Pattern;
+import org.apache.lucene.analysis.TokenStream;
+import org.apache.lucene.analysis.Tokenizer;
+import org.apache.lucene.analysis.email.UAX29URLEmailTokenizer;
+import org.apache.lucene.analysis.miscellaneous.RemoveDuplicatesTokenFilter;
+import org.apache.lucene.analysis.pattern.PatternCaptureGroupTokenFilter;
+import org.elasticsearch.index.analysis.AbstractTokenFilterFactory;
+import org.elasticsearch.index.analysis.AbstractTokenizerFactory;
+import org.elasticsearch.index.analysis.TokenFilterFactory;
+import org.elasticsearch.index.analysis.TokenizerFactory;
+import org.elasticsearch.indices.analysis.AnalysisModule.AnalysisProvider;
+import org.elasticsearch.plugins.AnalysisPlugin;
+import org.elasticsearch.plugins.Plugin;
+
+/** What the .security index's "email" analyzer needs of analysis-common (test nodes only). */
+public class SecurityAnalysisShim extends Plugin implements AnalysisPlugin {
+    @Override
+    public Map<String, AnalysisProvider<TokenFilterFactory>> getTokenFilters() {
+        return Map.of(
+            "pattern_capture", (index, env, name, settings) -> {
+                List<String> regexes = settings.getAsList("patterns");
+                Pattern[] patterns = regexes.stream().map(Pattern::compile).toArray(Pattern[]::new);
+                boolean preserve = settings.getAsBoolean("preserve_original", true);
+                return new AbstractTokenFilterFactory(name, settings) {
+                    public TokenStream create(TokenStream in) {
+                        return new PatternCaptureGroupTokenFilter(in, preserve, patterns);
+                    }
+                };
+            },
+            "unique", (index, env, name, settings) -> new AbstractTokenFilterFactory(name, settings) {
+                public TokenStream create(TokenStream in) {
+                    return new RemoveDuplicatesTokenFilter(in);
+                }
+            });
+    }
+
+    @Override
+    public Map<String, AnalysisProvider<TokenizerFactory>> getTokenizers() {
+        return Map.of("uax_url_email", (index, env, name, settings) -> new AbstractTokenizerFactory(index, settings, name) {
+            public Tokenizer create() {
+                return new UAX29URLEmailTokenizer();
+            }
+        });
+    }
+}
+"""
 
 
 @dataclass(frozen=True)
@@ -79,6 +138,7 @@ class NodeSecurity:
                   "--ca-cert", str(folder / "ca" / "ca.crt"), "--ca-key", str(folder / "ca" / "ca.key"),
                   "--out", str(folder / "certs.zip"))
         _unzip(folder / "certs.zip", folder)
+        tools.compile_plugin(folder / "plugin", version or ELASTICSEARCH_NODE.version)
         password = password or secrets.token_urlsafe(18)
         tools.run("elasticsearch-users", "useradd", user, "-p", password, "-r", "superuser")
         for name in ("users", "users_roles"):
@@ -131,6 +191,17 @@ class NodeSecurity:
         mapping = "".join(f'{role}:\n  - "CN={CLIENT_NAME}"\n' for role in self.client_roles)
         (config / "role_mapping.yml").write_text(mapping or "{}\n")
 
+    def node_home(self, distribution: Path, target: Path) -> Path:
+        """A home of the node's own at `target`: links to the distribution's folders, and a
+        plugins folder holding the analysis plugin the `.security` index needs."""
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for entry in distribution.iterdir():
+            if entry.name != "plugins":
+                (target / entry.name).symlink_to(entry)
+        shutil.copytree(self.folder / "plugin", target / "plugins" / PLUGIN)
+        return target
+
     def health_access(self) -> dict:
         """What a health probe of the node needs: the CA's TLS context and the superuser's basic auth."""
         context = ssl.create_default_context(cafile=self.ca_certs)
@@ -146,6 +217,29 @@ class _Tools:
         self.config = folder / "tool-config"
         shutil.rmtree(self.config, ignore_errors=True)
         shutil.copytree(home / "config", self.config)
+
+    def compile_plugin(self, target: Path, version: str) -> None:
+        """Compile PLUGIN_SOURCE against the distribution's jars into `target` (jar + descriptor)."""
+        build = target.parent / "plugin-build"
+        shutil.rmtree(build, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
+        source = build / "SecurityAnalysisShim.java"
+        source.parent.mkdir(parents=True)
+        source.write_text(PLUGIN_SOURCE)
+        command = [str(self.java / "bin" / "javac"), "--release", "21", "-nowarn", "-cp", str(self.home / "lib" / "*"),
+                   "-d", str(build / "classes"), str(source)]
+        result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise NodeError(f"javac could not build the security analysis plugin: "
+                            f"{shorten((result.stderr or result.stdout).strip().splitlines()[0])}")
+        target.mkdir(parents=True)
+        with zipfile.ZipFile(target / f"{PLUGIN}.jar", "w") as jar:
+            for path in sorted((build / "classes").rglob("*.class")):
+                jar.write(path, path.relative_to(build / "classes").as_posix())
+        (target / "plugin-descriptor.properties").write_text(
+            f"name={PLUGIN}\ndescription=analysis components of the .security index (test nodes)\nversion=1.0\n"
+            f"elasticsearch.version={version}\njava.version=21\nclassname=splade.shim.SecurityAnalysisShim\n")
+        shutil.rmtree(build)
 
     def run(self, tool: str, *args: str) -> None:
         spec = ELASTICSEARCH_NODE
