@@ -375,6 +375,10 @@ class Cluster:
         return ClusterError(f"{url}: {action} failed (HTTP {status}: {failure.reason or failure.error_type})",
                             status=status, error_type=failure.error_type, transient=status in TRANSIENT_STATUSES)
 
+    def refused(self, status: int, reason: str, action: str, error_type: Optional[str] = None) -> ClusterError:
+        """The one-line error of an HTTP error answered inside a response (a bulk item's 401 or 403)."""
+        return self._error(_Failure("http", status, error_type, reason), action)
+
     def _credentials_hint(self) -> str:
         kind = self._credentials.kind if self._credentials else None
         if kind is None:
@@ -386,7 +390,19 @@ class Cluster:
 
     def exists(self, path: str) -> bool:
         """Whether a HEAD of `path` (an index, an alias `/_alias/NAME`, a document) finds it."""
-        return bool(self.request("HEAD", path, action=f"checking {path}"))
+        try:
+            return bool(self.request("HEAD", path, action=f"checking {path}"))
+        except ClusterError as e:
+            if e.status != 403:
+                raise
+        # A refused HEAD has no body to say which privilege is missing; the same GET's answer does.
+        try:
+            self.request("GET", path, params={"filter_path": "_none"}, action=f"checking {path}")
+        except ClusterError as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
 
     def index(self, name: str):
         """The handle of index (or alias) `name` on this cluster (see `splade_os.cluster.index.SpladeIndex`)."""
@@ -411,6 +427,8 @@ class Cluster:
                                                                         "flat_settings": "true"})
         except ClusterError as e:
             if e.status in (401, 403):  # a restricted user: the defaults are safe
+                warnings.warn(f"{self.url}: may not read the cluster settings ({_short_403(e)}); assuming the "
+                              "engine's defaults (1024 query clauses, 100mb requests)")
                 return {}
             raise
         merged = {}
@@ -442,7 +460,11 @@ class Cluster:
                                   action="reading the ingest processors")
         except ClusterError as e:
             if e.status in (401, 403):  # a restricted user: managed OpenSearch has them, and painless
-                return self.engine is OPENSEARCH
+                if self.engine is OPENSEARCH:
+                    return True
+                warnings.warn(f"{self.url}: may not read the nodes' ingest processors ({_short_403(e)}); "
+                              "documents are checked by splade-os instead of an ingest pipeline")
+                return False
             raise
         for node in answer.get("nodes", {}).values():
             processors = {p.get("type") for p in node.get("ingest", {}).get("processors", [])}
@@ -452,9 +474,14 @@ class Cluster:
         return bool(answer.get("nodes"))
 
 
-_PRIVILEGE = re.compile(r"action \[(?P<action>[^\]]+)\] is unauthorized for (?:user|API key id) \[[^\]]*\]"
+_PRIVILEGE = re.compile(r"action \[(?P<action>.+?)\] is unauthorized for (?:user|API key id) \[[^\]]*\]"
                         r"(?:.*? on indices \[(?P<indices>[^\]]*)\])?.*?this action is granted by the "
                         r"(?P<scope>index|cluster) privileges \[(?P<privileges>[^\]]+)\]")
+
+
+def _short_403(error: ClusterError) -> str:
+    """"HTTP 403: <what needs which privilege>" from a refused request's one-line error."""
+    return "HTTP 403: " + str(error).split("(HTTP 403: ", 1)[-1].rstrip(")") if error.status == 403 else "HTTP 401"
 
 
 def _privilege_reason(reason: str) -> str:
