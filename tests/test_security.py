@@ -21,7 +21,10 @@ from splade_os.cli import cli
 from splade_os.cluster import Credentials, connect
 from splade_os.common.errors import ClusterError, InputError
 
-pytestmark = [pytest.mark.node, pytest.mark.slow]
+
+def on_the_secured_node(test):
+    """Marks of a test on the secured node (it takes about 40 s to make and start): node, slow."""
+    return pytest.mark.node(pytest.mark.slow(test))
 
 ROOT = Path(__file__).resolve().parent.parent
 SECURITY_DOC = ROOT / "docs" / "security.md"
@@ -92,6 +95,11 @@ def corpus(sample_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tiny(sample_dir, tmp_path_factory):
+    return first_documents(sample_dir, tmp_path_factory.mktemp("tiny"), 3)
+
+
+@pytest.fixture(scope="module")
 def model_dir(default_model):
     return str(default_model.root)
 
@@ -100,6 +108,7 @@ def test_the_doc_has_the_four_roles():
     assert set(documented_roles()) == {"splade-os-search", "splade-os-ingest", "splade-os-push", "splade-os-pull"}
 
 
+@on_the_secured_node
 @pytest.mark.parametrize("holder", ["user", "api_key"])
 def test_every_command_runs_with_exactly_its_role(secured, holder, corpus, sample_dir, model_dir, tmp_path):
     roles = documented_roles()
@@ -143,15 +152,15 @@ def _privileges(body: dict):
 OWN_INDEXES = ("splade-query-sides", "splade-models", "splade-models-chunks")
 
 
-def test_every_documented_privilege_is_needed(secured, corpus, sample_dir, model_dir, tmp_path):
+@on_the_secured_node
+def test_every_documented_privilege_is_needed(secured, tiny, model_dir, tmp_path):
     roles = documented_roles()
     admin = {"SPLADE_OS_USER": secured.security.user, "SPLADE_OS_PASSWORD": secured.security.password}
     # What the readers read, made by the superuser: an index (and its query side) and a model.
     secured.forget(*OWN_INDEXES)
-    assert secured.run(admin, "ingest", str(corpus), "--index", "docs-base", "--checkpoint", str(tmp_path / "b.json"),
+    assert secured.run(admin, "ingest", str(tiny), "--index", "docs-base", "--checkpoint", str(tmp_path / "b.json"),
                        "--dead-letter", str(tmp_path / "b.dead")).exit_code == 0
     assert secured.run(admin, "push", model_dir, "--name", "base").exit_code == 0
-    tiny = first_documents(sample_dir, tmp_path, 3)
     commands = {
         "splade-os-search": lambda n: ("search", "boundary layer", "--index", "docs-base"),
         "splade-os-pull": lambda n: ("pull", "base", "-o", str(tmp_path / f"pulled-{n}")),
@@ -175,10 +184,11 @@ def test_every_documented_privilege_is_needed(secured, corpus, sample_dir, model
     assert len(checked) == sum(1 for body in roles.values() for _ in _privileges(body))
 
 
-def test_without_reading_nodes_and_settings_it_falls_back_and_says_so_once(secured, corpus, tmp_path):
+@on_the_secured_node
+def test_without_reading_nodes_and_settings_it_falls_back_and_says_so_once(secured, tiny, tmp_path):
     body = documented_roles()["splade-os-ingest"]
     narrow = {**body, "cluster": ["cluster:monitor/health"]}
-    result = secured.run(secured.user("narrow", narrow), "ingest", str(corpus), "--index", "docs-narrow",
+    result = secured.run(secured.user("narrow", narrow), "ingest", str(tiny), "--index", "docs-narrow",
                          "--checkpoint", str(tmp_path / "c.json"), "--dead-letter", str(tmp_path / "dead.jsonl"))
     assert result.exit_code == 0, result.output
     assert result.stderr.count("may not read the nodes' ingest processors") == 1, result.stderr
@@ -187,10 +197,11 @@ def test_without_reading_nodes_and_settings_it_falls_back_and_says_so_once(secur
     assert "cluster privilege monitor" in result.stderr
 
 
-def test_bearer_token_client_certificate_and_cloud_id(secured, corpus, tmp_path):
+@on_the_secured_node
+def test_bearer_token_client_certificate_and_cloud_id(secured, tiny, tmp_path):
     search = documented_roles()["splade-os-search"]
     ingest = secured.user("token-ingest", documented_roles()["splade-os-ingest"])
-    assert secured.run(ingest, "ingest", str(corpus), "--index", "docs-tok", "--checkpoint", str(tmp_path / "c.json"),
+    assert secured.run(ingest, "ingest", str(tiny), "--index", "docs-tok", "--checkpoint", str(tmp_path / "c.json"),
                        "--dead-letter", str(tmp_path / "d.jsonl")).exit_code == 0
     reader = secured.user("token", search)
     token = secured.admin.request("POST", "/_security/oauth2/token", {
@@ -217,6 +228,7 @@ def test_bearer_token_client_certificate_and_cloud_id(secured, corpus, tmp_path)
     assert "local node" not in result.output
 
 
+@on_the_secured_node
 def test_wrong_credentials_are_one_line_without_the_secret(secured):
     for env, kind in (({"SPLADE_OS_API_KEY": "bm90LWEta2V5Om5vdC1hLXNlY3JldA=="}, "check the API key"),
                       ({"SPLADE_OS_USER": "nobody-here", "SPLADE_OS_PASSWORD": "hunter2-wrong"}, "check the basic auth"),
@@ -239,6 +251,7 @@ def _unpickle_elsewhere(data: bytes, env: dict) -> str:
     return (done.stdout or done.stderr).decode().strip().splitlines()[-1]
 
 
+@on_the_secured_node
 def test_a_pickled_cluster_holds_no_secret(secured, tmp_path, monkeypatch):
     for name in SECRET_ENV:
         monkeypatch.delenv(name, raising=False)
