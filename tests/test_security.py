@@ -225,7 +225,7 @@ def test_bearer_token_client_certificate_and_cloud_id(secured, tiny, tmp_path):
                                 env={**env, **reader, "SPLADE_OS_CACHE": str(tmp_path / "cache")},
                                 catch_exceptions=False)
     assert result.exit_code == 0 and result.stdout.strip(), result.output
-    assert "local node" not in result.output
+    assert "Using the local node" not in result.output
 
 
 @on_the_secured_node
@@ -311,3 +311,25 @@ def test_opensearch_bearer_token_and_client_certificate_through_a_tls_proxy(open
         assert "wrong-secret" not in str(refused.value)
     with pytest.raises(InputError, match="--api-key is an Elasticsearch API key"):
         connect(opensearch_url, api_key="id:key")
+
+
+def test_connection_input_is_refused_in_one_line(tmp_path, monkeypatch):
+    for name in SECRET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(InputError, match="no cluster: give its URL"):
+        connect()
+    with pytest.raises(InputError, match="not both"):
+        connect("https://127.0.0.1:9", cloud_id="x:eXo=")
+    with pytest.raises(InputError, match="--client-key needs --client-cert"):
+        connect("https://127.0.0.1:9", client_key=__file__)
+    with pytest.raises(InputError, match="no such client certificate"):
+        connect("https://127.0.0.1:9", client_cert=str(tmp_path / "missing.pem"))
+    result = CliRunner().invoke(cli, ["-q", "search", "lift", "--index", "x", "--cloud-id", "not-a-cloud-id"],
+                                env={name: None for name in SECRET_ENV}, catch_exceptions=False)
+    assert result.output == "Error: --cloud-id: not an Elastic Cloud id (NAME:BASE64, as the deployment's page shows it)\n"
+    # A cloud id is a configured cluster: the command goes there (and fails to reach it), no local node.
+    cloud_id = "c:" + base64.b64encode(b"0.0.1:9$127$kb").decode()
+    result = CliRunner().invoke(cli, ["search", "lift", "--index", "x", "--cloud-id", cloud_id],
+                                env={name: None for name in SECRET_ENV}, catch_exceptions=False)
+    assert result.exit_code == 1 and "https://127.0.0.1:9: cannot reach the cluster" in result.output, result.output
+    assert "Using the local node" not in result.output
