@@ -22,10 +22,13 @@ class FaultProxy:
     `fault` returns None (forward), "429" (answer 429), "drop" (close without answering), or
     "items-429" (forward, then report the first items as rejected with 429). With `max_body`, a
     bulk request larger than that many bytes is answered 413 with an empty body, as a cluster
-    answers one over its `http.max_content_length`.
+    answers one over its `http.max_content_length`. `basic_auth` ("user:password") or
+    `authorization` (the whole header) is required of every request; with `client_ca` (and `tls`)
+    the TLS handshake requires a client certificate that CA signed.
     """
 
-    def __init__(self, target: str, fault=None, tls=None, basic_auth=None, max_body=None):
+    def __init__(self, target: str, fault=None, tls=None, basic_auth=None, max_body=None, authorization=None,
+                 client_ca=None):
         self.target = urlsplit(target)
         inner = fault or (lambda n, path, size: None)
         self.fault = inner if max_body is None else (
@@ -43,8 +46,8 @@ class FaultProxy:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                if basic_auth and self.headers.get("Authorization") != "Basic " + base64.b64encode(
-                        basic_auth.encode()).decode():
+                expected = authorization or (basic_auth and "Basic " + base64.b64encode(basic_auth.encode()).decode())
+                if expected and self.headers.get("Authorization") != expected:
                     return self._reply(401, b'{"error": "unauthorized", "status": 401}')
                 with proxy.lock:
                     proxy.counts["requests"] += 1
@@ -96,6 +99,9 @@ class FaultProxy:
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*tls)
+            if client_ca:
+                context.load_verify_locations(client_ca)
+                context.verify_mode = ssl.CERT_REQUIRED
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
             scheme = "https"
         self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"

@@ -141,13 +141,15 @@ def test_ingest_and_search_commands(opensearch_url, tmp_path, sample_dir):
 
 
 def test_credentials_file_is_read_and_never_printed(tmp_path):
-    from splade_os.cluster import read_credentials
+    from splade_os.cluster import Credentials, read_credentials
 
     plain, as_json = tmp_path / "plain", tmp_path / "creds.json"
     plain.write_text("alice:pa:ss\n")
     as_json.write_text('{"user": "bob", "password": "hunter2"}')
-    assert read_credentials(str(plain)) == ("alice", "pa:ss")
-    assert read_credentials(str(as_json)) == ("bob", "hunter2")
+    assert read_credentials(str(plain)) == Credentials("alice", "pa:ss")
+    assert read_credentials(str(as_json)) == Credentials("bob", "hunter2")
+    (tmp_path / "key.json").write_text('{"api_key": "a2V5"}')
+    assert read_credentials(str(tmp_path / "key.json")) == Credentials(api_key="a2V5")
     result = run("-q", "search", "lift", "--index", "x", "--url", "http://127.0.0.1:9", "--credentials-file", str(as_json))
     assert result.exit_code == 1 and "hunter2" not in result.output and "cannot reach" in result.output
     (tmp_path / "bad").write_text("no separator")

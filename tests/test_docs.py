@@ -13,7 +13,8 @@ from splade_os.cli import cli
 ROOT = Path(__file__).resolve().parent.parent
 CLI_DOC = ROOT / "docs" / "cli.md"
 README = ROOT / "README.md"
-CLUSTER_OPTIONS = {"--url", "--engine", "--ca-certs", "--insecure", "--credentials-file", "--aws-region"}
+CLUSTER_OPTIONS = {"--url", "--engine", "--ca-certs", "--insecure", "--credentials-file", "--aws-region", "--api-key",
+                   "--bearer-token", "--client-cert", "--client-key", "--cloud-id"}
 
 
 def _commands(group, prefix=""):

@@ -196,6 +196,30 @@ def test_killed_worker_is_retried_and_resume_skips_finished_blocks(local_ray, cl
     assert {p.name for p in ledger.blocks_dir.glob("*.npz")} == set(kept) | {"3.npz", "7.npz"}
 
 
+@pytest.mark.slow
+def test_actors_read_credentials_from_a_secret_file_not_task_arguments(local_ray, opensearch_url, default_model,
+                                                                         sample_dir, tmp_path, monkeypatch):
+    from faults import FaultProxy
+    from splade_os.cluster import connect
+
+    for name in ("SPLADE_OS_USER", "SPLADE_OS_PASSWORD", "OPENSEARCH_USER", "OPENSEARCH_PASSWORD",
+                 "SPLADE_OS_CREDENTIALS_FILE", "SPLADE_OS_API_KEY", "SPLADE_OS_BEARER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    corpus = tmp_path / "cran40.jsonl"
+    corpus.write_text("".join(open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:40]), encoding="utf-8")
+    secret = "s3cret-only-in-the-url"
+    with FaultProxy(opensearch_url, basic_auth=f"ray-user:{secret}") as proxy:
+        # The credentials exist only in the driver (the URL): every actor must read the secret file.
+        driver = connect(proxy.url.replace("http://", f"http://ray-user:{secret}@"))
+        options = _options(tmp_path, "secret", ray=RayOptions(workers=1, cpus_per_worker=2))
+        stats = ingest(driver, corpus, "ray-secret", default_model, options=options, show_progress=False)
+    assert stats.indexed == stats.count_after == 40
+    assert not list(Path(str(options.checkpoint) + ".ray").glob("credentials-*"))  # removed at the end
+    session = Path(ray._private.worker._global_node.get_session_dir_path())
+    leaked = [path for path in session.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+    assert not leaked  # not in Ray's logs or spilled objects
+
+
 # -- options and refusals (no Ray started) ------------------------------------------------------------
 
 def test_cli_ray_options_are_checked(tmp_path):

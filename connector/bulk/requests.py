@@ -218,6 +218,14 @@ def _reason(result: dict, engine_label: str) -> Refusal:
     return refusal
 
 
+def _item_error(result: dict) -> tuple:
+    """(error type, reason) of a bulk item's error."""
+    error = result.get("error")
+    if isinstance(error, dict):
+        return error.get("type"), error.get("reason") or error.get("type") or ""
+    return None, str(error or "")
+
+
 def _item_retryable(result: dict) -> bool:
     status = result.get("status", 500)
     # A pipeline's fail processor answers 500 on some versions: that is a verdict, not a fault.
@@ -268,6 +276,10 @@ def send_chunk(
                 result = next(iter(item.values()))
                 if 200 <= result.get("status", 500) < 300:
                     outcome[i] = None
+                elif result.get("status") in (401, 403):
+                    # The user may not write here: no document's fault, and the same for every one.
+                    error_type, reason = _item_error(result)
+                    raise cluster.refused(result["status"], reason, "sending a bulk request", error_type)
                 elif _item_retryable(result):
                     retry.append(i)
                     why = f"item HTTP {result.get('status')}"

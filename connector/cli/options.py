@@ -55,7 +55,8 @@ def quiet() -> bool:
 
 @dataclass
 class ClusterSpec:
-    """The cluster options of a command; `connect()` builds the `Cluster` (the local node when no URL)."""
+    """The cluster options of a command; `connect()` builds the `Cluster` (the local node when no
+    URL and no cloud id)."""
 
     url: Optional[str]
     engine: Optional[str]
@@ -63,31 +64,49 @@ class ClusterSpec:
     insecure: bool
     credentials_file: Optional[str]
     aws_region: Optional[str]
+    api_key: Optional[str] = None
+    bearer_token: Optional[str] = None
+    client_cert: Optional[str] = None
+    client_key: Optional[str] = None
+    cloud_id: Optional[str] = None
+
+    def __repr__(self) -> str:  # never the secrets
+        return f"ClusterSpec(url={self.url!r}, engine={self.engine!r})"
 
     def connect(self):
         from splade_os.cluster.client import connect
 
         url = self.url
-        if not url:
+        if not url and not self.cloud_id:
             from splade_os.node import start_background
 
             url = start_background(engine=self.engine or "opensearch", show_progress=not quiet())
             if not quiet():
                 click.echo(f"Using the local node at {url}", err=True)
         return connect(url, engine=self.engine, ca_certs=self.ca_certs, insecure=self.insecure,
-                       credentials_file=self.credentials_file, aws_region=self.aws_region)
+                       credentials_file=self.credentials_file, aws_region=self.aws_region, api_key=self.api_key,
+                       bearer_token=self.bearer_token, client_cert=self.client_cert, client_key=self.client_key,
+                       cloud_id=self.cloud_id)
+
+
+CLUSTER_OPTION_NAMES = ("url", "engine", "ca_certs", "insecure", "credentials_file", "aws_region", "api_key",
+                        "bearer_token", "client_cert", "client_key", "cloud_id")
 
 
 def cluster_options(f):
-    """--url, --engine, --ca-certs, --insecure, --credentials-file, --aws-region -> `cluster` (a ClusterSpec).
+    """--url, --engine, --ca-certs, --insecure, --credentials-file, --aws-region, --api-key,
+    --bearer-token, --client-cert, --client-key, --cloud-id -> `cluster` (a ClusterSpec).
 
-    Basic auth also comes from SPLADE_OS_USER / SPLADE_OS_PASSWORD.
+    Secrets also come from SPLADE_OS_USER / SPLADE_OS_PASSWORD, SPLADE_OS_API_KEY and
+    SPLADE_OS_BEARER_TOKEN, read by `connect` (so a Ray worker reads them from its own environment).
     """
 
     @functools.wraps(f)
-    def wrapper(*args, url, engine, ca_certs, insecure, credentials_file, aws_region, **kwargs):
-        return f(*args, cluster=ClusterSpec(url, engine, ca_certs, insecure, credentials_file, aws_region), **kwargs)
+    def wrapper(*args, **kwargs):
+        spec = ClusterSpec(**{name: kwargs.pop(name) for name in CLUSTER_OPTION_NAMES})
+        return f(*args, cluster=spec, **kwargs)
 
+    secret = " (or env {}; a command line is visible to other users of the machine)"
     options = [
         click.option("--url", envvar=["SPLADE_OS_URL", "OPENSEARCH_URL"],
                      help="Cluster URL (env SPLADE_OS_URL). Default: the local node, started when needed."),
@@ -96,9 +115,21 @@ def cluster_options(f):
         click.option("--ca-certs", type=click.Path(dir_okay=False), help="CA bundle to verify the cluster's TLS certificate."),
         click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (self-signed test clusters)."),
         click.option("--credentials-file", type=click.Path(dir_okay=False),
-                     help="Basic auth from a file: `user:password`, or JSON {user, password} (env SPLADE_OS_CREDENTIALS_FILE)."),
+                     help="Credentials from a file: `user:password`, or JSON {user, password}, {api_key} or "
+                          "{bearer_token} (env SPLADE_OS_CREDENTIALS_FILE)."),
         click.option("--aws-region", envvar="SPLADE_OS_AWS_REGION",
                      help="Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service; needs splade-os[aws])."),
+        click.option("--api-key", metavar="KEY",
+                     help="Elasticsearch API key: the `encoded` value, or ID:KEY" + secret.format("SPLADE_OS_API_KEY") + "."),
+        click.option("--bearer-token", metavar="TOKEN",
+                     help="Send `Authorization: Bearer TOKEN` (an Elasticsearch access or service token, an OpenSearch "
+                          "JWT)" + secret.format("SPLADE_OS_BEARER_TOKEN") + "."),
+        click.option("--client-cert", type=click.Path(dir_okay=False),
+                     help="Client certificate (PEM) for mutual TLS (env SPLADE_OS_CLIENT_CERT)."),
+        click.option("--client-key", type=click.Path(dir_okay=False),
+                     help="The client certificate's unencrypted key (PEM; env SPLADE_OS_CLIENT_KEY)."),
+        click.option("--cloud-id", envvar="SPLADE_OS_CLOUD_ID",
+                     help="An Elastic Cloud deployment's id, instead of --url (env SPLADE_OS_CLOUD_ID)."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)

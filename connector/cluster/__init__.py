@@ -6,4 +6,4 @@ and never import this package.
 May import: every package but `training` and `cli`.
 """
 
-from splade_os.cluster.client import Cluster, connect, read_credentials, redact_url, split_urls  # noqa: F401
+from splade_os.cluster.client import Cluster, Credentials, connect, read_credentials, redact_url, split_urls  # noqa: F401

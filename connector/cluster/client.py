@@ -7,8 +7,11 @@ for Elasticsearch), which brings connection pooling, TLS, authentication and Sig
 paths and bodies serve both engines wherever the engines agree; `splade_os.query.engine` says where
 they differ.
 
-Secrets never appear in messages: URLs are shown without their user-info part and the password
-is only handed to the client.
+How requests authenticate is one `Credentials`: basic auth, an Elasticsearch API key or a bearer
+token (at most one), from arguments, a credentials file or environment variables, plus a client
+certificate for mutual TLS. Secrets never appear in messages or a repr: URLs are shown without
+their user-info part, and a secret is only handed to the engine's client. A pickled `Cluster` (sent
+to a Ray worker) carries none: the worker reads them from its environment or a secret file.
 
 Example:
     >>> cluster = connect("http://localhost:9200")
@@ -17,11 +20,16 @@ Example:
     >>> hits = cluster.index("docs").search("what is lift?")
 """
 
+import base64
+import contextlib
 import functools
 import json
 import os
+import re
 import warnings
-from typing import Any, Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from splade_os.query.engine import ELASTICSEARCH, OPENSEARCH, Engine, engine_named
@@ -50,22 +58,75 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-def read_credentials(path: str):
-    """(user, password) from a file holding `user:password` on its first line, or JSON {"user", "password"}."""
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """How requests authenticate: basic auth (`user`, `password`), an Elasticsearch API key, or a
+    bearer token (an OAuth2/JWT access token or an Elasticsearch service token); at most one.
+
+    The repr names the kind and the user, never a secret.
+
+    Raises:
+        InputError: more than one kind was given.
+    """
+
+    user: Optional[str] = None
+    password: Optional[str] = None
+    api_key: Optional[str] = None
+    bearer_token: Optional[str] = None
+
+    def __post_init__(self):
+        kinds = [kind for kind, given in (("basic auth", self.user is not None), ("an API key", self.api_key),
+                                          ("a bearer token", self.bearer_token)) if given]
+        if len(kinds) > 1:
+            raise InputError(f"credentials: give one of basic auth, an API key or a bearer token, not "
+                             f"{' and '.join(kinds)}")
+
+    @property
+    def kind(self) -> Optional[str]:
+        """"basic auth", "API key", "bearer token", or None (no credentials)."""
+        if self.user is not None:
+            return "basic auth"
+        return "API key" if self.api_key else "bearer token" if self.bearer_token else None
+
+    def __bool__(self) -> bool:
+        return self.kind is not None
+
+    def __repr__(self) -> str:
+        user = f", user={self.user!r}" if self.user is not None else ""
+        return f"Credentials({self.kind or 'none'}{user})"
+
+    def as_json(self) -> dict:
+        """The secret file's content (the credentials file's JSON form)."""
+        if self.user is not None:
+            return {"user": self.user, "password": self.password or ""}
+        return {"api_key": self.api_key} if self.api_key else {"bearer_token": self.bearer_token} if self.bearer_token \
+            else {}
+
+
+def read_credentials(path: str) -> Credentials:
+    """`Credentials` from a file: `user:password` on its first line, or JSON: {"user", "password"},
+    {"api_key"} or {"bearer_token"}."""
     try:
         text = open(path, encoding="utf-8").read().strip()
     except OSError as e:
         raise InputError(f"{path}: cannot read the credentials file ({e.strerror})") from None
     if text.startswith("{"):
+        expected = f'{path}: expected JSON with "user" and "password", or "api_key", or "bearer_token"'
         try:
             data = json.loads(text)
-            return str(data["user"]), str(data["password"])
-        except (ValueError, KeyError, TypeError):
-            raise InputError(f"{path}: expected JSON with \"user\" and \"password\"") from None
+        except ValueError:
+            raise InputError(expected) from None
+        if not isinstance(data, dict):
+            raise InputError(expected)
+        if "user" in data and "password" in data:
+            return Credentials(user=str(data["user"]), password=str(data["password"]))
+        if data.get("api_key") or data.get("bearer_token"):
+            return Credentials(api_key=data.get("api_key") or None, bearer_token=data.get("bearer_token") or None)
+        raise InputError(expected)
     user, sep, password = text.splitlines()[0].partition(":") if text else ("", "", "")
     if not sep:
         raise InputError(f"{path}: expected `user:password` on the first line")
-    return user, password
+    return Credentials(user=user, password=password)
 
 
 def _env(*names: str) -> Optional[str]:
@@ -217,14 +278,54 @@ class Cluster:
     def __repr__(self) -> str:
         return f"Cluster({self.url!r}, engine={self.engine.name!r})"
 
+    # Set by `_connect`: the credentials and where they came from ("arguments", "url", "file",
+    # "environment"), the arguments a worker connects again with (no secret among them), and the
+    # secret file a pickled copy names while `secret_file` is open.
+    _credentials: "Credentials" = None
+    _credentials_source: Optional[str] = None
+    _connect_arguments: Optional[dict] = None
+    _secret_file: Optional[str] = None
+
     def __reduce__(self):
         # Another process (a Ray worker) gets its own client: it connects again with the same
-        # arguments, credentials included; an engine client itself cannot be pickled.
-        arguments = getattr(self, "_connect_arguments", None)
+        # arguments; an engine client itself cannot be pickled. No secret is pickled: the worker
+        # reads credentials from its environment, or from the credentials file (or the secret file
+        # `secret_file` writes) whose path is all that travels.
+        arguments = self._connect_arguments
         if arguments is None:
             raise TypeError(f"{self!r} was not made by splade_os.cluster.connect, so it cannot be sent to "
                             "another process")
+        if self._secret_file:
+            arguments = {**arguments, "credentials_file": self._secret_file}
         return _reconnect, (arguments,)
+
+    @contextlib.contextmanager
+    def secret_file(self, folder) -> Iterator[Optional[Path]]:
+        """While open, a pickled copy of this cluster reads its credentials from a file in `folder`.
+
+        Credentials given as arguments or in the URL exist only in this process; a worker that
+        connects again (a Ray actor) reads them from this file (mode 0600, removed on exit), which
+        must be readable at the same path where the worker runs. Credentials from a credentials
+        file or from environment variables are read there the same way, so no file is written.
+
+        Yields:
+            the file's path, or None when none was needed.
+        """
+        if not self._credentials or self._credentials_source not in ("arguments", "url"):
+            yield None
+            return
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"credentials-{os.getpid()}-{id(self):x}.json"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+            json.dump(self._credentials.as_json(), f)
+        self._secret_file = str(path)
+        try:
+            yield path
+        finally:
+            self._secret_file = None
+            path.unlink(missing_ok=True)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -252,8 +353,8 @@ class Cluster:
                 raise
             raise self._error(failure, action or f"{method} {path}") from None
 
-    def _error(self, failure: _Failure, action: str) -> ClusterError:
-        url, label = self.url, self.engine.label
+    def _error(self, failure: _Failure, action: str, engine_known: bool = True) -> ClusterError:
+        url, label = self.url, self.engine.label if engine_known else "the cluster"
         if failure.kind == "tls":
             return ClusterError(f"{url}: TLS verification failed ({failure.reason}); pass the CA bundle with "
                                 "--ca-certs, or --insecure for a self-signed test node")
@@ -266,17 +367,42 @@ class Cluster:
             return ClusterError(f"{url}: not an Elasticsearch cluster ({failure.reason}); drop --engine to detect it")
         status = failure.status
         if status == 401:
-            return ClusterError(f"{url}: {label} refused the credentials (HTTP 401); set SPLADE_OS_USER and "
-                                "SPLADE_OS_PASSWORD, or --credentials-file", status=401)
+            return ClusterError(f"{url}: {label} refused the credentials (HTTP 401; {self._credentials_hint()})",
+                                status=401)
         if status == 403:
-            return ClusterError(f"{url}: {action}: the user is not allowed to (HTTP 403: {failure.reason})",
-                                status=403, error_type=failure.error_type)
+            return ClusterError(f"{url}: {action}: the user is not allowed to (HTTP 403: "
+                                f"{_privilege_reason(failure.reason)})", status=403, error_type=failure.error_type)
         return ClusterError(f"{url}: {action} failed (HTTP {status}: {failure.reason or failure.error_type})",
                             status=status, error_type=failure.error_type, transient=status in TRANSIENT_STATUSES)
 
+    def refused(self, status: int, reason: str, action: str, error_type: Optional[str] = None) -> ClusterError:
+        """The one-line error of an HTTP error answered inside a response (a bulk item's 401 or 403)."""
+        return self._error(_Failure("http", status, error_type, reason), action)
+
+    def _credentials_hint(self) -> str:
+        kind = self._credentials.kind if self._credentials else None
+        if kind is None:
+            return ("none were given: set SPLADE_OS_USER and SPLADE_OS_PASSWORD, SPLADE_OS_API_KEY or "
+                    "SPLADE_OS_BEARER_TOKEN, or --credentials-file")
+        where = {"basic auth": "SPLADE_OS_USER and SPLADE_OS_PASSWORD, or --credentials-file",
+                 "API key": "--api-key / SPLADE_OS_API_KEY", "bearer token": "--bearer-token / SPLADE_OS_BEARER_TOKEN"}
+        return f"check the {kind}: {where[kind]}"
+
     def exists(self, path: str) -> bool:
         """Whether a HEAD of `path` (an index, an alias `/_alias/NAME`, a document) finds it."""
-        return bool(self.request("HEAD", path, action=f"checking {path}"))
+        try:
+            return bool(self.request("HEAD", path, action=f"checking {path}"))
+        except ClusterError as e:
+            if e.status != 403:
+                raise
+        # A refused HEAD has no body to say which privilege is missing; the same GET's answer does.
+        try:
+            self.request("GET", path, params={"filter_path": "_none"}, action=f"checking {path}")
+        except ClusterError as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
 
     def index(self, name: str):
         """The handle of index (or alias) `name` on this cluster (see `splade_os.cluster.index.SpladeIndex`)."""
@@ -301,6 +427,8 @@ class Cluster:
                                                                         "flat_settings": "true"})
         except ClusterError as e:
             if e.status in (401, 403):  # a restricted user: the defaults are safe
+                warnings.warn(f"{self.url}: may not read the cluster settings ({_short_403(e)}); assuming the "
+                              "engine's defaults (1024 query clauses, 100mb requests)")
                 return {}
             raise
         merged = {}
@@ -332,7 +460,11 @@ class Cluster:
                                   action="reading the ingest processors")
         except ClusterError as e:
             if e.status in (401, 403):  # a restricted user: managed OpenSearch has them, and painless
-                return self.engine is OPENSEARCH
+                if self.engine is OPENSEARCH:
+                    return True
+                warnings.warn(f"{self.url}: may not read the nodes' ingest processors ({_short_403(e)}); "
+                              "documents are checked by splade-os instead of an ingest pipeline")
+                return False
             raise
         for node in answer.get("nodes", {}).values():
             processors = {p.get("type") for p in node.get("ingest", {}).get("processors", [])}
@@ -340,6 +472,28 @@ class Cluster:
             if not ({"fail", "set", "remove"} <= processors and "lang-painless" in modules):
                 return False
         return bool(answer.get("nodes"))
+
+
+_PRIVILEGE = re.compile(r"action \[(?P<action>.+?)\] is unauthorized for (?:user|API key id) \[[^\]]*\]"
+                        r"(?:.*? on indices \[(?P<indices>[^\]]*)\])?.*?this action is granted by the "
+                        r"(?P<scope>index|cluster) privileges \[(?P<privileges>[^\]]+)\]")
+
+
+def _short_403(error: ClusterError) -> str:
+    """"HTTP 403: <what needs which privilege>" from a refused request's one-line error."""
+    return "HTTP 403: " + str(error).split("(HTTP 403: ", 1)[-1].rstrip(")") if error.status == 403 else "HTTP 401"
+
+
+def _privilege_reason(reason: str) -> str:
+    """Elasticsearch's long 403 reason as the privilege it names: which action, on which indexes,
+    needs which privilege (the first is the narrowest; the others include it)."""
+    found = _PRIVILEGE.search(reason or "")
+    if not found:
+        return reason
+    first, *wider = found["privileges"].split(",")
+    on = f" on {found['indices']}" if found["indices"] else ""
+    also = f" (or {', '.join(wider)})" if wider else ""
+    return f"{found['action']}{on} needs the {found['scope']} privilege {first}{also}"
 
 
 def _reconnect(arguments: dict) -> "Cluster":
@@ -350,19 +504,30 @@ CONNECTIONS_PER_NODE = 16  # kept open per node: above the bulk workers plus a f
 
 
 def connect(
-    url: str,
+    url: Optional[str] = None,
     *,
     engine: Optional[str] = None,
     user: Optional[str] = None,
     password: Optional[str] = None,
+    api_key: Optional[str] = None,
+    bearer_token: Optional[str] = None,
     ca_certs: Optional[str] = None,
     insecure: bool = False,
+    client_cert: Optional[str] = None,
+    client_key: Optional[str] = None,
+    cloud_id: Optional[str] = None,
     timeout: float = 60,
     credentials_file: Optional[str] = None,
     aws_region: Optional[str] = None,
     aws_service: str = "es",
 ) -> Cluster:
-    """A `Cluster` for `url`, checked with one request; the engine is detected unless given.
+    """A `Cluster` for `url` (or an Elastic Cloud id), checked with one request; the engine is
+    detected unless given.
+
+    Credentials are one of basic auth, an API key or a bearer token, taken from the first of: the
+    arguments; the credentials file; the environment ($SPLADE_OS_USER / $SPLADE_OS_PASSWORD,
+    $SPLADE_OS_API_KEY, $SPLADE_OS_BEARER_TOKEN); the URL's user info. A client certificate
+    (mutual TLS) goes with any of them.
 
     Args:
         url: e.g. "http://localhost:9200" or "https://user:pw@search.example.com:9200"; several
@@ -371,68 +536,137 @@ def connect(
             come from the first URL.
         engine: "opensearch" or "elasticsearch"; detected from the cluster's answer when None
             (Elasticsearch marks every answer with an `X-Elastic-Product` header).
-        user, password: basic auth; default $SPLADE_OS_USER / $SPLADE_OS_PASSWORD (or the
-            older $OPENSEARCH_USER / $OPENSEARCH_PASSWORD), else the URL's user info.
+        user, password: basic auth (the password defaults to $SPLADE_OS_PASSWORD); the older
+            $OPENSEARCH_USER / $OPENSEARCH_PASSWORD are read too.
+        api_key: an Elasticsearch API key: the `encoded` value `POST /_security/api_key` returns,
+            or "ID:KEY".
+        bearer_token: sent as `Authorization: Bearer ...`: an Elasticsearch access or service
+            token, or a JWT for OpenSearch's security plugin.
         ca_certs: CA bundle to verify the server's certificate with.
         insecure: skip TLS verification (self-signed certificates); warns.
+        client_cert, client_key: PEM files of a client certificate and its (unencrypted) key, for
+            mutual TLS; default $SPLADE_OS_CLIENT_CERT / $SPLADE_OS_CLIENT_KEY.
+        cloud_id: an Elastic Cloud deployment's id instead of a URL; default $SPLADE_OS_CLOUD_ID
+            when no URL is given.
         timeout: seconds per request.
-        credentials_file: basic auth from a file (`user:password`, or JSON); default
-            $SPLADE_OS_CREDENTIALS_FILE.
+        credentials_file: credentials from a file (`user:password`, or JSON {"user", "password"},
+            {"api_key"} or {"bearer_token"}); default $SPLADE_OS_CREDENTIALS_FILE.
         aws_region, aws_service: sign requests with AWS SigV4 for Amazon OpenSearch Service ("es")
             or OpenSearch Serverless ("aoss"); needs the `aws` extra (boto3).
 
     Raises:
         ClusterError: unreachable, TLS failure, refused credentials, or not the engine given.
-        InputError: a malformed URL or credentials file.
+        InputError: a malformed URL, cloud id or credentials file; two kinds of credentials; a
+            missing certificate file.
     """
-    arguments = dict(url=url, engine=engine, user=user, password=password, ca_certs=ca_certs, insecure=insecure,
-                     timeout=timeout, credentials_file=credentials_file, aws_region=aws_region, aws_service=aws_service)
-    cluster = _connect(**arguments)
-    cluster._connect_arguments = arguments
-    return cluster
-
-
-def _connect(url: str, *, engine, user, password, ca_certs, insecure, timeout, credentials_file, aws_region,
-             aws_service) -> Cluster:
+    cloud_id = cloud_id or (None if url else _env("SPLADE_OS_CLOUD_ID"))
+    if cloud_id and url:
+        raise InputError("give the cluster's URL or its cloud id, not both")
+    if not url and not cloud_id:
+        raise InputError("no cluster: give its URL (--url, SPLADE_OS_URL) or an Elastic Cloud id "
+                         "(--cloud-id, SPLADE_OS_CLOUD_ID)")
+    if cloud_id:
+        if engine and engine_named(engine) is not ELASTICSEARCH:
+            raise InputError("--cloud-id names an Elastic Cloud deployment: the engine is elasticsearch")
+        engine, url = ELASTICSEARCH.name, _cloud_url(cloud_id)
     parts = _first_url(url)
-    credentials_file = credentials_file or _env("SPLADE_OS_CREDENTIALS_FILE", "OPENSEARCH_CREDENTIALS_FILE")
-    if credentials_file and user is None:
-        user, password = read_credentials(credentials_file)
-    user = user if user is not None else _env("SPLADE_OS_USER", "OPENSEARCH_USER")
-    password = password if password is not None else _env("SPLADE_OS_PASSWORD", "OPENSEARCH_PASSWORD")
-    if parts.username and user is None:
-        user, password = parts.username, parts.password or ""
-    if ca_certs and not os.path.exists(ca_certs):
-        raise InputError(f"{ca_certs}: no such CA bundle file (--ca-certs)")
+    credentials, source = _credentials(parts, user, password, api_key, bearer_token, credentials_file)
+    client_cert = client_cert or _env("SPLADE_OS_CLIENT_CERT")
+    client_key = client_key or _env("SPLADE_OS_CLIENT_KEY")
+    for path, option in ((ca_certs, "CA bundle file (--ca-certs)"), (client_cert, "client certificate (--client-cert)"),
+                         (client_key, "client key (--client-key)")):
+        if path and not os.path.exists(path):
+            raise InputError(f"{path}: no such {option}")
+    if client_key and not client_cert:
+        raise InputError("--client-key needs --client-cert (the certificate the key belongs to)")
+    if client_cert and parts.scheme != "https":
+        raise InputError(f"{redact_url(url)}: a client certificate needs an https URL")
     if insecure and parts.scheme == "https":
         warnings.warn(f"TLS certificate verification is off for {redact_url(url)} (--insecure)")
-    auth = (user, password or "") if user is not None else None
-    tls = {"scheme": parts.scheme, "ca_certs": ca_certs, "insecure": insecure}
+    tls = {"scheme": parts.scheme, "ca_certs": ca_certs, "insecure": insecure, "client_cert": client_cert,
+           "client_key": client_key}
     if aws_region:
         engine = engine or OPENSEARCH.name
         if engine_named(engine) is not OPENSEARCH:
             raise InputError("--aws-region signs requests for Amazon OpenSearch Service: the engine is opensearch")
-    chosen = engine_named(engine) if engine else None
-    if chosen is ELASTICSEARCH:
-        cluster = Cluster(_ElasticsearchClient(_elasticsearch_client(url, auth, tls, timeout)), url)
-    else:
-        backend = _OpenSearchClient(_opensearch_client(url, auth, tls, timeout, aws_region, aws_service))
-        cluster = Cluster(backend, url)
-        if chosen is None and not aws_region:
-            try:
-                headers = backend.probe("/_cluster/health")
-            except Exception as error:
-                failure = backend.failure(error)
-                if failure is None:
-                    raise
-                raise cluster._error(failure, "connecting") from None
-            if headers.get("x-elastic-product") == "Elasticsearch":
-                backend.client.close()
-                return connect(url, engine=ELASTICSEARCH.name, user=user, password=password, ca_certs=ca_certs,
-                               insecure=insecure, timeout=timeout)
-            return cluster
-    cluster.request("GET", "/_cluster/health", action="connecting")
+        if credentials:
+            raise InputError(f"--aws-region signs requests with AWS credentials: leave out {credentials.kind}")
+    cluster, answered = _cluster(url, cloud_id, engine_named(engine) if engine else None, credentials, tls, timeout,
+                                 aws_region, aws_service)
+    cluster._credentials, cluster._credentials_source = credentials, source
+    if cluster.engine is OPENSEARCH and credentials.api_key:
+        raise InputError("--api-key is an Elasticsearch API key; OpenSearch takes basic auth, --bearer-token, a client "
+                         "certificate or --aws-region")
+    if not answered:
+        cluster.request("GET", "/_cluster/health", action="connecting")
+    # What a worker connects again with (see Cluster.__reduce__): no secret, and the engine known.
+    cluster._connect_arguments = dict(
+        url=None if cloud_id else redact_url(url), cloud_id=cloud_id, engine=cluster.engine.name, ca_certs=ca_certs,
+        insecure=insecure, client_cert=client_cert, client_key=client_key, timeout=timeout,
+        credentials_file=_credentials_path(credentials_file) if source == "file" else None, aws_region=aws_region,
+        aws_service=aws_service)
     return cluster
+
+
+def _credentials(parts, user, password, api_key, bearer_token, credentials_file):
+    """(`Credentials`, where they came from): the arguments, a credentials file, the environment,
+    or the URL's user info, the first that has any."""
+    if password is not None and user is None:  # a password argument for the user named elsewhere
+        user = _env("SPLADE_OS_USER", "OPENSEARCH_USER") or parts.username
+    if user is not None or api_key or bearer_token:
+        if user is not None and password is None:
+            password = _env("SPLADE_OS_PASSWORD", "OPENSEARCH_PASSWORD") or ""
+        return Credentials(user, password, api_key or None, bearer_token or None), "arguments"
+    path = _credentials_path(credentials_file)
+    if path:
+        return read_credentials(path), "file"
+    user = _env("SPLADE_OS_USER", "OPENSEARCH_USER")
+    found = Credentials(user, _env("SPLADE_OS_PASSWORD", "OPENSEARCH_PASSWORD") or "" if user is not None else None,
+                        _env("SPLADE_OS_API_KEY"), _env("SPLADE_OS_BEARER_TOKEN"))
+    if found:
+        return found, "environment"
+    if parts.username:
+        return Credentials(parts.username, parts.password or ""), "url"
+    return Credentials(), None
+
+
+def _credentials_path(given: Optional[str]) -> Optional[str]:
+    return given or _env("SPLADE_OS_CREDENTIALS_FILE", "OPENSEARCH_CREDENTIALS_FILE")
+
+
+def _cloud_url(cloud_id: str) -> str:
+    """The https URL of an Elastic Cloud deployment's Elasticsearch, from its cloud id."""
+    from elastic_transport.client_utils import parse_cloud_id
+
+    try:
+        host, port = parse_cloud_id(cloud_id).es_address
+    except (ValueError, TypeError):
+        raise InputError("--cloud-id: not an Elastic Cloud id (NAME:BASE64, as the deployment's page shows it)") \
+            from None
+    return f"https://{host}:{port}"
+
+
+def _cluster(url, cloud_id, chosen, credentials, tls, timeout, aws_region, aws_service):
+    """(the Cluster on the engine's own client, whether it has answered already): the engine given,
+    else the one that answers."""
+    if chosen is ELASTICSEARCH:
+        return Cluster(_ElasticsearchClient(_elasticsearch_client(url, cloud_id, credentials, tls, timeout)), url), False
+    backend = _OpenSearchClient(_opensearch_client(url, credentials, tls, timeout, aws_region, aws_service))
+    cluster = Cluster(backend, url)
+    cluster._credentials = credentials
+    if chosen is None and not aws_region:
+        try:
+            headers = backend.probe("/_cluster/health")
+        except Exception as error:
+            failure = backend.failure(error)
+            if failure is None:
+                raise
+            raise cluster._error(failure, "connecting", engine_known=False) from None
+        if headers.get("x-elastic-product") == "Elasticsearch":
+            backend.client.close()
+            return _cluster(url, cloud_id, ELASTICSEARCH, credentials, tls, timeout, aws_region, aws_service)
+        return cluster, True
+    return cluster, False
 
 
 def _first_url(url: str):
@@ -448,7 +682,14 @@ def _first_url(url: str):
     return parts
 
 
-def _opensearch_client(url: str, auth, tls: dict, timeout: float, aws_region, aws_service):
+def _encoded_api_key(api_key: str) -> str:
+    """An API key as Elasticsearch's `Authorization: ApiKey` header takes it (base64 of ID:KEY)."""
+    if ":" in api_key:
+        return base64.b64encode(api_key.encode("utf-8")).decode("ascii")
+    return api_key
+
+
+def _opensearch_client(url: str, credentials: Credentials, tls: dict, timeout: float, aws_region, aws_service):
     from opensearchpy import OpenSearch
 
     # opensearch-py keeps one connection per node by default: with bulk workers and searches in
@@ -458,8 +699,12 @@ def _opensearch_client(url: str, auth, tls: dict, timeout: float, aws_region, aw
         from opensearchpy import RequestsHttpConnection
 
         options.update(http_auth=_aws_auth(aws_region, aws_service), connection_class=RequestsHttpConnection)
-    elif auth is not None:
-        options["http_auth"] = auth
+    elif credentials.user is not None:
+        options["http_auth"] = (credentials.user, credentials.password or "")
+    elif credentials.bearer_token:
+        options["headers"] = {"authorization": f"Bearer {credentials.bearer_token}"}
+    elif credentials.api_key:  # only for the first answer, which tells an Elasticsearch cluster
+        options["headers"] = {"authorization": f"ApiKey {_encoded_api_key(credentials.api_key)}"}
     if tls["scheme"] == "https":
         options["use_ssl"] = True
         if tls["insecure"]:
@@ -468,20 +713,30 @@ def _opensearch_client(url: str, auth, tls: dict, timeout: float, aws_region, aw
             options["verify_certs"] = True
             if tls["ca_certs"]:
                 options["ca_certs"] = tls["ca_certs"]
+        if tls["client_cert"]:
+            options.update(client_cert=tls["client_cert"], client_key=tls["client_key"])
     return OpenSearch(hosts=[redact_url(one) for one in split_urls(url)], **options)
 
 
-def _elasticsearch_client(url: str, auth, tls: dict, timeout: float):
+def _elasticsearch_client(url: str, cloud_id: Optional[str], credentials: Credentials, tls: dict, timeout: float):
     from elasticsearch import Elasticsearch
 
     options = {"request_timeout": timeout, "connections_per_node": CONNECTIONS_PER_NODE}
-    if auth is not None:
-        options["basic_auth"] = auth
+    if credentials.user is not None:
+        options["basic_auth"] = (credentials.user, credentials.password or "")
+    elif credentials.api_key:
+        options["api_key"] = _encoded_api_key(credentials.api_key)
+    elif credentials.bearer_token:
+        options["bearer_auth"] = credentials.bearer_token
     if tls["scheme"] == "https":
         if tls["insecure"]:
             options.update(verify_certs=False, ssl_show_warn=False, ssl_assert_hostname=False)
         elif tls["ca_certs"]:
             options["ca_certs"] = tls["ca_certs"]
+        if tls["client_cert"]:
+            options.update(client_cert=tls["client_cert"], client_key=tls["client_key"])
+    if cloud_id:
+        return Elasticsearch(cloud_id=cloud_id, **options)
     return Elasticsearch(hosts=[redact_url(one) for one in split_urls(url)], **options)
 
 

@@ -249,7 +249,7 @@ def check_resume_mode(checkpoint_path: Path, on_ray: bool) -> None:
 
 @dataclass
 class Job:
-    """What every actor needs; pickled to them (the `Cluster` reconnects on arrival)."""
+    """What every actor needs; pickled to them (the `Cluster` reconnects on arrival, with no secret inside)."""
 
     cluster: object
     corpus: str
@@ -424,7 +424,10 @@ def run_on_ray(plan, options, show_progress: bool = True):
                   ledger.plan["version_base"], cpus, plan.index.vector_options.as_meta(), plan.index.packed_field,
                   plan.index.reserved_fields)
         note(show_progress, f"Ray: {workers} {'GPU' if gpus else 'CPU'} worker(s), {len(ledger.blocks)} block(s)")
-        _run_blocks(ray, ledger, job, workers, gpus, cpus, show_progress)
+        # The actors connect again from the pickled Cluster, which holds no secret: credentials
+        # given as arguments reach them in a secret file beside the ledger, never in task arguments.
+        with plan.index.cluster.secret_file(ledger.folder):
+            _run_blocks(ray, ledger, job, workers, gpus, cpus, show_progress)
     finally:
         if started_ray:
             ray.shutdown()

@@ -85,11 +85,21 @@ def _get(cluster, index: str, doc_id: str) -> Optional[dict]:
         raise
 
 
+def _refresh(cluster) -> None:
+    """Make the newest registry entries searchable. Entries are written with refresh=true, so a
+    user who may only read the registry (no `maintenance` privilege) sees them all without it."""
+    try:
+        cluster.request("POST", f"/{REGISTRY_INDEX}/_refresh", action="refreshing the model registry")
+    except ClusterError as e:
+        if e.status != 403:
+            raise
+
+
 def versions(cluster, name: str) -> List[int]:
     """The versions of `name` in the registry, ascending."""
     if not cluster.exists(f"/{REGISTRY_INDEX}"):
         return []
-    cluster.request("POST", f"/{REGISTRY_INDEX}/_refresh", action="refreshing the model registry")
+    _refresh(cluster)
     response = cluster.request("POST", f"/{REGISTRY_INDEX}/_search", {
         "size": 1000, "_source": ["version"], "query": {"term": {"name": name}}}, action="reading the model registry")
     return sorted(hit["_source"]["version"] for hit in response["hits"]["hits"])
@@ -99,7 +109,7 @@ def find_version(cluster, name: str, fingerprint: str) -> Optional[int]:
     """The newest version of `name` with this document fingerprint, or None."""
     if not cluster.exists(f"/{REGISTRY_INDEX}"):
         return None
-    cluster.request("POST", f"/{REGISTRY_INDEX}/_refresh", action="refreshing the model registry")
+    _refresh(cluster)
     response = cluster.request("POST", f"/{REGISTRY_INDEX}/_search", {
         "size": 1000, "_source": ["version"],
         "query": {"bool": {"filter": [{"term": {"name": name}}, {"term": {"fingerprint": fingerprint}}]}}},

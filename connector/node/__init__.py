@@ -7,7 +7,8 @@
   cache folder and engine, detached from the command that started it (`splade-os node`).
 
 Engines: OpenSearch 3.5.0 and Elasticsearch 8.19.21, each the plain "integ-test" zip from Maven
-Central (no bundled JDK, no security: plain HTTP on 127.0.0.1), fetched with `mvn` into
+Central (no bundled JDK, no security: plain HTTP on 127.0.0.1; `NodeSecurity` turns it on for an
+Elasticsearch node, for tests), fetched with `mvn` into
 `cache_dir()/dist`; both need a JDK 21+. Both refuse to run as root: as root, the node runs as
 `nobody` (or `$SPLADE_OS_NODE_USER`). Only the standard library talks to the nodes (urllib).
 See docs/nodes.md.
@@ -18,9 +19,10 @@ from .distribution import ensure_distribution
 from .engines import DEFAULT_ENGINE, ELASTICSEARCH_NODE, NODE_ENGINES, OPENSEARCH_NODE, NodeEngine, node_engine
 from .java import find_java_home
 from .process import QUICK_START, LocalCluster, LocalNode
+from .security import NodeSecurity
 
 __all__ = [
     "DEFAULT_ENGINE", "ELASTICSEARCH_NODE", "NODE_ENGINES", "OPENSEARCH_NODE", "LocalCluster", "LocalNode",
-    "NodeEngine", "QUICK_START", "ensure_distribution", "find_java_home", "node_engine", "running_url", "start_background",
+    "NodeEngine", "NodeSecurity", "QUICK_START", "ensure_distribution", "find_java_home", "node_engine", "running_url", "start_background",
     "stop_background",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 import urllib.request
 from typing import Optional
 
@@ -37,22 +38,28 @@ def port_open(port: int) -> bool:
         return False
 
 
-def cluster_health(url: str, timeout: float = 2.0) -> Optional[dict]:
+def cluster_health(url: str, timeout: float = 2.0, context: Optional[ssl.SSLContext] = None,
+                   headers: Optional[dict] = None) -> Optional[dict]:
     """The answer of `GET /_cluster/health`, or None when the node does not answer (yet).
 
     `GET /` is no readiness probe: the Elasticsearch zip has no handler for it (HTTP 405).
     A node that has not joined a cluster holds the request until its master timeout; the short
-    client timeout turns that into None too.
+    client timeout turns that into None too. A secured node (https) needs `context` (its CA) and
+    `headers` (its credentials).
     """
+    opener = OPENER if context is None else urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
-        with OPENER.open(url + "/_cluster/health", timeout=timeout) as response:
+        with opener.open(urllib.request.Request(url + "/_cluster/health", headers=headers or {}),
+                         timeout=timeout) as response:
             answer = json.load(response)
     except (OSError, http.client.HTTPException, ValueError):
         return None
     return answer if isinstance(answer, dict) else None
 
 
-def health(url: str, timeout: float = 2.0) -> Optional[str]:
-    """Cluster health status ("green", "yellow", "red"), or None when the node does not answer."""
-    answer = cluster_health(url, timeout)
+def health(url: str, timeout: float = 2.0, **access) -> Optional[str]:
+    """Cluster health status ("green", "yellow", "red"), or None when the node does not answer
+    (`access`: `context` and `headers` for a secured node, as `cluster_health` takes them)."""
+    answer = cluster_health(url, timeout, **access)
     return answer.get("status") if answer is not None else None

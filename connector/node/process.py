@@ -59,6 +59,8 @@ class LocalNode:
     (the background node). When we are root, the node runs as an unprivileged user that owns
     work_dir and data_dir (see `splade_os.node.account`). `java_options` are extra JVM options
     (e.g. `QUICK_START`); the engine's java-opts variable from the environment comes last and wins.
+    `security` (a `splade_os.node.security.NodeSecurity`, Elasticsearch only) turns security on:
+    TLS on HTTP (the URL is https), users, API keys and client certificates.
 
     Example:
         >>> with LocalNode("elasticsearch") as node:
@@ -68,8 +70,11 @@ class LocalNode:
     def __init__(self, engine="opensearch", version: Optional[str] = None, port: Optional[int] = None,
                  heap: str = "512m", data_dir=None, show_progress: bool = True, *, work_dir=None,
                  detach: bool = False, transport_port: Optional[int] = None, name: str = "splade-os-local",
-                 java_options: Sequence[str] = ()):
+                 java_options: Sequence[str] = (), security=None):
         self.spec = node_engine(engine)
+        if security is not None and self.spec.name != "elasticsearch":
+            raise InputError(f"a secured local node is an Elasticsearch node, not {self.spec.label}")
+        self.security = security
         self.version = version or self.spec.version
         self.requested_port = port
         self.requested_transport_port = transport_port
@@ -92,6 +97,7 @@ class LocalNode:
         self._temp_dir: Optional[Path] = None
         self._account = None
         self._java_home: Optional[Path] = None
+        self._distribution_home: Optional[Path] = None
 
     def __repr__(self) -> str:
         return f"LocalNode({self.spec.name!r}, {self.name!r}, port={self.port})"
@@ -101,7 +107,8 @@ class LocalNode:
         """Base URL of the node, e.g. `http://127.0.0.1:9200`."""
         if self.port is None:
             raise NodeError(f"the local {self.spec.label} node has not been started")
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.security is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> Optional[int]:
@@ -147,7 +154,7 @@ class LocalNode:
         spec = self.spec
         self._account = node_account(spec.label)
         home = ensure_distribution(spec, self.version, self.show_progress)
-        self.home = home_for(self._account, home, spec.script(home))
+        self.home = self._distribution_home = home_for(self._account, home, spec.script(home))
         self._java_home = find_java_home(spec)
         if not reachable_as(self._account, self._java_home / "bin" / "java"):
             raise NodeError(f"the node runs as an unprivileged user, who cannot run {self._java_home}/bin/java: "
@@ -164,11 +171,15 @@ class LocalNode:
         else:
             # The system temp dir, never the current dir: the node must not write into the repo.
             work = self._temp_dir = Path(tempfile.mkdtemp(prefix=f"splade-os-{self.spec.name}-"))
+        if self.security is not None:  # a home of its own: the distribution's folders and a plugin
+            self.home = self.security.node_home(self._distribution_home, work / "home")
         config, logs = work / "config", work / "logs"
         data = self.data_dir or work / "data"
         # A fresh copy of the distribution's config each start, so settings never go stale.
         shutil.rmtree(config, ignore_errors=True)
         shutil.copytree(self.home / "config", config)
+        if self.security is not None:
+            self.security.install(config)
         logs.mkdir(parents=True, exist_ok=True)
         data.mkdir(parents=True, exist_ok=True)
         self._write_settings(config, logs, data)
@@ -221,6 +232,7 @@ class LocalNode:
             # A nearly full developer disk would otherwise make new indexes unassignable.
             "cluster.routing.allocation.disk.threshold_enabled": False,
             **self.spec.settings,
+            **(self.security.settings if self.security is not None else {}),
         }
         # JSON scalars and lists are valid YAML and quote paths safely.
         text = "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
@@ -233,7 +245,7 @@ class LocalNode:
             if retry_on_bind_failure and bind_failed(self.log_path):
                 raise _BindFailure()
             raise self._failure(f"{self.spec.label} ({self.name}) exited with code {code} before it was healthy")
-        return health(self.url) in HEALTHY
+        return health(self.url, **(self.security.health_access() if self.security is not None else {})) in HEALTHY
 
     def _failure(self, what: str) -> NodeError:
         """A NodeError with the gist of the node log and where to read all of it."""
