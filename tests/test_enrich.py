@@ -236,6 +236,8 @@ def test_enrich_while_the_app_writes(cluster, default_model, doc_encoder, sample
                     check_vectors=sorted(touched) + rng.sample(good, 40))
     mapping = cluster.request("GET", "/enrich-shop/_mapping")["enrich-shop"]["mappings"]
     assert mapping["_meta"]["owner"] == "the app" and mapping["_meta"]["splade_os"]["text_field"] == "description"
+    # The first complete run measured the hybrid fusion (as ingest does) beside the app's _meta.
+    assert stats.fusion.startswith("fusion rrf") and mapping["_meta"]["splade_os"]["fusion"]["calibration"]["queries"] > 100
     assert "default_pipeline" not in cluster.request("GET", "/enrich-shop/_settings")["enrich-shop"]["settings"]["index"]
 
     # Searches, BM25 and hybrid work on it as on an ingested index; a rerun finds nothing to do.

@@ -193,10 +193,11 @@ def test_hybrid_is_the_fusion_of_the_two_searches(cluster, corpus, default_model
     index = cluster.index("q-map") if cluster.exists("/q-map") else _build(cluster, "q-map", corpus, default_model,
                                                                            vectors)
     for hybrid in (Hybrid(), Hybrid("minmax", weight=0.3, depth=20)):
+        fusion = index.fusion(hybrid)  # what is not given is the index's (measured at ingest)
         for text in ("shock wave boundary layer interaction", "zeppelin"):
-            bm25 = index.request_search(bm25_body(text, hybrid.depth))["hits"]["hits"]
-            splade = index.request_search(index.body(text, hybrid.depth))["hits"]["hits"]
-            expected = [(h["_id"], s) for h, s in fuse(bm25, splade, hybrid, 10)]
+            bm25 = index.request_search(bm25_body(text, fusion.depth))["hits"]["hits"]
+            splade = index.request_search(index.body(text, fusion.depth))["hits"]["hits"]
+            expected = [(h["_id"], s) for h, s in fuse(bm25, splade, fusion, 10)]
             hits = index.search(text, k=10, hybrid=hybrid)
             assert [(h.id, pytest.approx(h.score)) for h in hits] == expected
             assert all(h.title or h.text for h in hits)

@@ -219,6 +219,8 @@ def enrich(index, cluster, model, options):
                f"changed meanwhile and encoded again {stats.conflicts}, deleted meanwhile {stats.deleted}; "
                f"{stats.passes} pass(es), {stats.seconds:.1f} s, {stats.docs_per_second:.1f} docs/s"
                + (" (stopped)" if stats.stopped else ""))
+    if stats.fusion and not quiet():
+        click.echo(f"hybrid: {stats.fusion}", err=True)
     if stats.stopped and not options.follow:
         click.echo(f"interrupted: settled up to the checkpoint {stats.checkpoint_path}; run the same command "
                    "again to continue", err=True)

@@ -148,6 +148,7 @@ class EnrichStats:
     seconds: float = 0.0
     dead_letter_path: Optional[Path] = None
     checkpoint_path: Optional[Path] = None
+    fusion: str = ""  # the hybrid fusion measured at the end of a first complete run, in words (or why not)
 
     @property
     def docs_per_second(self) -> float:
@@ -472,6 +473,12 @@ def enrich(cluster, index: str, model=None, *, options: Optional[EnrichOptions] 
     for key in COUNTS:
         setattr(stats, key, getattr(state, key) - before[key])
     stats.dead_letter_path = dead_path if stats.rejected else None
+    if stats.encoded and not stats.stopped and not options.follow and "fusion" not in cluster.index(name).meta:
+        # The first complete run measures the hybrid fusion, as ingest does (`splade-os calibrate` again later).
+        try:
+            stats.fusion = cluster.index(name).calibrate_fusion(model.query_encoder).describe()
+        except InputError as e:
+            stats.fusion = f"default fusion kept: {e}"
     stats.seconds = time.perf_counter() - started
     return stats
 
