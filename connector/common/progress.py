@@ -30,6 +30,11 @@ def structured() -> bool:
     return _LOG["format"] == "json"
 
 
+def bars(show: bool) -> bool:
+    """Whether to draw progress bars (other libraries' too): `show`, unless notes are JSON lines."""
+    return show and _LOG["format"] != "json"
+
+
 def log_line(level: str, message: str) -> None:
     """One line on stderr: the message as it is, or a JSON object with its level and time."""
     if _LOG["format"] == "json":
@@ -50,7 +55,7 @@ def bar(show: bool, **kwargs):
     """
     if not _terminal():
         kwargs.setdefault("mininterval", 10.0)
-    return tqdm(file=sys.stderr, disable=not show or _LOG["format"] == "json", dynamic_ncols=True, **kwargs)
+    return tqdm(file=sys.stderr, disable=not bars(show), dynamic_ncols=True, **kwargs)
 
 
 @contextlib.contextmanager
