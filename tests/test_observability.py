@@ -30,7 +30,8 @@ def test_no_local_node_under_splade_os_no_local(monkeypatch):
     assert result.output == ("Error: no cluster is configured and SPLADE_OS_NO_LOCAL is set: give --url or "
                              "SPLADE_OS_URL\n")
 
-    result = run("--log-format", "json", "ingest", __file__, "--index", "docs", env={**NO_URL, "SPLADE_OS_NO_LOCAL": "1"})
+    result = run("--log-format", "json", "ingest", __file__, "--index", "docs",
+                 env={**NO_URL, "SPLADE_OS_NO_LOCAL": "1"})
     assert result.exit_code == 2 and result.stdout == ""
     line = json.loads(result.stderr)
     assert line["level"] == "error" and line["command"] == "ingest" and "SPLADE_OS_NO_LOCAL" in line["message"]
@@ -126,6 +127,9 @@ def test_json_log_lines(recorder):
 
 @pytest.mark.slow
 def test_ingest_and_reindex_summaries(opensearch_url, sample_dir, tmp_path):
+    from splade_os.cluster import connect
+
+    connect(opensearch_url).request("DELETE", "/summary-a,summary-b", params={"ignore_unavailable": "true"})  # reruns
     corpus = tmp_path / "twenty.jsonl"
     corpus.write_text("".join(open(sample_dir / "corpus.jsonl", encoding="utf-8").readlines()[:20]), encoding="utf-8")
     result = run("--log-format", "json", "ingest", str(corpus), "--index", "summary-a", "--url", opensearch_url,
@@ -133,7 +137,8 @@ def test_ingest_and_reindex_summaries(opensearch_url, sample_dir, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["command"] == "ingest" and summary["run_id"] == "run-19"
-    assert (summary["index"], summary["indexed"], summary["rejected"], summary["count_after"]) == ("summary-a", 20, 0, 20)
+    assert (summary["index"], summary["indexed"], summary["rejected"], summary["count_after"]) == (
+        "summary-a", 20, 0, 20)
     assert summary["model"]["name"] == "splade-os-default" and summary["seconds"] > 0
     assert summary["docs_per_second"] == pytest.approx(20 / summary["seconds"], rel=0.01)
     assert all(json.loads(line)["run_id"] == "run-19" for line in result.stderr.splitlines())  # no bars, JSON only

@@ -1,4 +1,7 @@
-"""A search's retry budget and partial results, on scripted answers (no cluster)."""
+"""A search's retry budget and partial results: on scripted answers, and once on a real node."""
+
+import json
+import re
 
 import pytest
 
@@ -96,3 +99,41 @@ def test_a_search_failed_on_every_shard_is_never_partial(pauses):
     with pytest.raises(ClusterError, match="all shards failed"):
         _index([error, error]).request_search({}, options=SearchOptions(retry_budget=0.2, allow_partial_results=True))
     assert pauses == pytest.approx([0.2])
+
+
+def test_a_shard_failure_on_a_real_node(opensearch_cluster, default_model, sample_dir, tmp_path):
+    """An alias over two indexes whose `stamp` field is a date in one and a keyword in the other: a
+    range from "not a date" fails on the first one's shard only, and the engine answers 200 with
+    that shard failed. The search fails in one line, or with --allow-partial-results shows the
+    other index's hits and says so."""
+    from click.testing import CliRunner
+
+    from samples import first_documents
+    from splade_os.cli import cli
+    from splade_os.documents.settings import IndexSettings
+    from splade_os.ingest import IngestOptions, ingest
+
+    lines = first_documents(sample_dir, tmp_path, 6).read_text(encoding="utf-8").splitlines()
+    for name, stamp, kind, part in (("partial-a", "2024-01-01", "date", lines[:3]),
+                                    ("partial-b", "x", "keyword", lines[3:])):
+        corpus = tmp_path / f"{name}.jsonl"
+        corpus.write_text("".join(json.dumps({**json.loads(line), "stamp": stamp}) + "\n" for line in part))
+        ingest(opensearch_cluster, corpus, name, default_model, show_progress=False, options=IngestOptions(
+            index=IndexSettings(mapping={"properties": {"stamp": {"type": kind}}}),
+            checkpoint=tmp_path / f"{name}.checkpoint", dead_letter=tmp_path / f"{name}.dead"))
+    opensearch_cluster.request("POST", "/_aliases", {"actions": [
+        {"add": {"index": "partial-a", "alias": "partial-ab"}}, {"add": {"index": "partial-b", "alias": "partial-ab"}}]})
+    search = ["-q", "search", "boundary layer", "--index", "partial-ab", "--url", opensearch_cluster.url, "--json",
+              "--fields", "stamp", "--filter-json", '{"range": {"stamp": {"gte": "not a date"}}}',
+              "--retry-budget", "0.2"]
+
+    result = CliRunner().invoke(cli, search)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert re.fullmatch(r"Error: searching 'partial-ab': 1 of 2 shard searches failed \(.*\)\n", result.stderr)
+
+    result = CliRunner().invoke(cli, [*search, "--allow-partial-results"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert hits and {hit["source"]["stamp"] for hit in hits} == {"x"}  # partial-b's documents only
+    assert result.stderr.startswith("Warning: partial results: 1 of 2 shard searches failed (")
+    assert result.stderr.rstrip().endswith("the hits are those of the 1 shard searches that answered")
