@@ -55,6 +55,7 @@ class _Recorder(BaseHTTPRequestHandler):
     """A cluster that answers its health and nothing else (404), and records each request's X-Opaque-Id."""
 
     seen: list = []
+    elastic = False  # answer as Elasticsearch does (its client checks the product header of every answer)
 
     def _answer(self):
         self.seen.append((self.command, self.path.split("?")[0], self.headers.get("X-Opaque-Id")))
@@ -66,6 +67,8 @@ class _Recorder(BaseHTTPRequestHandler):
                            "status": 404}).encode()
         self.send_response(200 if found else 404)
         self.send_header("content-type", "application/json")
+        if self.elastic:
+            self.send_header("x-elastic-product", "Elasticsearch")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
@@ -77,10 +80,11 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def recorder():
-    """(URL of a recording cluster, the list of (method, path, X-Opaque-Id) it saw)."""
-    _Recorder.seen = []
+@pytest.fixture(params=["opensearch", "elasticsearch"])
+def recorder(request):
+    """(URL of a recording cluster, the list of (method, path, X-Opaque-Id) it saw), answering as
+    each engine in turn (each engine's Python client sends the requests)."""
+    _Recorder.seen, _Recorder.elastic = [], request.param == "elasticsearch"
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -94,6 +98,7 @@ def test_every_request_carries_the_opaque_id(recorder):
 
     url, seen = recorder
     cluster = connect(url, opaque_id="my-app/nightly")
+    assert cluster.engine.name == ("elasticsearch" if _Recorder.elastic else "opensearch")
     assert cluster.exists("/docs") is False
     cluster.request("GET", "/_cluster/health", opaque_id="my-app/one-call")
     cluster.with_opaque_id("my-app/other").request("GET", "/_cluster/health")
