@@ -227,7 +227,7 @@ def train(recipe, args, cluster, as_json):
 
 def _train_summary(recipe, args, result) -> dict:
     """What `train --json` prints: the model, the pairs and steps, the time, the gate's verdict."""
-    gate = {k: result.validation.get(k) for k in ("queries", "passed", "best_step", "start", "best")}
+    gate = {k: (result.validation or {}).get(k) for k in ("queries", "passed", "best_step", "start", "best")}
     rate = result.steps * args.batch_size / result.seconds if result.seconds > 0 else 0.0
     return {"model": str(result.model_dir), "index": recipe.index, "pairs": result.pairs, "steps": result.steps,
             "seconds": round(result.seconds, 3), "pairs_per_second": round(rate, 2),
