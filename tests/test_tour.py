@@ -6,6 +6,7 @@ the tour cannot drift from what is tested. Two things are made small to keep the
 time: the Cranfield folder of the "clone" holds the first `DOCS` documents (the queries and
 judgments whole), and `train` stops after `STEPS` steps with `--force`, since the validation gate
 refuses a model trained that little (the recipe's full run passed it: README, benchmarks/results).
+`train` also gets `--json`, so its summary is checked on a real run.
 """
 
 import json
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 DOCS = 60
 STEPS = 2
-SMALL_RUN = ["--max-steps", str(STEPS), "--force", "--validation-queries", "10"]
+SMALL_RUN = ["--max-steps", str(STEPS), "--force", "--validation-queries", "10", "--json"]
 
 
 def tour_commands() -> list:
@@ -74,9 +75,11 @@ def test_the_training_tour_runs_in_order(opensearch_url, clone):
     out = run(ingest)
     assert f"indexed {DOCS}, rejected 0" in out and cluster.index("cran").count() == DOCS
 
-    out = run(train + SMALL_RUN)  # the recipe mines the index the first ingest made
+    summary = json.loads(run(train + SMALL_RUN))  # the recipe mines the index the first ingest made
     final = Path(push[2])
-    assert f"trained {STEPS} steps" in out and f"model: {final}" in out
+    assert (summary["command"], summary["steps"], summary["model"], summary["index"]) == ("train", STEPS, str(final),
+                                                                                          "cran")
+    assert summary["pairs"] > 0 and summary["mining"]["kept"] > 0 and summary["validation"]["queries"] > 0
     assert (final / "modules.json").is_file() and (final / "recipe.toml").is_file()
     assert "seed = 7" in (final / "recipe.toml").read_text()  # the recipe's settings, as measured
 
