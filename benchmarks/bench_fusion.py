@@ -109,7 +109,8 @@ def main():
     columns = ["collection", "variant", "MRR BM25 (sampled)", "MRR SPLADE (sampled)", "weight", "BM25", "SPLADE",
                "hybrid equal say", "hybrid measured", "target", "met"]
     print(f"\n{version}\n" + table(rows, columns))
-    save_results(args.out, {"machine": machine(), "engine": version, "arguments": arguments(args), "rows": rows})
+    given = {**arguments(args), "data": [str(folder) for folder in args.data]}
+    save_results(args.out, {"machine": machine(), "engine": version, "arguments": given, "rows": rows})
 
 
 if __name__ == "__main__":

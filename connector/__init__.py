@@ -36,7 +36,7 @@ from splade_os.models.export import export_model
 from splade_os.models.resolve import Model, resolve_model
 from splade_os.query.bodies import Pruning, TwoPhase, query_body
 from splade_os.query.encoder import QueryEncoder
-from splade_os.query.hits import Hit
+from splade_os.query.hits import Hit, Hits
 from splade_os.query.hybrid import Hybrid
 from splade_os.query.keys import escape_key, unescape_key
 from splade_os.query.options import SearchOptions
@@ -112,7 +112,7 @@ def __getattr__(name):
 
 __all__ = [
     "connect", "Cluster", "SpladeIndex", "IndexSettings", "Model", "resolve_model", "QueryEncoder", "query_body",
-    "Hit", "Hybrid", "SearchOptions", "Pruning", "TwoPhase", "VectorOptions", "ingest", "DocumentEncoder",
+    "Hit", "Hits", "Hybrid", "SearchOptions", "Pruning", "TwoPhase", "VectorOptions", "ingest", "DocumentEncoder",
     "IngestOptions", "IngestStats", "enrich", "EnrichOptions", "EnrichStats", "export_model", "escape_key",
     "unescape_key",
     "SpladeOSError", "InputError", "MissingExtraError", "ModelError", "RegistryError", "ClusterError",

@@ -9,6 +9,7 @@ import click
 
 from splade_os.cli.options import (allow_pickle_option, cluster_options, handle_errors, index_option,
                                    index_settings_options, model_option, options, quiet)
+from splade_os.cli.run import json_option, notice, print_json
 
 
 def _shard(value: Optional[str], flag: str = "--shard"):
@@ -119,8 +120,9 @@ def ingest_options(f):
 @click.option("--idf-from-corpus", is_flag=True,
               help="Query table = the IDF of this corpus (with the model's document route), pushed to the registry.")
 @click.option("--idf-model-name", default=None, help="Registry name of the --idf-from-corpus model (default <index>-idf).")
+@json_option("Print a JSON summary of the run instead of the line of text.")
 @handle_errors
-def ingest(corpus, index, alias, cluster, model, options, idf_from_corpus, idf_model_name):
+def ingest(corpus, index, alias, cluster, model, options, idf_from_corpus, idf_model_name, as_json):
     """Encode a JSONL corpus (or, with --ray, a Parquet file) and index it; every field of a line is kept.
 
     Example: splade-os ingest corpus.jsonl --index docs
@@ -141,15 +143,23 @@ def ingest(corpus, index, alias, cluster, model, options, idf_from_corpus, idf_m
         chosen = corpus_idf_model(target, corpus, idf_model_name or f"{index or alias}-idf", chosen, options.fields,
                                   show_progress=not quiet())
     stats = run_ingest(target, corpus, index, chosen, alias=alias, options=options, show_progress=not quiet())
-    click.echo(
-        f"indexed {stats.indexed}, rejected {stats.rejected}, {stats.seconds:.1f} s, "
-        f"{stats.docs_per_second:.1f} docs/s; index {stats.index!r} now holds {stats.count_after} documents "
-        f"(_count after refresh)" + (f"; alias {alias!r} now points to it" if stats.alias_switched else "")
-    )
+    if as_json:
+        print_json({"corpus": str(corpus), "index": stats.index, "alias": alias if stats.alias_switched else None,
+                    "model": stats.model, "indexed": stats.indexed, "rejected": stats.rejected,
+                    "count_after": stats.count_after, "cut": stats.cut, "seconds": round(stats.seconds, 3),
+                    "docs_per_second": round(stats.docs_per_second, 2),
+                    "dead_letter": str(stats.dead_letter_path) if stats.dead_letter_path else None,
+                    "fusion": stats.fusion})
+    else:
+        click.echo(
+            f"indexed {stats.indexed}, rejected {stats.rejected}, {stats.seconds:.1f} s, "
+            f"{stats.docs_per_second:.1f} docs/s; index {stats.index!r} now holds {stats.count_after} documents "
+            f"(_count after refresh)" + (f"; alias {alias!r} now points to it" if stats.alias_switched else "")
+        )
     if stats.fusion and not quiet():
-        click.echo(f"hybrid: {stats.fusion}", err=True)
+        notice(f"hybrid: {stats.fusion}")
     if stats.cut:
-        click.echo(f"Note: {stats.cut_note}", err=True)
+        notice(f"Note: {stats.cut_note}")
     if stats.rejected:
         raise click.ClickException(f"{stats.rejected} line(s) rejected; see {stats.dead_letter_path}")
 
@@ -220,10 +230,10 @@ def enrich(index, cluster, model, options):
                f"{stats.passes} pass(es), {stats.seconds:.1f} s, {stats.docs_per_second:.1f} docs/s"
                + (" (stopped)" if stats.stopped else ""))
     if stats.fusion and not quiet():
-        click.echo(f"hybrid: {stats.fusion}", err=True)
+        notice(f"hybrid: {stats.fusion}")
     if stats.stopped and not options.follow:
-        click.echo(f"interrupted: settled up to the checkpoint {stats.checkpoint_path}; run the same command "
-                   "again to continue", err=True)
+        notice(f"interrupted: settled up to the checkpoint {stats.checkpoint_path}; run the same command "
+               "again to continue", "error")
         raise SystemExit(130)
     if stats.rejected:
         raise click.ClickException(f"{stats.rejected} document(s) rejected; see {stats.dead_letter_path}")
@@ -257,8 +267,9 @@ def init(index, cluster, model, settings, text_field, title_field):
 @click.argument("target")
 @index_settings_options(field=False, when=" of TARGET")
 @cluster_options
+@json_option("Print a JSON summary of the run instead of the line of text.")
 @handle_errors
-def reindex(source, target, settings, cluster):
+def reindex(source, target, settings, cluster, as_json):
     """Copy index SOURCE into a new index TARGET (vectors read back, or encoded again when SOURCE kept none).
 
     Every document keeps all its fields; TARGET takes SOURCE's mapping unless --mapping says otherwise.
@@ -267,5 +278,17 @@ def reindex(source, target, settings, cluster):
     """
     from splade_os.cluster.reindex import reindex as run_reindex
 
-    stats = run_reindex(cluster.connect(), source, target, settings, show_progress=not quiet())
+    connected = cluster.connect()
+    stats = run_reindex(connected, source, target, settings, show_progress=not quiet())
+    if as_json:
+        print_json({"source": source, "index": target, "model": _model_fields(connected.index(target).model),
+                    "method": stats.method, "documents": stats.documents, "rejected": 0,
+                    "seconds": round(stats.seconds, 3),
+                    "docs_per_second": round(stats.documents / stats.seconds, 2) if stats.seconds > 0 else 0.0})
+        return
     click.echo(f"{stats.method}: {stats.documents} documents from {source!r} into {target!r} in {stats.seconds:.1f} s")
+
+
+def _model_fields(recorded: dict) -> dict:
+    """The name, version and source of the model an index records."""
+    return {key: recorded.get(key) for key in ("name", "version", "source")}

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from splade_os.cli.options import cluster_options, handle_errors, index_option, options, quiet
+from splade_os.cli.run import json_option, print_json
 from splade_os.common.errors import InputError
 from splade_os.models.export import LAYOUTS
 from splade_os.training.negatives import MiningOptions
@@ -194,8 +195,9 @@ def trainer_options(f):
 @recipe_options
 @trainer_options
 @cluster_options
+@json_option("Print a JSON summary of the run instead of the lines of text.")
 @handle_errors
-def train(recipe, args, cluster):
+def train(recipe, args, cluster, as_json):
     """Train an inference-free SPLADE model; keep it only if it beats the start on held-out queries.
 
     Exits with status 1 when no checkpoint beat the start (see --force). The options used are saved
@@ -209,6 +211,10 @@ def train(recipe, args, cluster):
     used = used_recipe(click.get_current_context())
     result = training.run(recipe, args, cluster.connect() if recipe.negatives or recipe.teacher else None,
                           show_progress=not quiet())
+    save_recipe(result.model_dir, used)
+    if as_json:
+        print_json(_train_summary(recipe, args, result))
+        return
     click.echo(f"trained {result.steps} steps on {result.pairs} pairs in {result.seconds:.0f} s"
                + (f"; loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}" if result.losses else ""))
     if result.validation:
@@ -216,8 +222,17 @@ def train(recipe, args, cluster):
         click.echo(f"validation ({result.validation['queries']} queries): ndcg@10 {start['ndcg@10']:.4f} -> "
                    f"{best['ndcg@10']:.4f}, document active dims {start['corpus_active_dims']:.0f} -> "
                    f"{best['corpus_active_dims']:.0f} (step {result.validation['best_step']})")
-    save_recipe(result.model_dir, used)
     click.echo(f"model: {result.model_dir}")
+
+
+def _train_summary(recipe, args, result) -> dict:
+    """What `train --json` prints: the model, the pairs and steps, the time, the gate's verdict."""
+    gate = {k: (result.validation or {}).get(k) for k in ("queries", "passed", "best_step", "start", "best")}
+    rate = result.steps * args.batch_size / result.seconds if result.seconds > 0 else 0.0
+    return {"model": str(result.model_dir), "index": recipe.index, "pairs": result.pairs, "steps": result.steps,
+            "seconds": round(result.seconds, 3), "pairs_per_second": round(rate, 2),
+            "loss": result.losses[:1] + result.losses[-1:], "validation": gate if result.validation else None,
+            "mining": {k: result.mining[k] for k in ("queries", "kept", "seconds") if k in result.mining} or None}
 
 
 @click.command()

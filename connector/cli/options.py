@@ -12,6 +12,7 @@ from typing import Optional
 
 import click
 
+from splade_os.cli.run import fail, local_node_url, notice, opaque_id, quiet  # noqa: F401 (quiet: for the commands)
 from splade_os.common.errors import IngestInterrupted, InputError, SpladeOSError
 from splade_os.query.engine import ENGINES
 
@@ -27,30 +28,27 @@ def handle_errors(f):
         except IngestInterrupted as e:
             if debug:
                 raise
-            click.echo(f"Interrupted: {str(e).split(': ', 1)[-1]}", err=True)
+            notice(f"Interrupted: {str(e).split(': ', 1)[-1]}", "error")
             sys.exit(130)
         except SpladeOSError as e:
             if debug:
                 raise
-            raise click.ClickException(str(e)) from None
+            fail(click.ClickException(str(e)))
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
+            notice("Interrupted.", "error")
             sys.exit(130)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except click.ClickException as e:
+            fail(e)
+        except (click.exceptions.Exit, click.Abort):
             raise
         except Exception as e:
             if debug:
                 raise
             first = str(e).splitlines()[0] if str(e) else ""
-            raise click.ClickException(
-                f"unexpected {type(e).__name__}: {first} (run with --debug for the traceback)") from None
+            fail(click.ClickException(
+                f"unexpected {type(e).__name__}: {first} (run with --debug for the traceback)"))
 
     return wrapper
-
-
-def quiet() -> bool:
-    """Whether -q was given (no progress bars or notes)."""
-    return click.get_current_context().find_root().params.get("quiet", False)
 
 
 @dataclass
@@ -73,20 +71,19 @@ class ClusterSpec:
     def __repr__(self) -> str:  # never the secrets
         return f"ClusterSpec(url={self.url!r}, engine={self.engine!r})"
 
+    def configured(self) -> bool:
+        """Whether a cluster was named (--url or SPLADE_OS_URL, or an Elastic Cloud id); if not, the
+        local node serves."""
+        return bool(self.url or self.cloud_id)
+
     def connect(self):
         from splade_os.cluster.client import connect
 
-        url = self.url
-        if not url and not self.cloud_id:
-            from splade_os.node import start_background
-
-            url = start_background(engine=self.engine or "opensearch", show_progress=not quiet())
-            if not quiet():
-                click.echo(f"Using the local node at {url}", err=True)
+        url = self.url if self.configured() else local_node_url(self.engine or "opensearch")
         return connect(url, engine=self.engine, ca_certs=self.ca_certs, insecure=self.insecure,
                        credentials_file=self.credentials_file, aws_region=self.aws_region, api_key=self.api_key,
                        bearer_token=self.bearer_token, client_cert=self.client_cert, client_key=self.client_key,
-                       cloud_id=self.cloud_id)
+                       cloud_id=self.cloud_id, opaque_id=opaque_id())
 
 
 CLUSTER_OPTION_NAMES = ("url", "engine", "ca_certs", "insecure", "credentials_file", "aws_region", "api_key",
@@ -224,14 +221,17 @@ def index_settings_options(field: bool = True, when: str = ", when the index is 
     return decorate
 
 
-def search_options(k_default: int = 10, k_min: int = 1, k_flags=("-k", "--top-k"), k_help: str = "Number of hits."):
+def search_options(k_default: int = 10, k_min: int = 1, k_flags=("-k", "--top-k"), k_help: str = "Number of hits.",
+                   retries: bool = False):
     """-k, --prune, --two-phase (--first-tokens, --rescore-window), --hybrid (--fusion,
-    --hybrid-weight, --hybrid-depth, --rrf-k), --filter, --filter-json -> `options` (a `SearchOptions`)."""
+    --hybrid-weight, --hybrid-depth, --rrf-k), --filter, --filter-json, and with `retries`
+    --retry-budget and --allow-partial-results -> `options` (a `SearchOptions`)."""
 
     def decorate(f):
         @functools.wraps(f)
         def wrapper(*args, k, prune, two_phase, first_tokens, rescore_window, hybrid, fusion, hybrid_weight,
-                    hybrid_depth, rrf_k, filters, filter_json, **kwargs):
+                    hybrid_depth, rrf_k, filters, filter_json, retry_budget=None, allow_partial_results=False,
+                    **kwargs):
             from splade_os.query.bodies import Pruning, TwoPhase
             from splade_os.query.filters import parse_condition, parse_filter_json
             from splade_os.query.hybrid import Hybrid
@@ -251,7 +251,8 @@ def search_options(k_default: int = 10, k_min: int = 1, k_flags=("-k", "--top-k"
                 chosen = SearchOptions(
                     k=k, pruning=Pruning() if prune else None, hybrid=Hybrid(**fused) if hybrid else None,
                     two_phase=TwoPhase(first_tokens or TwoPhase.tokens, rescore_window or TwoPhase.window)
-                    if two_phase else None, filter=conditions or None)
+                    if two_phase else None, filter=conditions or None).but(
+                    retry_budget=retry_budget, allow_partial_results=allow_partial_results or None)
             except InputError as e:
                 raise click.UsageError(str(e)) from None
             return f(*args, options=chosen, **kwargs)
@@ -284,6 +285,12 @@ def search_options(k_default: int = 10, k_min: int = 1, k_flags=("-k", "--top-k"
                               "price<20; repeat to AND several (docs/documents.md)."),
             click.option("--filter-json", multiple=True, metavar="JSON",
                          help="Only documents matching this engine query (a JSON object, or a list of them)."),
+            *([click.option("--retry-budget", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+                            help="Seconds a search that shards failed to answer may spend pausing before it is "
+                                 "asked again (default 7.7; 0: asked once)."),
+               click.option("--allow-partial-results", is_flag=True,
+                            help="When shards still fail after the retry budget, show what the other shards found "
+                                 "(said on stderr) instead of failing.")] if retries else []),
         ])(wrapper)
 
     return decorate

@@ -8,6 +8,7 @@ import click
 
 from splade_os.cli.options import (allow_pickle_option, cluster_options, handle_errors, index_option, model_option,
                                    quiet, search_options)
+from splade_os.cli.run import notice
 
 
 @click.command()
@@ -15,7 +16,7 @@ from splade_os.cli.options import (allow_pickle_option, cluster_options, handle_
 @index_option()
 @cluster_options
 @model_option("Model folder, hub id or NAME@VERSION (default: the model recorded in the index).")
-@search_options()
+@search_options(retries=True)
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @click.option("--fields", default=None, metavar="A,B",
               help="Document fields to show with each hit (comma-separated; '*': all of them).")
@@ -31,6 +32,9 @@ def search(text, index, cluster, model, options, as_json, fields, explain):
     target = cluster.connect().index(index)
     hits = target.search(text, encoder=target.query_encoder(model, show_progress=not quiet()),
                          options=options.but(source=shown, explain=explain or None))
+    if hits.partial:
+        notice(f"Warning: partial results: {hits.problem}; the hits are those of the "
+               f"{hits.shards['successful']} shard searches that answered", "warning")
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return

@@ -186,7 +186,7 @@ class _OpenSearchClient:
     def request(self, method, path, params, body, headers):
         return self.client.transport.perform_request(method, path, params=params, body=body, headers=headers)
 
-    def probe(self, path: str) -> dict:
+    def probe(self, path: str, opaque_id: Optional[str] = None) -> dict:
         """Response headers of a GET (lower-cased names) from the first node that answers.
 
         Each node is asked once, without the transport's retries (which would repeat a refused
@@ -195,7 +195,8 @@ class _OpenSearchClient:
         transport = self.client.transport
         for attempt in range(len(transport.hosts)):
             try:
-                status, headers, _ = transport.get_connection().perform_request("GET", path)
+                status, headers, _ = transport.get_connection().perform_request(
+                    "GET", path, headers={"x-opaque-id": opaque_id} if opaque_id else None)
                 return {k.lower(): v for k, v in headers.items()}
             except self.exceptions.ConnectionError:
                 if attempt == len(transport.hosts) - 1:
@@ -265,15 +266,18 @@ class Cluster:
     Attributes:
         url: the cluster URL without credentials (what messages show).
         engine: `splade_os.query.engine.OPENSEARCH` or `ELASTICSEARCH`.
+        opaque_id: the `X-Opaque-Id` header every request carries (None: none), which the engines
+            show in their tasks API and slow logs; `with_opaque_id` gives a handle with another.
         client: the engine's own client (`opensearchpy.OpenSearch` or `elasticsearch.Elasticsearch`),
             for calls splade-os does not wrap.
     """
 
-    def __init__(self, backend, url: str):
+    def __init__(self, backend, url: str, opaque_id: Optional[str] = None):
         self._backend = backend
         self.client = backend.client
         self.engine: Engine = backend.engine
         self.url = redact_url(url)
+        self.opaque_id = opaque_id
 
     def __repr__(self) -> str:
         return f"Cluster({self.url!r}, engine={self.engine.name!r})"
@@ -329,8 +333,17 @@ class Cluster:
 
     # -- requests ---------------------------------------------------------------------------
 
+    def with_opaque_id(self, opaque_id: Optional[str]) -> "Cluster":
+        """The same cluster (and client) whose requests carry `opaque_id` as their X-Opaque-Id."""
+        other = object.__new__(Cluster)  # not copy.copy: that would pickle, i.e. connect again (`__reduce__`)
+        other.__dict__.update(self.__dict__, opaque_id=opaque_id)
+        arguments = getattr(self, "_connect_arguments", None)
+        if arguments is not None:
+            other._connect_arguments = {**arguments, "opaque_id": opaque_id}
+        return other
+
     def request(self, method: str, path: str, body: Any = None, params: Optional[dict] = None,
-                action: Optional[str] = None, ndjson: bool = False) -> Any:
+                action: Optional[str] = None, ndjson: bool = False, opaque_id: Optional[str] = None) -> Any:
         """Send one REST request; returns the parsed JSON answer (a bool for HEAD).
 
         Args:
@@ -339,12 +352,15 @@ class Cluster:
             params: query-string parameters.
             action: what the request does, for the error message ("searching 'docs'").
             ndjson: the body is newline-delimited JSON (`_bulk`).
+            opaque_id: this request's X-Opaque-Id (default: the cluster's `opaque_id`).
 
         Raises:
             ClusterError: no answer, or an HTTP error status; `status`, `error_type` and
                 `transient` say which.
         """
-        headers = {"content-type": "application/x-ndjson"} if ndjson else None
+        headers = {"content-type": "application/x-ndjson"} if ndjson else {}
+        if opaque_id or self.opaque_id:
+            headers["x-opaque-id"] = opaque_id or self.opaque_id
         try:
             return self._backend.request(method, path, params, body, headers)
         except Exception as error:
@@ -520,6 +536,7 @@ def connect(
     credentials_file: Optional[str] = None,
     aws_region: Optional[str] = None,
     aws_service: str = "es",
+    opaque_id: Optional[str] = None,
 ) -> Cluster:
     """A `Cluster` for `url` (or an Elastic Cloud id), checked with one request; the engine is
     detected unless given.
@@ -553,6 +570,8 @@ def connect(
             {"api_key"} or {"bearer_token"}); default $SPLADE_OS_CREDENTIALS_FILE.
         aws_region, aws_service: sign requests with AWS SigV4 for Amazon OpenSearch Service ("es")
             or OpenSearch Serverless ("aoss"); needs the `aws` extra (boto3).
+        opaque_id: the X-Opaque-Id header of every request (e.g. "my-app/reindex-42"), to find
+            them in the engines' tasks API and slow logs; `Cluster.with_opaque_id` changes it.
 
     Raises:
         ClusterError: unreachable, TLS failure, refused credentials, or not the engine given.
@@ -592,7 +611,7 @@ def connect(
         if credentials:
             raise InputError(f"--aws-region signs requests with AWS credentials: leave out {credentials.kind}")
     cluster, answered = _cluster(url, cloud_id, engine_named(engine) if engine else None, credentials, tls, timeout,
-                                 aws_region, aws_service)
+                                 aws_region, aws_service, opaque_id)
     cluster._credentials, cluster._credentials_source = credentials, source
     if cluster.engine is OPENSEARCH and credentials.api_key:
         raise InputError("--api-key is an Elasticsearch API key; OpenSearch takes basic auth, --bearer-token, a client "
@@ -604,7 +623,7 @@ def connect(
         url=None if cloud_id else redact_url(url), cloud_id=cloud_id, engine=cluster.engine.name, ca_certs=ca_certs,
         insecure=insecure, client_cert=client_cert, client_key=client_key, timeout=timeout,
         credentials_file=_credentials_path(credentials_file) if source == "file" else None, aws_region=aws_region,
-        aws_service=aws_service)
+        aws_service=aws_service, opaque_id=opaque_id)
     return cluster
 
 
@@ -646,17 +665,18 @@ def _cloud_url(cloud_id: str) -> str:
     return f"https://{host}:{port}"
 
 
-def _cluster(url, cloud_id, chosen, credentials, tls, timeout, aws_region, aws_service):
+def _cluster(url, cloud_id, chosen, credentials, tls, timeout, aws_region, aws_service, opaque_id=None):
     """(the Cluster on the engine's own client, whether it has answered already): the engine given,
     else the one that answers."""
     if chosen is ELASTICSEARCH:
-        return Cluster(_ElasticsearchClient(_elasticsearch_client(url, cloud_id, credentials, tls, timeout)), url), False
+        client = _elasticsearch_client(url, cloud_id, credentials, tls, timeout)
+        return Cluster(_ElasticsearchClient(client), url, opaque_id), False
     backend = _OpenSearchClient(_opensearch_client(url, credentials, tls, timeout, aws_region, aws_service))
-    cluster = Cluster(backend, url)
+    cluster = Cluster(backend, url, opaque_id)
     cluster._credentials = credentials
     if chosen is None and not aws_region:
         try:
-            headers = backend.probe("/_cluster/health")
+            headers = backend.probe("/_cluster/health", opaque_id)
         except Exception as error:
             failure = backend.failure(error)
             if failure is None:
@@ -664,7 +684,7 @@ def _cluster(url, cloud_id, chosen, credentials, tls, timeout, aws_region, aws_s
             raise cluster._error(failure, "connecting", engine_known=False) from None
         if headers.get("x-elastic-product") == "Elasticsearch":
             backend.client.close()
-            return _cluster(url, cloud_id, ELASTICSEARCH, credentials, tls, timeout, aws_region, aws_service)
+            return _cluster(url, cloud_id, ELASTICSEARCH, credentials, tls, timeout, aws_region, aws_service, opaque_id)
         return cluster, True
     return cluster, False
 

@@ -31,18 +31,38 @@ from splade_os.formats.identity import ModelIdentity
 from splade_os.query.bodies import bm25_body, query_body
 from splade_os.query.encoder import QueryEncoder
 from splade_os.query.filters import filter_clauses, mapped_fields
-from splade_os.query.hits import Hit
+from splade_os.query.hits import Hit, Hits
 from splade_os.query.hybrid import Hybrid, fuse, hit_lists, msearch_payload
 from splade_os.query.options import SearchOptions, search_options
 
 # Pauses (s) before asking again a search that some shards failed to answer: a node that left is
-# noticed, and its shards' other copies take over, within seconds.
+# noticed, and its shards' other copies take over, within seconds. A budget beyond their sum
+# (`SearchOptions.retry_budget`, 7.7 s by default) repeats the last one.
 SHARD_RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 # Pauses (s) before asking again a refresh or count the cluster refused for a passing reason.
 TRANSIENT_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 SHARD_FAILURE = "search_phase_execution_exception"  # the engines' error for a search failed on its shards
+
+
+def retry_pauses(budget: float) -> List[float]:
+    """The pauses before each new try of a search that fit in `budget` seconds: `SHARD_RETRY_PAUSES`
+    in turn (the last one repeated), the final one cut to what is left of the budget."""
+    pauses, left = [], budget
+    for step in range(1000):
+        if left <= 1e-9:
+            break
+        pause = min(SHARD_RETRY_PAUSES[min(step, len(SHARD_RETRY_PAUSES) - 1)], left)
+        pauses.append(pause)
+        left -= pause
+    return pauses
+
+
+def shard_counts(answer: dict) -> dict:
+    """{"total", "successful", "skipped", "failed"} shard searches of a search (or `_msearch`) answer."""
+    searches = [found.get("_shards") or {} for found in answer.get("responses", [answer]) if "error" not in found]
+    return {key: sum(s.get(key) or 0 for s in searches) for key in ("total", "successful", "skipped", "failed")}
 
 
 def _shard_problem(answer: dict) -> Optional[str]:
@@ -65,6 +85,11 @@ def _shard_problem(answer: dict) -> Optional[str]:
                for s in shards for f in s.get("failures") or []}
     return (f"{failed} of {sum(s.get('total') or 0 for s in shards)} shard searches failed ("
             + ("; ".join(sorted(reasons))[:300] or "no reason given") + ")")
+
+
+def _hits(answer: dict, hits: List[Hit]) -> Hits:
+    """`hits` with the shard counts of the engine's search (or `_msearch`) answer."""
+    return Hits(hits, shard_counts(answer), _shard_problem(answer))
 
 
 _PLACEHOLDER = re.compile(r"@([a-z_]+)@")
@@ -521,8 +546,12 @@ class SpladeIndex:
         return [self.bm25_body(text, deep.k, deep.source, deep.filter, hybrid.fields),
                 self.body(text, encoder=encoder, options=deep)]
 
-    def search(self, text: str, k: Optional[int] = None, encoder=None, *, options=None, **given) -> List[Hit]:
-        """The top `k` hits for `text`, best first; `options` and `given` as for `body`.
+    def search(self, text: str, k: Optional[int] = None, encoder=None, *, options=None, **given) -> Hits:
+        """The top `k` hits for `text`, best first (a list of `Hit`); `options` and `given` as for `body`.
+
+        A search that some shards failed to answer is asked again for `options.retry_budget`
+        seconds; then, with `options.allow_partial_results`, what the other shards found comes back
+        with `Hits.partial` set and `Hits.shards` counting them, else a `ClusterError` says so.
 
         With `hybrid` (a `splade_os.query.Hybrid`), BM25 and SPLADE results are fused (one
         `_msearch` request) and a hit's score is the fused score; a filter restricts both lists.
@@ -540,13 +569,13 @@ class SpladeIndex:
                 from splade_os.cluster.explain import with_vectors
 
                 body = with_vectors(self, body)
-            response = self.request_search(body)
-            hits = [Hit.from_engine(h, *roles) for h in response["hits"]["hits"]]
+            response = self.request_search(body, options=options)
+            hits = _hits(response, [Hit.from_engine(h, *roles) for h in response["hits"]["hits"]])
             if inline:
                 sources = {h["_id"]: h.get("_source") or {} for h in response["hits"]["hits"]}
         else:
-            hits = [Hit.from_engine(dict(hit, _score=score), *roles)
-                    for hit, score in self.hybrid_hits(text, encoder=encoder, options=options)]
+            fused, response = self._hybrid(text, encoder, options)
+            hits = _hits(response, [Hit.from_engine(dict(hit, _score=score), *roles) for hit, score in fused])
         if options.explain:
             from splade_os.cluster.explain import explain_hits
 
@@ -561,35 +590,44 @@ class SpladeIndex:
         trip: there both lists come without `_source` and the fused top `k` are read with one
         `_mget` (measured in docs/quality.md).
         """
-        options = search_options(options, k=k, **given)
+        return self._hybrid(text, encoder, search_options(options, k=k, **given))[0]
+
+    def _hybrid(self, text: str, encoder, options: SearchOptions) -> tuple:
+        """(`hybrid_hits`, the `_msearch` answer)."""
         later = options.source is not False and self.source_features == "map"
         bodies = self.hybrid_bodies(text, encoder=encoder, options=options.but(source=False) if later else options)
-        fused = fuse(*hit_lists(self.request_msearch(bodies), self.name), self.fusion(options.hybrid), options.k)
+        answer = self.request_msearch(bodies, options=options)
+        fused = fuse(*hit_lists(answer, self.name), self.fusion(options.hybrid), options.k)
         if not later or not fused:
-            return fused
+            return fused, answer
         docs = self.cluster.request("POST", f"/{self.name}/_mget", {"ids": [hit["_id"] for hit, _ in fused]},
                                     params=_source_params(self.source(options.source)),
                                     action=f"reading hits of {self.name!r}")["docs"]
         sources = {doc["_id"]: doc.get("_source") for doc in docs if doc.get("found")}
-        return [(dict(hit, _source=sources.get(hit["_id"])), score) for hit, score in fused]
+        return [(dict(hit, _source=sources.get(hit["_id"])), score) for hit, score in fused], answer
 
-    def request_search(self, body: dict, params: Optional[dict] = None) -> dict:
-        """Send a search body to this index; the engine's raw answer, from every shard (see `_whole`)."""
-        return self._whole("_search", body, params=params)
+    def request_search(self, body: dict, params: Optional[dict] = None, options: Optional[SearchOptions] = None) -> dict:
+        """Send a search body to this index; the engine's raw answer, from every shard (see `_whole`;
+        `options`: its retry budget and whether partial results are allowed)."""
+        return self._whole("_search", body, params=params, options=options)
 
-    def request_msearch(self, bodies: List[dict]) -> dict:
+    def request_msearch(self, bodies: List[dict], options: Optional[SearchOptions] = None) -> dict:
         """Send several search bodies to this index in one `_msearch` request; the engine's raw answer."""
-        return self._whole("_msearch", msearch_payload(None, bodies), ndjson=True)
+        return self._whole("_msearch", msearch_payload(None, bodies), ndjson=True, options=options)
 
-    def _whole(self, endpoint: str, body, ndjson: bool = False, params: Optional[dict] = None) -> dict:
+    def _whole(self, endpoint: str, body, ndjson: bool = False, params: Optional[dict] = None,
+               options: Optional[SearchOptions] = None) -> dict:
         """The answer of `POST /<index>/<endpoint>` once no shard failed in any of its searches.
 
         Right after a node leaves, an engine answers a search with 200 and the hits of the shards
         that answered (silently incomplete), or fails it on every shard
         (`search_phase_execution_exception`). Either is asked again after short pauses while the
-        cluster moves the shards to their other copies; if it persists, a `ClusterError` says so.
+        cluster moves the shards to their other copies, for `options.retry_budget` seconds; if it
+        persists, a `ClusterError` says so, unless `options.allow_partial_results` takes an answer
+        some shards failed (not one whose searches failed on every shard: there is nothing to take).
         """
-        for pause in (*SHARD_RETRY_PAUSES, None):
+        options = options or SearchOptions()
+        for pause in (*retry_pauses(options.retry_budget), None):
             try:
                 answer = self.cluster.request("POST", f"/{self.name}/{endpoint}", body, ndjson=ndjson, params=params,
                                               action=f"searching {self.name!r}")
@@ -602,6 +640,9 @@ class SpladeIndex:
             if problem is None:
                 return answer
             if pause is None:
+                if options.allow_partial_results and not any("error" in found
+                                                             for found in answer.get("responses", [answer])):
+                    return answer
                 raise ClusterError(f"searching {self.name!r}: {problem}")
             time.sleep(pause)
 

@@ -1,10 +1,47 @@
-"""The one place that draws progress: tqdm bars and notes on stderr, off when `show` is False."""
+"""The one place that draws progress: tqdm bars and notes on stderr, off when `show` is False.
+
+Notes (and the CLI's notices, warnings and errors) are lines of text by default; after
+`log_format("json")` each is one JSON object on a line of its own, with the fields given there
+(the CLI's command and run id), and the bars are off: a log collector reads stderr line by line.
+"""
 
 import contextlib
+import json
 import sys
 import threading
+import time
 
 from tqdm.auto import tqdm
+
+
+LOG_FORMATS = ("text", "json")
+_LOG = {"format": "text", "fields": {}}
+
+
+def log_format(name: str = "text", **fields) -> None:
+    """Write notes as text lines, or ("json") as JSON objects carrying `fields` too."""
+    if name not in LOG_FORMATS:
+        raise ValueError(f"log format {name!r}: expected one of {', '.join(LOG_FORMATS)}")
+    _LOG.update(format=name, fields=dict(fields))
+
+
+def structured() -> bool:
+    """Whether notes are written as JSON objects (then there are no progress bars)."""
+    return _LOG["format"] == "json"
+
+
+def bars(show: bool) -> bool:
+    """Whether to draw progress bars (other libraries' too): `show`, unless notes are JSON lines."""
+    return show and _LOG["format"] != "json"
+
+
+def log_line(level: str, message: str) -> None:
+    """One line on stderr: the message as it is, or a JSON object with its level and time."""
+    if _LOG["format"] == "json":
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level, "message": message,
+                  **_LOG["fields"]}
+        message = json.dumps(record, ensure_ascii=False)
+    print(message, file=sys.stderr, flush=True)
 
 
 def _terminal() -> bool:
@@ -18,7 +55,7 @@ def bar(show: bool, **kwargs):
     """
     if not _terminal():
         kwargs.setdefault("mininterval", 10.0)
-    return tqdm(file=sys.stderr, disable=not show, dynamic_ncols=True, **kwargs)
+    return tqdm(file=sys.stderr, disable=not bars(show), dynamic_ncols=True, **kwargs)
 
 
 @contextlib.contextmanager
@@ -44,6 +81,6 @@ def ticking(progress, every: float = 1.0):
 
 
 def note(show: bool, message: str) -> None:
-    """One line of progress information on stderr."""
+    """One line of progress information on stderr (see `log_line`)."""
     if show:
-        print(message, file=sys.stderr, flush=True)
+        log_line("info", message)

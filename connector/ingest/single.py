@@ -106,6 +106,7 @@ class IngestStats:
     cut: int = 0  # documents not encoded in full (truncated, or more token windows than allowed)
     vectors: Optional[VectorOptions] = None  # how the index makes document vectors
     fusion: str = ""  # the hybrid fusion measured and recorded at the end, in words (or why not)
+    model: dict = field(default_factory=dict)  # the model's name, version and source (`ModelIdentity`)
 
     @property
     def cut_note(self) -> str:
@@ -162,10 +163,12 @@ def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: O
     options = options or IngestOptions()
     started = time.perf_counter()
     plan = plan_ingest(cluster, corpus, index, model, alias, options, show_progress)
+    identity = plan.model.identity
+    model_fields = {"name": identity.name, "version": identity.version, "source": identity.source}
     if plan.state.complete:
         note(show_progress, f"{plan.checkpoint_path}: that ingest already completed")
         return IngestStats(index=plan.index.name, indexed=plan.state.indexed, rejected=plan.state.rejected,
-                           count_after=plan.index.count(), checkpoint_path=plan.checkpoint_path)
+                           count_after=plan.index.count(), checkpoint_path=plan.checkpoint_path, model=model_fields)
     if plan.resumed:
         from splade_os.ingest.ray import check_resume_mode
 
@@ -180,7 +183,7 @@ def ingest(cluster, corpus, index: Optional[str] = None, model=None, *, alias: O
     else:
         stats = run_pipeline(plan, _encoder(plan, options, encoder, show_progress), options, show_progress)
     publish(plan, stats, options.keep, options.calibrate_fusion)
-    stats.seconds = time.perf_counter() - started
+    stats.seconds, stats.model = time.perf_counter() - started, model_fields
     return stats
 
 

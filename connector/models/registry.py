@@ -38,7 +38,8 @@ REGISTRY_INDEX = "splade-models"
 CHUNK_INDEX = "splade-models-chunks"
 QUERY_SIDE_INDEX = "splade-query-sides"
 CHUNK_BYTES = 4 * 1024 * 1024
-ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model")
+# Text and tensors only, nothing that unpickles; .toml: the recipe.toml `train` saves beside its model.
+ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model", ".toml")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
 _MAPPINGS = {

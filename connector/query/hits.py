@@ -8,6 +8,27 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 
+class Hits(list):
+    """The hits of a search, best first (a list of `Hit`), and what its shards did.
+
+    Attributes:
+        shards: {"total", "successful", "skipped", "failed"} shard searches (summed over the
+            searches of a hybrid search).
+        partial: some shards did not answer (with `SearchOptions.allow_partial_results` only;
+            else such a search raises): the hits are those of the shards that did.
+        problem: what was missing, in one line, when `partial`.
+    """
+
+    def __init__(self, hits=(), shards: Optional[dict] = None, problem: Optional[str] = None):
+        super().__init__(hits)
+        self.shards = shards or {}
+        self.problem = problem
+
+    @property
+    def partial(self) -> bool:
+        return self.problem is not None
+
+
 @dataclass
 class Hit:
     """One search result: its id, score, title and text, and the `_source` fields asked for."""

@@ -18,6 +18,8 @@ from splade_os.common.errors import InputError
 from splade_os.query.bodies import Pruning, TwoPhase
 from splade_os.query.hybrid import Hybrid
 
+DEFAULT_RETRY_BUDGET = 7.7  # s: the sum of `splade_os.cluster.index.SHARD_RETRY_PAUSES`, as before budgets
+
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -35,6 +37,11 @@ class SearchOptions:
             those and the fields named; True, every field but the features; False, nothing.
         explain: each hit of `SpladeIndex.search` also carries the tokens that made its score
             (`Hit.explanation`); the body itself does not change.
+        retry_budget: seconds a search that shards failed to answer (a node left, its shards'
+            other copies not yet in charge) may spend pausing before it is asked again; 0: asked
+            once. The pauses grow from 0.2 s (`splade_os.cluster.index.retry_pauses`).
+        allow_partial_results: when the budget is spent, return what the other shards found
+            (`Hits.partial`, `Hits.shards` say so) instead of raising a `ClusterError`.
     """
 
     k: int = 10
@@ -44,10 +51,14 @@ class SearchOptions:
     filter: Any = None
     source: Any = None
     explain: bool = False
+    retry_budget: float = DEFAULT_RETRY_BUDGET
+    allow_partial_results: bool = False
 
     def __post_init__(self):
         if not isinstance(self.k, int) or self.k < 0:
             raise InputError(f"k {self.k!r}: expected a whole number of hits >= 0")
+        if not isinstance(self.retry_budget, (int, float)) or self.retry_budget < 0:
+            raise InputError(f"retry budget {self.retry_budget!r}: expected seconds >= 0")
         if self.two_phase is True:
             object.__setattr__(self, "two_phase", TwoPhase())
         if self.pruning is not None and self.two_phase:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from splade_os.common.errors import InputError, ModelError
+from splade_os.common.progress import bars
 
 DEFAULT_TEACHER = "default"
 
@@ -103,9 +104,9 @@ def teacher_scores(teacher, queries: Sequence[str], texts: Sequence[Sequence[str
     distinct = list(dict.fromkeys(t for row in texts for t in row))
     where = {t: i for i, t in enumerate(distinct)}
     docs = teacher.encode(distinct, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                          show_progress_bar=show_progress)
+                          show_progress_bar=bars(show_progress))
     asked = teacher.encode(list(queries), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=show_progress)
+                           show_progress_bar=bars(show_progress))
     return [(docs[[where[t] for t in row]] @ q).tolist() for q, row in zip(asked, texts)]
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from splade_os.common.errors import InputError, ModelError, TrainingError, TrainingNotBetterError
+from splade_os.common.progress import bars
 
 __all__ = ["TrainArgs", "TrainResult", "Recipe", "TrainingError", "TrainingNotBetterError", "load_pairs",
            "beir_pairs", "starting_model", "static_table_parameter", "split_validation", "validation_evaluator",
@@ -368,7 +369,7 @@ def _training_arguments(args: TrainArgs, output: Path, columns: Sequence[str], t
         # A float below 1 is a ratio of the total steps; KeepBest adds the last step.
         eval_steps=(args.eval_steps or 1.0 / (args.evaluations + 1e-9)) if evaluate else None,
         eval_on_start=evaluate,
-        disable_tqdm=not show_progress,
+        disable_tqdm=not bars(show_progress),
         dataloader_pin_memory=cuda,
         report_to="none",
     )
@@ -412,7 +413,7 @@ def train(model, train_dataset, args: TrainArgs, evaluator=None, show_progress: 
             saved unless `args.force`); the numbers are in `args.output_dir/splade_os_training.json`.
         TrainingError: the static table's learning rate did not apply to its parameter.
     """
-    with _quiet(show_progress):
+    with _quiet(bars(show_progress)):
         return _train(model, train_dataset, args, evaluator, show_progress)
 
 
@@ -525,7 +526,7 @@ def _quiet(show_progress: bool):
         import datasets
         from transformers.utils import logging as hf_logging
 
-        bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+        hf_bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
         dataset_bars = datasets.is_progress_bar_enabled()  # "Flattening the indices" of select/shuffle
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
@@ -534,7 +535,7 @@ def _quiet(show_progress: bool):
             yield
         finally:
             hf_logging.set_verbosity(verbosity)
-            if bars:
+            if hf_bars:
                 hf_logging.enable_progress_bar()
             if dataset_bars:
                 datasets.enable_progress_bars()
@@ -698,7 +699,7 @@ def run(recipe: Recipe, args: TrainArgs, cluster=None, show_progress: bool = Tru
         InputError: no data, or negatives without a cluster or an index to mine.
         TrainingNotBetterError: see `train`.
     """
-    with _quiet(show_progress):
+    with _quiet(bars(show_progress)):
         return _run(recipe, args, cluster, show_progress)
 
 
