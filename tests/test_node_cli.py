@@ -62,7 +62,7 @@ def test_node_commands_for_elasticsearch(own_cache):
 
     # With no --url, a command uses (here: reuses) the local node of its --engine.
     search = run("search", "lift", "--index", "nope", "--engine", "elasticsearch")
-    assert search.exit_code == 1 and f"Using the local node at {url}" in search.output, search.output
+    assert search.exit_code == 1 and f"no cluster configured (--url, SPLADE_OS_URL, --cloud-id): using the local elasticsearch node at {url}" in search.output, search.output
     assert "index 'nope' does not exist" in search.output, search.output
 
     stopped = run("-q", "node", "stop", "--engine", "elasticsearch")

@@ -225,7 +225,7 @@ def test_bearer_token_client_certificate_and_cloud_id(secured, tiny, tmp_path):
                                 env={**env, **reader, "SPLADE_OS_CACHE": str(tmp_path / "cache")},
                                 catch_exceptions=False)
     assert result.exit_code == 0 and result.stdout.strip(), result.output
-    assert "Using the local node" not in result.output
+    assert "no cluster configured" not in result.output  # the local-node notice
 
 
 @on_the_secured_node
@@ -332,4 +332,4 @@ def test_connection_input_is_refused_in_one_line(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["search", "lift", "--index", "x", "--cloud-id", cloud_id],
                                 env={name: None for name in SECRET_ENV}, catch_exceptions=False)
     assert result.exit_code == 1 and "https://127.0.0.1:9: cannot reach the cluster" in result.output, result.output
-    assert "Using the local node" not in result.output
+    assert "no cluster configured" not in result.output  # the local-node notice
