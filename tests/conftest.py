@@ -6,7 +6,9 @@ distribution, built when missing; $SPLADE_OS_OPENSEARCH_IMAGE names another); el
 launcher (a node from the Maven Central distribution). Elasticsearch likewise: $ELASTICSEARCH_URL;
 Testcontainers' ElasticSearchContainer (security off); else a local Elasticsearch node.
 $SPLADE_OS_TEST_BACKEND=docker or maven chooses instead of the Docker check. The backends in use
-are printed at the end of the run.
+are printed at the end of the run. $SPLADE_OS_TEST_OPENSEARCH_VERSION (or _ELASTICSEARCH_) runs
+the local node of another engine version (the version matrix: CI runs the tests marked `smoke`
+on each version of `NodeEngine.versions` besides the default).
 
 Markers: a test that uses a cluster fixture is marked `node` automatically; tests that encode
 much, train or install are marked `slow` in their modules. The fast loop is
@@ -149,6 +151,10 @@ def _cluster_url(engine: str, env_var: str):
         BACKEND.append(f"{env_var}={url}")
         yield url
         return
+    version = os.environ.get(f"SPLADE_OS_TEST_{engine.upper()}_VERSION") or None
+    if version and _backend() == "docker":
+        raise pytest.UsageError(f"SPLADE_OS_TEST_{engine.upper()}_VERSION={version}: another version runs on "
+                                "the local node (SPLADE_OS_TEST_BACKEND=maven); the images hold the default")
     image = _image(engine) if _backend() == "docker" else None
     if image:
         with CONTAINERS[engine](image) as container:
@@ -157,9 +163,9 @@ def _cluster_url(engine: str, env_var: str):
         return
     from splade_os.node import LocalNode
 
-    with LocalNode(engine, show_progress=False) as node:
-        BACKEND.append(f"local {engine_named(engine).label} node from the Maven Central distribution "
-                       f"at {node.url}")
+    with LocalNode(engine, version=version, show_progress=False) as node:
+        BACKEND.append(f"local {engine_named(engine).label} {node.version} node from the Maven Central "
+                       f"distribution at {node.url}")
         yield node.url
 
 

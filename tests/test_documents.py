@@ -187,6 +187,7 @@ def _sources(index, ids) -> dict:
     return found
 
 
+@pytest.mark.smoke
 def test_every_field_of_every_line_is_kept(catalogue):
     index, lines, stats = catalogue
     assert (stats.indexed, stats.rejected, stats.count_after) == (2000, 0, 2000)
@@ -237,6 +238,7 @@ def _same_ranking(got, expected, k):
         assert [h.id for h in got] == [h.id for h in expected[:k]]
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("filter, conditions", FILTERS)
 def test_filtered_top_k_is_the_unfiltered_ranking_restricted(catalogue, filter, conditions):
     index, lines, _ = catalogue
@@ -252,6 +254,7 @@ def test_filtered_top_k_is_the_unfiltered_ranking_restricted(catalogue, filter, 
         _same_ranking(index.search(text, k=10, two_phase=phases, filter=filter), both, 10)
 
 
+@pytest.mark.smoke
 def test_filtered_hybrid_and_pruned_hits_all_match(catalogue):
     index, lines, _ = catalogue
     filter, conditions = FILTERS[0]
@@ -351,6 +354,7 @@ def test_reindex_and_alias_generations_keep_fields_and_mapping(cluster, default_
             assert kept == {k: v for k, v in line.items() if k != "_id"}, (method, line["_id"])
 
 
+@pytest.mark.smoke
 def test_a_mapping_the_engine_refuses_leaves_nothing_behind(cluster, default_model, sample_dir, tmp_path):
     corpus = write_jsonl(tmp_path / "c.jsonl", catalogue_lines(sample_dir, 5))
     settings = IndexSettings(mapping={"properties": {"price": {"type": "flaot"}}})

@@ -18,16 +18,23 @@ def node_engine_option(f):
                         show_default=True, help="Which engine's local node.")(f)
 
 
+def node_version_option(f):
+    return click.option("--version", "version", default=None, metavar="VERSION",
+                        help="The engine version (default: OpenSearch 3.5.0, Elasticsearch 8.19.21; tested: "
+                             "see docs/nodes.md).")(f)
+
+
 @node.command("start")
 @node_engine_option
 @click.option("--nodes", type=click.IntRange(min=1), default=None,
               help="Nodes in the local cluster (default: 1, or reuse whatever runs).")
+@node_version_option
 @handle_errors
-def node_start(engine, nodes):
+def node_start(engine, nodes, version):
     """Start the local node (or reuse the running one) and print its URL (several: comma-separated)."""
     from splade_os.node import start_background
 
-    click.echo(start_background(engine=engine, nodes=nodes, show_progress=not quiet()))
+    click.echo(start_background(engine=engine, nodes=nodes, version=version, show_progress=not quiet()))
 
 
 @node.command("stop")
@@ -55,12 +62,13 @@ def node_status(engine):
 
 @node.command("fetch")
 @node_engine_option
+@node_version_option
 @handle_errors
-def node_fetch(engine):
+def node_fetch(engine, version):
     """Download and unpack the node's distribution into the cache (no start); print its folder."""
     from splade_os.node import ensure_distribution
 
-    click.echo(ensure_distribution(engine, show_progress=not quiet()))
+    click.echo(ensure_distribution(engine, version, show_progress=not quiet()))
 
 
 @click.command()

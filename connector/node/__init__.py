@@ -9,7 +9,8 @@
 Engines: OpenSearch 3.5.0 and Elasticsearch 8.19.21, each the plain "integ-test" zip from Maven
 Central (no bundled JDK, no security: plain HTTP on 127.0.0.1; `NodeSecurity` turns it on for an
 Elasticsearch node, for tests), fetched with `mvn` into
-`cache_dir()/dist`; both need a JDK 21+. Both refuse to run as root: as root, the node runs as
+`cache_dir()/dist`; both need a JDK 21+. Other versions run too (`NodeEngine.versions` lists
+the tested ones: OpenSearch 2.19, on Java 17-23 with mapper-extras added to its zip, and 3.8). Both refuse to run as root: as root, the node runs as
 `nobody` (or `$SPLADE_OS_NODE_USER`). Only the standard library talks to the nodes (urllib).
 See docs/nodes.md.
 """

@@ -111,7 +111,8 @@ def start_background(engine="opensearch", nodes: Optional[int] = None, version: 
     Args:
         engine: "opensearch" or "elasticsearch".
         nodes: how many nodes; None reuses whatever runs, else starts one.
-        version: the engine version when it starts (a running node is reused whatever its version).
+        version: the engine version (default: the spec's); None reuses whatever runs, and a running
+            node of another version than one asked for is an error. Each version keeps its own data.
         port: the HTTP port of the (first) node when it starts.
         show_progress: progress lines on stderr.
 
@@ -129,14 +130,20 @@ def start_background(engine="opensearch", nodes: Optional[int] = None, version: 
             raise NodeError(f"a background {spec.label} node (pid {_live(spec, state)[0].get('pid')}) is running "
                             f"but not answering; stop it with 'splade-os node stop --engine {spec.name}' and start again")
         if url is not None:
+            if version is not None and version != state.get("version"):
+                raise NodeError(f"a background {spec.label} {state.get('version')} node is running at {url}; stop it "
+                                f"with 'splade-os node stop --engine {spec.name}' to start {version}")
             if nodes is not None and nodes != len(state["nodes"]):
                 raise NodeError(f"a background {spec.label} cluster of {len(state['nodes'])} node(s) is running "
                                 f"at {url}; stop it with 'splade-os node stop --engine {spec.name}' to start "
                                 f"{nodes} node(s)")
             return url
         count = nodes or 1
-        # In the cache, except when we are root and the node user cannot enter the cache.
-        root = node_root(node_account(spec.label)) / spec.name / f"cluster-{count}"
+        # In the cache, except when we are root and the node user cannot enter the cache. Another
+        # version keeps its data apart: a node cannot read indexes a newer version wrote.
+        version = version or spec.version
+        folder = f"cluster-{count}" if version == spec.version else f"cluster-{count}-{version}"
+        root = node_root(node_account(spec.label)) / spec.name / folder
         local = LocalCluster(spec, nodes=count, version=version, port=port, show_progress=show_progress,
                              work_dir=root, detach=True).start()
         _write_state(spec, {

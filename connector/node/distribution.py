@@ -1,7 +1,8 @@
 """Fetching a search engine's distribution into the cache: `mvn dependency:copy`, then unpack.
 
 Both steps write beside their target and rename at the end, so an interrupted run never leaves a
-half-written zip or folder that a later run would trust.
+half-written zip or folder that a later run would trust. A module splade-os needs that the zip
+lacks (mapper-extras before OpenSearch 3.5) is fetched the same way and added while unpacking.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Optional
 from splade_os.common.cache import cache_dir
 from splade_os.common.errors import NodeError
 from splade_os.common.files import staged_dir
-from .engines import node_engine
+from .engines import node_engine, version_key
 from .logs import progress, shorten
 
 
@@ -26,7 +27,7 @@ def ensure_distribution(engine="opensearch", version: Optional[str] = None, show
     """Return the unpacked distribution home, e.g. `cache_dir()/dist/opensearch-3.5.0`.
 
     Downloads the zip with Maven when it is not cached yet (`cache_dir()/dist/<name>.zip`), then
-    unpacks it.
+    unpacks it, adding the modules splade-os needs that the zip lacks (`NodeEngine.modules`).
 
     Args:
         engine: "opensearch" or "elasticsearch".
@@ -34,43 +35,45 @@ def ensure_distribution(engine="opensearch", version: Optional[str] = None, show
         show_progress: say on stderr what is downloaded and unpacked.
 
     Raises:
-        NodeError: mvn is missing, the download failed, or the zip is bad.
+        InputError: `version` is not a version number.
+        NodeError: mvn is missing, the download failed (e.g. Maven Central has no such version), or
+            the zip is bad.
     """
     spec = node_engine(engine)
     version = version or spec.version
+    version_key(version)  # refuses a version that is not numbers and dots, before Maven is asked
     dist = cache_dir() / "dist"
     home = dist / spec.home_name(version)
     if spec.script(home).is_file():
         return home
     archive = dist / f"{spec.home_name(version)}.zip"
     if not archive.is_file():
-        _download(spec, version, archive, show_progress)
-    _unpack(spec, archive, home, show_progress)
+        progress(show_progress, f"downloading {spec.label} {version} with Maven (about {spec.size_mb} MB, once)")
+        _maven_copy(spec.coordinates(version), archive, f"{spec.label} {version}")
+        progress(show_progress, f"downloaded {archive}")
+    _unpack(spec, version, archive, home, show_progress)
     return home
 
 
-def _download(spec, version: str, archive: Path, show_progress: bool) -> None:
+def _maven_copy(artifact: str, target: Path, what: str) -> None:
+    """Copy a Maven artifact (e.g. "group:name:1.0:zip") to `target`, a file named as Maven names it."""
     mvn = shutil.which("mvn")
-    what = f"{spec.label} {version}"
     if mvn is None:
         raise NodeError(f"cannot download {what}: Maven ('mvn') is not on PATH; install Maven, "
-                        f"or put {archive.name} into {archive.parent}")
-    progress(show_progress, f"downloading {what} with Maven (about {spec.size_mb} MB, once)")
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=archive.parent) as tmp:
-        command = [mvn, "-q", "-B", "dependency:copy", f"-Dartifact={spec.coordinates(version)}",
-                   f"-DoutputDirectory={tmp}"]
+                        f"or put {target.name} into {target.parent}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
+        command = [mvn, "-q", "-B", "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={tmp}"]
         try:
             # cwd is the empty temp dir so that no pom.xml around the caller can interfere.
             result = subprocess.run(command, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         except OSError as exc:
             raise NodeError(f"cannot run Maven to download {what}: {exc}") from None
-        fetched = Path(tmp) / archive.name
-        if result.returncode != 0 or not fetched.is_file():
+        fetched = [path for path in Path(tmp).iterdir() if path.is_file()]
+        if result.returncode != 0 or len(fetched) != 1:
             reason = _first_maven_error(result.stdout + "\n" + result.stderr)
             raise NodeError(f"Maven could not download {what}: {reason}")
-        os.replace(fetched, archive)
-    progress(show_progress, f"downloaded {archive}")
+        os.replace(fetched[0], target)
 
 
 def _first_maven_error(output: str) -> str:
@@ -81,7 +84,7 @@ def _first_maven_error(output: str) -> str:
     return shorten(lines[0] if lines else "no output from mvn")
 
 
-def _unpack(spec, archive: Path, home: Path, show_progress: bool) -> None:
+def _unpack(spec, version: str, archive: Path, home: Path, show_progress: bool) -> None:
     progress(show_progress, f"unpacking {archive.name}")
     # A home without its start script is no distribution: replace it; a complete one that
     # another process unpacked meanwhile is as good as ours.
@@ -99,8 +102,29 @@ def _unpack(spec, archive: Path, home: Path, show_progress: bool) -> None:
         for script in (staging / "bin").iterdir():
             if script.is_file() and script.suffix not in (".bat", ".exe"):
                 script.chmod(0o755)
+        _add_modules(spec, version, staging, show_progress)
         staging.chmod(0o755)  # a temp folder is private; the node may run as another user
     progress(show_progress, f"{spec.label} home is {home}")
+
+
+def _add_modules(spec, version: str, home: Path, show_progress: bool) -> None:
+    """Put each module splade-os needs that the zip lacks into `home/modules/<name>/`."""
+    for module in spec.modules:
+        folder = home / "modules" / module.name
+        if folder.is_dir():
+            continue
+        artifact = module.artifact.format(version=version)
+        progress(show_progress, f"adding the {module.name} module ({artifact}), which this zip lacks")
+        _maven_copy(artifact, folder / f"{artifact.split(':')[1]}-{version}.jar", f"{module.name} {version}")
+        descriptor = {
+            "name": module.name,
+            "description": module.description,
+            "version": version,
+            f"{spec.name}.version": version,
+            "java.version": str(spec.java_range(version)[0]),
+            "classname": module.classname(version),
+        }
+        (folder / "plugin-descriptor.properties").write_text("".join(f"{k}={v}\n" for k, v in descriptor.items()))
 
 
 def _extract(zf: zipfile.ZipFile, prefix: str, target: Path) -> None:

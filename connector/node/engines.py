@@ -10,9 +10,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional, Tuple
 
 from splade_os.query.engine import ELASTICSEARCH, OPENSEARCH, Engine, engine_named
 from splade_os.common.errors import InputError
+
+
+@dataclass(frozen=True)
+class Module:
+    """A module the engine needs that some of its zips lack, and the Maven jar that provides it.
+
+    OpenSearch's integ-test zips before 3.5 carry only the transport module; `rank_features`
+    lives in mapper-extras, published on its own as a plain jar. The engine loads a module from
+    `modules/<name>/` holding the jar and a `plugin-descriptor.properties` (unknown keys refused).
+    """
+
+    name: str
+    artifact: str  # Maven coordinates with "{version}": the engine's own version
+    description: str
+    # The module's plugin class, by the engine's major version (it was renamed in 3.0).
+    classnames: Tuple[Tuple[int, str], ...]
+
+    def classname(self, version: str) -> str:
+        major = version_key(version)[0]
+        return next(name for since, name in sorted(self.classnames, reverse=True) if major >= since)
+
+
+def version_key(version: str) -> Tuple[int, ...]:
+    """(major, minor, patch) of "2.19.4" (missing parts are 0), to compare versions.
+
+    Raises:
+        InputError: not a version of numbers and dots.
+    """
+    parts = version.split(".")
+    if not version or not all(part.isdigit() for part in parts):
+        raise InputError(f"engine version {version!r}: expected numbers and dots, e.g. 3.5.0")
+    return tuple(int(part) for part in (parts + ["0", "0"])[:3])
 
 
 @dataclass(frozen=True)
@@ -33,6 +66,9 @@ class NodeEngine:
         process_name: a word in the command line of the node's process (to recognise a pid).
         jvm_files_in_logs: the JVM's gc log and crash files land in `path.logs` already (the node
             runs in its logs folder); otherwise jvm.options is rewritten to put them there.
+        versions: the versions the test suite runs on (the default first); others may work.
+        java: (since version, lowest Java, highest Java or None) rows: what each version runs on.
+        modules: modules splade-os needs, added to a zip that lacks them.
     """
 
     engine: Engine
@@ -49,6 +85,9 @@ class NodeEngine:
     process_name: str
     jvm_files_in_logs: bool
     settings: dict = field(default_factory=dict)
+    versions: Tuple[str, ...] = ()
+    java: Tuple[Tuple[str, int, Optional[int]], ...] = ()
+    modules: Tuple[Module, ...] = ()
 
     @property
     def name(self) -> str:
@@ -70,6 +109,12 @@ class NodeEngine:
         """The start script inside a distribution home."""
         return home / "bin" / self.start_script
 
+    def java_range(self, version: str) -> Tuple[int, Optional[int]]:
+        """(lowest, highest or None) Java major version that `version` runs on."""
+        key = version_key(version)
+        rows = [row for row in self.java if key >= version_key(row[0])]
+        return max(rows, key=lambda row: version_key(row[0]))[1:] if rows else (21, None)
+
 
 OPENSEARCH_NODE = NodeEngine(
     engine=OPENSEARCH,
@@ -85,6 +130,16 @@ OPENSEARCH_NODE = NodeEngine(
     initial_masters="cluster.initial_cluster_manager_nodes",
     process_name="opensearch",
     jvm_files_in_logs=False,
+    versions=("3.5.0", "2.19.4", "3.8.0"),
+    # 2.x needs the security manager that Java 24 removed; 3.x needs Java 21.
+    java=(("1.0.0", 11, 23), ("2.0.0", 17, 23), ("3.0.0", 21, None)),
+    modules=(Module(
+        name="mapper-extras",
+        artifact="org.opensearch.plugin:mapper-extras-client:{version}",
+        description="Adds advanced field mappers",
+        classnames=((1, "org.opensearch.index.mapper.MapperExtrasPlugin"),
+                    (3, "org.opensearch.index.mapper.MapperExtrasModulePlugin")),
+    ),),
 )
 
 ELASTICSEARCH_NODE = NodeEngine(
@@ -102,6 +157,8 @@ ELASTICSEARCH_NODE = NodeEngine(
     # The launcher JVM (whose pid we hold) names the distribution home in its command line.
     process_name="elasticsearch",
     jvm_files_in_logs=True,
+    versions=("8.19.21",),
+    java=(("8.0.0", 21, None),),
     settings={
         # Security on would mean TLS and passwords (and a first-start auto-configuration);
         # the machine-learning plugin is not in this zip, but its setting defaults to on.

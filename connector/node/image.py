@@ -116,7 +116,7 @@ def build_image(engine="opensearch", show_progress: bool = True, rebuild: bool =
         return tag  # built from this very recipe (an image from an older one is built again)
     _ensure_base(show_progress)
     home = ensure_distribution(spec.name, show_progress=show_progress)
-    java = find_java_home(spec.name)
+    java = find_java_home(spec.name, *spec.java_range(spec.version))
     note(show_progress, f"Building image {tag} from {home.name} and the JDK in {java}...")
     with tempfile.TemporaryDirectory(prefix="splade-os-image-") as folder:
         context = Path(folder)

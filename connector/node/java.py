@@ -1,4 +1,5 @@
-"""Choosing the JDK a node runs on: neither zip bundles one, and both engines need Java 21+."""
+"""Choosing the JDK a node runs on: neither zip bundles one. Both engines' current versions need
+Java 21+; OpenSearch 2.x runs on 17 to 23 (it needs the security manager that Java 24 removed)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,11 @@ def java_major(java_home: Path) -> Optional[int]:
     return major
 
 
-def find_java_home(engine="opensearch", min_version: int = MIN_JAVA) -> Path:
-    """Return a JDK home whose java is at least `min_version`.
+def find_java_home(engine="opensearch", min_version: int = MIN_JAVA, max_version: Optional[int] = None) -> Path:
+    """Return a JDK home whose java is at least `min_version` (and at most `max_version`).
 
     Looks at the engine's own variable ($OPENSEARCH_JAVA_HOME or $ES_JAVA_HOME), then $JAVA_HOME,
-    then takes the newest JDK in /usr/lib/jvm.
+    then takes the newest fitting JDK in /usr/lib/jvm.
 
     Raises:
         NodeError: none qualifies (the message names what was rejected).
@@ -51,23 +52,28 @@ def find_java_home(engine="opensearch", min_version: int = MIN_JAVA) -> Path:
         if not value:
             continue
         major = java_major(Path(value).expanduser())
-        if major is not None and major >= min_version:
+        if major is not None and _fits(major, min_version, max_version):
             return Path(value).expanduser()
         found = f"Java {major}" if major is not None else "no working bin/java"
         rejected.append(f"{variable}={value} ({found})")
-    best = _newest_installed(min_version)
+    best = _newest_installed(min_version, max_version)
     if best is not None:
         return best
     detail = f" (rejected {', '.join(rejected)})" if rejected else ""
-    raise NodeError(f"{spec.label} needs Java {min_version}+ and none was found{detail}: "
-                    f"install a JDK {min_version}+ and set {spec.java_home_var} to its directory")
+    wanted = f"Java {min_version}+" if max_version is None else f"Java {min_version} to {max_version}"
+    raise NodeError(f"{spec.label} needs {wanted} and none was found{detail}: "
+                    f"install such a JDK and set {spec.java_home_var} to its directory")
 
 
-def _newest_installed(min_version: int) -> Optional[Path]:
+def _fits(major: int, min_version: int, max_version: Optional[int]) -> bool:
+    return major >= min_version and (max_version is None or major <= max_version)
+
+
+def _newest_installed(min_version: int, max_version: Optional[int]) -> Optional[Path]:
     best: Optional[tuple] = None
     if JVM_DIR.is_dir():
         for candidate in sorted(JVM_DIR.iterdir()):
             major = java_major(candidate)
-            if major is not None and major >= min_version and (best is None or major > best[0]):
+            if major is not None and _fits(major, min_version, max_version) and (best is None or major > best[0]):
                 best = (major, candidate)
     return best[1] if best is not None else None

@@ -155,10 +155,10 @@ class LocalNode:
         self._account = node_account(spec.label)
         home = ensure_distribution(spec, self.version, self.show_progress)
         self.home = self._distribution_home = home_for(self._account, home, spec.script(home))
-        self._java_home = find_java_home(spec)
+        self._java_home = find_java_home(spec, *spec.java_range(self.version))
         if not reachable_as(self._account, self._java_home / "bin" / "java"):
             raise NodeError(f"the node runs as an unprivileged user, who cannot run {self._java_home}/bin/java: "
-                            f"set {spec.java_home_var} to a JDK 21+ outside /root")
+                            f"set {spec.java_home_var} to a JDK outside /root")
         for port in (self.requested_port, self.requested_transport_port):
             if port is not None and port_open(port):
                 raise NodeError(f"port {port} on 127.0.0.1 is already in use; choose another port")
