@@ -8,6 +8,9 @@ Vaswani's 93 queries is then sent as the SPLADE body of `SpladeIndex.body`, size
 filter and with each filter below, one request at a time, the variants interleaved query by query
 for `--passes` passes after a warm-up pass; the client-side latency (request to parsed response)
 and the engine's `took` are reported as p50/p99, and the hits each variant returned on average.
+Each filter is sent in two shapes: beside the SPLADE clauses with `minimum_should_match: 1` (what
+`SpladeIndex.body` sends), and "(nested)", the query under `must` beside the filter (what it sent
+before); the hits are the same.
 
 Filters, from broad to narrow (the share of the index each matches is recorded):
 in_stock=true (2/3), published>=2024-01-01 (1/2), tenant=t3 (1/7), category=books & price<20
@@ -71,15 +74,31 @@ def catalogue(corpus: Path, out: Path, docs: int, repeat: int = 1) -> int:
     return written
 
 
+def nested(body: dict, clauses: list) -> dict:
+    """The body with its query nested under `must` beside the filter (the shape before the flat one)."""
+    query = body["query"]
+    if "bool" in query and "filter" in query["bool"]:
+        query = {"bool": {"should": query["bool"]["should"]}}
+    return {**body, "query": {"bool": {"must": [query], "filter": clauses}}}
+
+
 def measure(index, queries, passes: int) -> dict:
-    """p50/p99 of client latency and `took` per filter, the variants interleaved query by query."""
-    bodies = {name: [index.body(q, 10, source=False, filter=f) for q in queries] for name, f in FILTERS.items()}
-    client = {name: [] for name in FILTERS}
-    took = {name: [] for name in FILTERS}
-    hits = {name: [] for name in FILTERS}
+    """p50/p99 of client latency and `took` per filter and query shape, the variants interleaved
+    query by query: the filter beside the SPLADE clauses (`SpladeIndex.body`, "flat"), and the
+    query nested under `must` beside it ("nested")."""
+    bodies = {}
+    for name, f in FILTERS.items():
+        bodies[name] = [index.body(q, 10, source=False, filter=f) for q in queries]
+        if f is not None:
+            clauses = index.filter_clauses(f)
+            bodies[f"{name} (nested)"] = [nested(body, clauses) if "bool" in body["query"] else body
+                                          for body in bodies[name]]
+    client = {name: [] for name in bodies}
+    took = {name: [] for name in bodies}
+    hits = {name: [] for name in bodies}
     for run in range(passes + 1):  # the first pass warms caches and is not counted
         for position in range(len(queries)):
-            for name in FILTERS:
+            for name in bodies:
                 started = time.perf_counter()
                 answer = index.request_search(bodies[name][position])
                 elapsed = (time.perf_counter() - started) * 1000
@@ -89,7 +108,8 @@ def measure(index, queries, passes: int) -> dict:
                     hits[name].append(len(answer["hits"]["hits"]))
     total = index.count()
     rows = []
-    for name, f in FILTERS.items():
+    for name in bodies:
+        f = FILTERS[name.removesuffix(" (nested)")]
         share = 1.0 if f is None else index.cluster.request("POST", f"/{index.name}/_count", {
             "query": {"bool": {"filter": index.filter_clauses(f)}}})["count"] / total
         rows.append({"filter": name, "share of index": round(share, 4),

@@ -70,17 +70,25 @@ def test_conditions_become_engine_queries():
         filter_clauses([42])
 
 
-def test_a_filter_wraps_the_query_and_never_sits_beside_its_should_clauses():
+def test_a_filter_never_makes_the_query_optional():
     weights, keys = {1: 2.0, 2: 1.0}, ["a", "b", "c"]
     for engine in ("opensearch", "elasticsearch"):
         plain = query_body(weights, keys, engine=engine)
         body = query_body(weights, keys, engine=engine, filters=[{"term": {"x": "1"}}])
-        # The query must match (its score unchanged); the filter only restricts.
-        assert body["query"] == {"bool": {"must": [plain["query"]], "filter": [{"term": {"x": "1"}}]}}
+        # Beside the query's clauses, one of which must still match (its score unchanged); the
+        # filter only restricts.
+        assert body["query"] == {"bool": {"should": plain["query"]["bool"]["should"], "filter": [{"term": {"x": "1"}}],
+                                          "minimum_should_match": 1}}
         two = query_body(weights, keys, engine=engine, two_phase=TwoPhase(tokens=1), filters=[{"term": {"x": "1"}}])
         assert two["query"]["bool"]["filter"] and "filter" not in json.dumps(two["rescore"])
+        assert two["query"]["bool"]["minimum_should_match"] == 1
+    # Any other query is nested: it must match, the filter restricts.
     pruned = query_body(weights, keys, engine="elasticsearch", pruning=Pruning(), filters=[{"term": {"x": "1"}}])
     assert "sparse_vector" in pruned["query"]["bool"]["must"][0]
+    match = {"multi_match": {"query": "a", "fields": ["text"]}}
+    assert filtered(match, [{"term": {"x": "1"}}]) == {"bool": {"must": [match], "filter": [{"term": {"x": "1"}}]}}
+    scored = {"bool": {"should": [match], "minimum_should_match": 2}}
+    assert filtered(scored, [{"term": {"x": "1"}}])["bool"]["must"] == [scored]
     assert query_body({}, keys, "opensearch", filters=[{"term": {"x": "1"}}])["query"] == {"match_none": {}}
     assert filtered({"match_all": {}}, []) == {"match_all": {}}
 

@@ -12,10 +12,15 @@ nothing to the score), or a condition in a small syntax for the common cases:
 Values are sent as strings; the engines read them as the field's type (numbers, dates,
 booleans). Several conditions are ANDed.
 
-The searched query is wrapped as `{"bool": {"must": [query], "filter": [...]}}`, never given the
-filter beside its own `should` clauses: a bool with a `filter` clause makes its `should` clauses
-optional, so documents matching none of the query's tokens would come back with score 0 just for
-passing the filter. Wrapped, a hit must match the query and the filter, with the query's score.
+A SPLADE query (a bool of `should` clauses) takes the filter beside its clauses with
+`"minimum_should_match": 1`: a bool with a `filter` clause makes its `should` clauses optional, so
+without it documents matching none of the query's tokens would come back with score 0 just for
+passing the filter. That flat shape is the one Lucene 10 (OpenSearch 3.x) scores with its
+filtered MaxScore bulk scorer, skipping blocks that cannot reach the top k as an unfiltered query
+does; nested as `{"bool": {"must": [query], "filter": [...]}}` it runs as a conjunction and scores
+every document the filter lets through (measured in benchmarks/README.md, bench_filter.py). Any
+other query (BM25's `multi_match`, a pruned `sparse_vector`) is nested that way. Either way a hit
+must match the query and the filter, with the query's score.
 
 Example:
     >>> filter_clauses(["category=books", "price<20"])
@@ -127,6 +132,10 @@ def filtered(query: dict, clauses: List[dict]) -> dict:
     """`query` restricted to documents matching every clause, its scores unchanged."""
     if not clauses or "match_none" in query:
         return query
+    inner = query.get("bool")
+    if isinstance(inner, dict) and set(inner) == {"should"} and inner["should"]:
+        # A pure disjunction: the filter beside its clauses, one of which must still match.
+        return {"bool": {"should": inner["should"], "filter": list(clauses), "minimum_should_match": 1}}
     return {"bool": {"must": [query], "filter": list(clauses)}}
 
 
