@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from splade_os.bulk import BulkLines
 from splade_os.corpus import CorpusFields, Document, Rejected, parse_line
 from splade_os.common.errors import ClusterError, InputError
-from splade_os.query.filters import RANGES, Condition, filter_clauses, filtered, parse_condition
+from splade_os.query.filters import (POST_FILTER_SHARE, RANGES, Condition, filter_clauses, filtered, parse_condition,
+                                     restricted)
 from splade_os.query.hybrid import Hybrid
 from splade_os.formats.identity import ModelIdentity
 from splade_os.cluster.index import IndexSettings
@@ -91,6 +92,23 @@ def test_a_filter_never_makes_the_query_optional():
     assert filtered(scored, [{"term": {"x": "1"}}])["bool"]["must"] == [scored]
     assert query_body({}, keys, "opensearch", filters=[{"term": {"x": "1"}}])["query"] == {"match_none": {}}
     assert filtered({"match_all": {}}, []) == {"match_all": {}}
+
+
+def test_a_broad_filter_is_a_post_filter_and_a_narrow_one_is_in_the_query():
+    weights, keys, clauses = {1: 2.0, 2: 1.0}, ["a", "b", "c"], [{"term": {"x": "1"}}]
+    plain = query_body(weights, keys, engine="opensearch")
+    broad = query_body(weights, keys, engine="opensearch", filters=clauses, filter_share=POST_FILTER_SHARE)
+    # The query as it is unfiltered, the filter dropping hits as they are collected.
+    assert broad == {**plain, "post_filter": {"bool": {"filter": clauses}}}
+    narrow = query_body(weights, keys, engine="opensearch", filters=clauses, filter_share=POST_FILTER_SHARE / 2)
+    assert "post_filter" not in narrow and narrow["query"]["bool"]["filter"] == clauses
+    assert narrow == query_body(weights, keys, engine="opensearch", filters=clauses)  # share unknown: in the query
+    two = query_body(weights, keys, engine="opensearch", two_phase=TwoPhase(tokens=1), filters=clauses, filter_share=1)
+    assert two["post_filter"] == {"bool": {"filter": clauses}} and "filter" not in json.dumps([two["query"], two["rescore"]])
+    # Only a SPLADE disjunction takes a post_filter; a query matching nothing stays as it is.
+    pruned = query_body(weights, keys, engine="elasticsearch", pruning=Pruning(), filters=clauses, filter_share=1)
+    assert "post_filter" not in pruned and pruned["query"]["bool"]["filter"] == clauses
+    assert restricted({"query": {"match_none": {}}}, clauses, 1.0) == {"query": {"match_none": {}}}
 
 
 # -- what a document keeps ----------------------------------------------------------------------
@@ -247,9 +265,13 @@ def _same_ranking(got, expected, k):
 
 
 @pytest.mark.smoke
+@pytest.mark.parametrize("placement", ["query", "post_filter"])
 @pytest.mark.parametrize("filter, conditions", FILTERS)
-def test_filtered_top_k_is_the_unfiltered_ranking_restricted(catalogue, filter, conditions):
+def test_filtered_top_k_is_the_unfiltered_ranking_restricted(catalogue, filter, conditions, placement, monkeypatch):
     index, lines, _ = catalogue
+    # Each place the filter can go (chosen by its share of the index), whatever its share here.
+    monkeypatch.setattr(index, "filter_share", lambda clauses: 0.0 if placement == "query" else 1.0)
+    assert ("post_filter" in index.body(QUERIES[0], filter=filter)) == (placement == "post_filter")
     for text in QUERIES:
         everything = index.search(text, k=2000)
         expected = [h for h in everything if _matches(_line_view(lines[h.id]), conditions)]
@@ -275,6 +297,20 @@ def test_filtered_hybrid_and_pruned_hits_all_match(catalogue):
         if index.cluster.engine.name == "elasticsearch":
             pruned = index.search(text, k=10, pruning=Pruning(), filter=filter)
             assert pruned and all(_matches(lines[h.id], conditions) for h in pruned)
+
+
+def test_the_filter_goes_where_its_share_of_the_index_puts_it(catalogue):
+    index, lines, _ = catalogue
+    broad, narrow = ["in_stock=true"], ["category=books", "rating=5", "tenant=t3"]
+    for conditions, expected in ((broad, [("in_stock", "=", True)]),
+                                 (narrow, [("category", "=", "books"), ("rating", "=", 5), ("tenant", "=", "t3")])):
+        share = index.filter_share(index.filter_clauses(conditions))
+        assert share == sum(_matches(line, expected) for line in lines.values()) / len(lines)
+    assert index.filter_share(index.filter_clauses(broad)) > POST_FILTER_SHARE > index.filter_share(
+        index.filter_clauses(narrow)) > 0
+    assert "post_filter" in index.body(QUERIES[0], filter=broad)
+    assert "post_filter" not in index.body(QUERIES[0], filter=narrow)
+    assert index.filter_share(index.filter_clauses("category=none-such")) == 0.0
 
 
 def test_a_filter_never_brings_in_documents_the_query_does_not_match(catalogue):
@@ -394,7 +430,9 @@ def test_cli_filters_and_fields(catalogue):
     assert (result.exit_code, result.output) == (0, "no hits\n")
     body = json.loads(CliRunner().invoke(cli, ["-q", "query", "lift", "--index", index.name, "--url", index.cluster.url,
                                                "--filter", "tenant=t3"]).output)
-    assert body["query"]["bool"]["filter"] == [{"term": {"tenant.keyword": "t3"}}]
+    # A seventh of the index: a post_filter, the query as it is unfiltered.
+    assert body["post_filter"] == {"bool": {"filter": [{"term": {"tenant.keyword": "t3"}}]}}
+    assert "filter" not in body["query"]["bool"]
 
 
 def test_cli_refuses_bad_filters_and_mappings_in_one_line(tmp_path):

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 
 from splade_os.documents.vectors import unpack
 from splade_os.query.bodies import weighted_terms
+from splade_os.query.filters import restricted
 from splade_os.query.hits import Hit, as_text, contributions
 
 
@@ -94,7 +95,8 @@ def _vector(index, source: dict, keys) -> Dict[str, float]:
 
 def _engine_shares(index, text: str, ids: List[str], terms: Dict[str, float], encoder) -> Dict[str, Dict[str, float]]:
     """{id: {key: document weight}} read from the engine's explanation of the SPLADE body, restricted to `ids`."""
-    body = index.body(text, len(ids), encoder, filter={"ids": {"values": ids}}, source=False)
+    # A handful of ids: the filter belongs in the query (no share to count).
+    body = restricted(index.body(text, len(ids), encoder, source=False), [{"ids": {"values": ids}}])
     body["explain"] = True
     answer = index.request_search(body)
     shares = {}

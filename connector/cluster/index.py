@@ -176,6 +176,10 @@ def _show(value) -> str:
     return repr(value)
 
 
+FILTER_SHARE_SECONDS = 300.0  # how long `SpladeIndex.filter_share` trusts a count
+FILTER_SHARES_KEPT = 256  # filters whose share an index remembers (the oldest forgotten first)
+
+
 class SpladeIndex:
     """An index (or alias) on a cluster that splade-os created for one model.
 
@@ -189,6 +193,7 @@ class SpladeIndex:
     def __init__(self, cluster, name: str):
         self.cluster = cluster
         self.name = name
+        self._filter_shares: dict = {}  # filter clauses (JSON) -> (when counted, share of the index)
 
     def __repr__(self) -> str:
         return f"SpladeIndex({self.cluster.url!r}, {self.name!r})"
@@ -480,6 +485,27 @@ class SpladeIndex:
         `text` field compares its `keyword` sub-field (the engines' dynamic mapping of strings)."""
         return filter_clauses(filter, self.field_types if filter is not None else None)
 
+    def filter_share(self, clauses: List[dict]) -> float:
+        """The share of this index's documents that match every filter clause (0 for an empty index).
+
+        Counted with one request, then remembered for `FILTER_SHARE_SECONDS`: it only chooses where
+        a search body puts its filter (`splade_os.query.filters.restricted`), which is exact either way.
+        """
+        key = json.dumps(clauses, sort_keys=True)
+        now = time.monotonic()
+        known = self._filter_shares.get(key)
+        if known and now - known[0] < FILTER_SHARE_SECONDS:
+            return known[1]
+        answer = self.request_search({"size": 0, "track_total_hits": True,
+                                      "aggs": {"matching": {"filter": {"bool": {"filter": clauses}}}}})
+        total = answer["hits"]["total"]
+        total = total["value"] if isinstance(total, dict) else total
+        share = answer["aggregations"]["matching"]["doc_count"] / total if total else 0.0
+        if len(self._filter_shares) >= FILTER_SHARES_KEPT:
+            self._filter_shares.pop(next(iter(self._filter_shares)))
+        self._filter_shares[key] = (now, share)
+        return share
+
     def body(self, text: str, k: Optional[int] = None, encoder=None, *, options=None, max_clauses=None,
              **given) -> dict:
         """The search body an app sends for `text` (the index's field, engine and clause cap).
@@ -492,13 +518,18 @@ class SpladeIndex:
                 a filter (`=` on a `text` field compares its `keyword` sub-field), the `_source`
                 fields; `given`: the same by name over it (`filter="price<20"`, `two_phase=True`).
             max_clauses: the most query clauses (default: the cluster's `indices.query.bool.max_clause_count`).
+
+        A filter matching 5% of the index or more (`filter_share`, counted once per filter) is sent
+        as the body's `post_filter`, a narrower one beside the query's clauses: the faster place for
+        each, with the same hits and scores (`splade_os.query.filters.restricted`).
         """
         options = search_options(options, k=k, **given)
         encoder = encoder or self._default_encoder
+        clauses = self.filter_clauses(options.filter)
+        share = self.filter_share(clauses) if clauses and options.pruning is None else None
         return query_body(encoder.weights(text), encoder.keys, self.cluster.engine, field=self.field, size=options.k,
                           max_clauses=max_clauses or self.cluster.max_clause_count, source=self.source(options.source),
-                          pruning=options.pruning, two_phase=options.two_phase,
-                          filters=self.filter_clauses(options.filter))
+                          pruning=options.pruning, two_phase=options.two_phase, filters=clauses, filter_share=share)
 
     def bm25_body(self, text: str, k: int = 10, source=None, filter=None, fields=None) -> dict:
         """The BM25 search body on this index: `multi_match` over its title and text fields (or

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from splade_os.common.errors import InputError
 from splade_os.query.engine import engine_named
-from splade_os.query.filters import filter_clauses, filtered
+from splade_os.query.filters import filter_clauses, filtered, restricted
 
 DEFAULT_FIELD = "splade"
 DEFAULT_MAX_CLAUSES = 1024  # indices.query.bool.max_clause_count's default
@@ -141,12 +141,14 @@ def rescore_clause(rest: Sequence[Tuple[str, float]], window: int, field: str, e
 def query_body(weights: Dict[int, float], keys: Sequence[str], engine, *, field: str = DEFAULT_FIELD,
                size: int = 10, max_clauses: int = DEFAULT_MAX_CLAUSES, source=None,
                pruning: Optional[Pruning] = None, two_phase: Optional[TwoPhase] = None,
-               filters: Sequence[dict] = ()) -> dict:
+               filters: Sequence[dict] = (), filter_share: Optional[float] = None) -> dict:
     """The search body from {token id: weight} for `engine` ("opensearch", "elasticsearch" or an
     `Engine`); see `splade_os.query.QueryEncoder.to_dsl` for the other arguments.
 
     `filters`: filter clauses (`splade_os.query.filters.filter_clauses`); the first pass is
     restricted to them, a rescore needs no filter (it only re-scores hits of the first pass).
+    `filter_share`: the share of the index they match, when known: a broad filter is sent as the
+    body's `post_filter` (`splade_os.query.filters.restricted`).
     """
     if pruning is not None and two_phase is not None:
         raise InputError("give pruning or two-phase search, not both (each is a first pass and a rescore)")
@@ -160,7 +162,7 @@ def query_body(weights: Dict[int, float], keys: Sequence[str], engine, *, field:
         body["rescore"] = rescore_clause(terms[two_phase.tokens:], max(two_phase.window, size), field, engine)
     else:
         body["query"] = feature_query(terms, field, engine)
-    body["query"] = filtered(body["query"], list(filters))
+    body = restricted(body, list(filters), filter_share)
     if source is not None:
         body["_source"] = source
     return body

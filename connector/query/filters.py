@@ -12,15 +12,22 @@ nothing to the score), or a condition in a small syntax for the common cases:
 Values are sent as strings; the engines read them as the field's type (numbers, dates,
 booleans). Several conditions are ANDed.
 
-A SPLADE query (a bool of `should` clauses) takes the filter beside its clauses with
-`"minimum_should_match": 1`: a bool with a `filter` clause makes its `should` clauses optional, so
-without it documents matching none of the query's tokens would come back with score 0 just for
-passing the filter. That flat shape is the one Lucene 10 (OpenSearch 3.x) scores with its
-filtered MaxScore bulk scorer, skipping blocks that cannot reach the top k as an unfiltered query
-does; nested as `{"bool": {"must": [query], "filter": [...]}}` it runs as a conjunction and scores
-every document the filter lets through (measured in benchmarks/README.md, bench_filter.py). Any
-other query (BM25's `multi_match`, a pruned `sparse_vector`) is nested that way. Either way a hit
-must match the query and the filter, with the query's score.
+Where the filter goes (`restricted`) depends on how much of the index it lets through, which
+`SpladeIndex.filter_share` counts once per filter:
+
+- 5% of the index or more (`POST_FILTER_SHARE`): the SPLADE query is sent as it is unfiltered,
+  the filter as the body's `post_filter`. Hits failing it are dropped as they are collected, so
+  the top k is exact, and the query keeps the block skipping it has unfiltered, which a filter
+  clause narrows: Lucene checks a filter clause document by document inside its MaxScore scorer.
+- Narrower (or its share unknown, as in `QueryEncoder.to_dsl`): beside the SPLADE query's
+  `should` clauses, with `"minimum_should_match": 1` (without it a bool with a `filter` clause
+  makes its `should` clauses optional, and documents matching none of the query's tokens would
+  come back with score 0 just for passing the filter). Here the filter leads: few documents to
+  score. A post_filter would make the query find k passing hits among many failing ones.
+
+Any other query (BM25's `multi_match`, a pruned `sparse_vector`) is nested:
+`{"bool": {"must": [query], "filter": [...]}}`. Every way, a hit must match the query and the
+filter, with the query's score (measured in benchmarks/README.md, bench_filter.py).
 
 Example:
     >>> filter_clauses(["category=books", "price<20"])
@@ -128,15 +135,47 @@ def filter_clauses(filter, field_types: Optional[Dict[str, dict]] = None) -> Lis
     return clauses
 
 
+# A filter matching at least this share of the index restricts a SPLADE query as the body's
+# `post_filter`; a narrower one goes beside the query's clauses. Measured on both engines
+# (benchmarks/bench_filter.py): broad filters cost 1.5-1.7x the unfiltered p50 beside the clauses
+# and 1.1-1.2x as a post_filter; at 0.5% of the index the post_filter is the slower one.
+POST_FILTER_SHARE = 0.05
+
+
+def _disjunction(query: dict) -> Optional[list]:
+    """The `should` clauses of a pure disjunction (a SPLADE query), else None."""
+    inner = query.get("bool")
+    if isinstance(inner, dict) and set(inner) == {"should"} and inner["should"]:
+        return inner["should"]
+    return None
+
+
 def filtered(query: dict, clauses: List[dict]) -> dict:
     """`query` restricted to documents matching every clause, its scores unchanged."""
     if not clauses or "match_none" in query:
         return query
-    inner = query.get("bool")
-    if isinstance(inner, dict) and set(inner) == {"should"} and inner["should"]:
-        # A pure disjunction: the filter beside its clauses, one of which must still match.
-        return {"bool": {"should": inner["should"], "filter": list(clauses), "minimum_should_match": 1}}
+    should = _disjunction(query)
+    if should is not None:
+        # The filter beside the query's clauses, one of which must still match.
+        return {"bool": {"should": should, "filter": list(clauses), "minimum_should_match": 1}}
     return {"bool": {"must": [query], "filter": list(clauses)}}
+
+
+def restricted(body: dict, clauses: List[dict], share: Optional[float] = None) -> dict:
+    """A search `body` whose hits must also match every clause, their scores unchanged.
+
+    `share`: the share of the index the clauses match, when known. A SPLADE query with a filter
+    matching at least `POST_FILTER_SHARE` of the index keeps its query as it is and takes the
+    filter as `post_filter`: hits that fail it are dropped as they are collected, so the top k is
+    still exact, and the query keeps skipping blocks as it does unfiltered (a rescore, as in
+    two-phase search, re-scores the post-filtered hits). Otherwise the filter goes in the query
+    (`filtered`).
+    """
+    if not clauses or "match_none" in body["query"]:
+        return body
+    if share is not None and share >= POST_FILTER_SHARE and _disjunction(body["query"]) is not None:
+        return {**body, "post_filter": {"bool": {"filter": list(clauses)}}}
+    return {**body, "query": filtered(body["query"], clauses)}
 
 
 def mapped_fields(properties: dict, prefix: str = "") -> Dict[str, dict]:
