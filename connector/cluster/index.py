@@ -491,7 +491,7 @@ class SpladeIndex:
         Counted with one request, then remembered for `FILTER_SHARE_SECONDS`: it only chooses where
         a search body puts its filter (`splade_os.query.filters.restricted`), which is exact either way.
         """
-        key = json.dumps(clauses, sort_keys=True)
+        key = json.dumps(clauses, sort_keys=True, default=str)  # a key only: dates and the like as text
         now = time.monotonic()
         known = self._filter_shares.get(key)
         if known and now - known[0] < FILTER_SHARE_SECONDS:
