@@ -485,8 +485,9 @@ class SpladeIndex:
         `text` field compares its `keyword` sub-field (the engines' dynamic mapping of strings)."""
         return filter_clauses(filter, self.field_types if filter is not None else None)
 
-    def filter_share(self, clauses: List[dict]) -> float:
-        """The share of this index's documents that match every filter clause (0 for an empty index).
+    def filter_share(self, clauses: List[dict]) -> Optional[float]:
+        """The share of this index's documents that match every filter clause (0 for an empty
+        index); None when the cluster could not count them (the search itself will say why).
 
         Counted with one request, then remembered for `FILTER_SHARE_SECONDS`: it only chooses where
         a search body puts its filter (`splade_os.query.filters.restricted`), which is exact either way.
@@ -496,8 +497,13 @@ class SpladeIndex:
         known = self._filter_shares.get(key)
         if known and now - known[0] < FILTER_SHARE_SECONDS:
             return known[1]
-        answer = self.request_search({"size": 0, "track_total_hits": True,
-                                      "aggs": {"matching": {"filter": {"bool": {"filter": clauses}}}}})
+        try:
+            # Asked once; the shards that answer are enough to choose a place.
+            answer = self.request_search({"size": 0, "track_total_hits": True,
+                                          "aggs": {"matching": {"filter": {"bool": {"filter": clauses}}}}},
+                                         options=SearchOptions(retry_budget=0, allow_partial_results=True))
+        except ClusterError:
+            return None
         total = answer["hits"]["total"]
         total = total["value"] if isinstance(total, dict) else total
         share = answer["aggregations"]["matching"]["doc_count"] / total if total else 0.0
