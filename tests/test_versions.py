@@ -26,11 +26,11 @@ def test_each_version_runs_on_its_java_and_gets_the_modules_its_zip_lacks(tmp_pa
     from splade_os.node import distribution
     from splade_os.node.engines import ELASTICSEARCH_NODE, OPENSEARCH_NODE, version_key
 
-    assert OPENSEARCH_NODE.versions[0] == OPENSEARCH_NODE.version and "2.19.4" in OPENSEARCH_NODE.versions
-    assert OPENSEARCH_NODE.java_range("2.19.4") == (17, 23)  # the security manager left Java 24
+    assert OPENSEARCH_NODE.versions[0] == OPENSEARCH_NODE.version and "2.19.6" in OPENSEARCH_NODE.versions
+    assert OPENSEARCH_NODE.java_range("2.19.6") == (17, 23)  # the security manager left Java 24
     assert OPENSEARCH_NODE.java_range("3.5.0") == OPENSEARCH_NODE.java_range("3.8.0") == (21, None)
     assert ELASTICSEARCH_NODE.java_range(ELASTICSEARCH_NODE.version) == (21, None)
-    assert version_key("2.19") == (2, 19, 0) < version_key("2.19.4") < version_key("3.5.0") < version_key("10.0.0")
+    assert version_key("2.19") == (2, 19, 0) < version_key("2.19.6") < version_key("3.5.0") < version_key("10.0.0")
     for bad in ("latest", "3.x", "", "3..5"):
         with pytest.raises(InputError, match="expected numbers and dots"):
             version_key(bad)
@@ -40,7 +40,7 @@ def test_each_version_runs_on_its_java_and_gets_the_modules_its_zip_lacks(tmp_pa
     copied = []
     monkeypatch.setattr(distribution, "_maven_copy", lambda artifact, target, what: (
         copied.append(artifact), target.parent.mkdir(parents=True), target.write_bytes(b"jar")))
-    for version, classname in (("2.19.4", "MapperExtrasPlugin"), ("3.4.0", "MapperExtrasModulePlugin")):
+    for version, classname in (("2.19.6", "MapperExtrasPlugin"), ("3.4.0", "MapperExtrasModulePlugin")):
         home = tmp_path / version
         distribution._add_modules(OPENSEARCH_NODE, version, home, show_progress=False)
         folder = home / "modules" / "mapper-extras"
@@ -49,8 +49,8 @@ def test_each_version_runs_on_its_java_and_gets_the_modules_its_zip_lacks(tmp_pa
                               "opensearch.version": version, "java.version": str(OPENSEARCH_NODE.java_range(version)[0]),
                               "classname": f"org.opensearch.index.mapper.{classname}"}
         assert (folder / f"mapper-extras-client-{version}.jar").is_file()
-    assert copied == ["org.opensearch.plugin:mapper-extras-client:2.19.4", "org.opensearch.plugin:mapper-extras-client:3.4.0"]
-    distribution._add_modules(OPENSEARCH_NODE, "2.19.4", tmp_path / "2.19.4", show_progress=False)
+    assert copied == ["org.opensearch.plugin:mapper-extras-client:2.19.6", "org.opensearch.plugin:mapper-extras-client:3.4.0"]
+    distribution._add_modules(OPENSEARCH_NODE, "2.19.6", tmp_path / "2.19.6", show_progress=False)
     assert len(copied) == 2
 
 

@@ -37,7 +37,7 @@ class Module:
 
 
 def version_key(version: str) -> Tuple[int, ...]:
-    """(major, minor, patch) of "2.19.4" (missing parts are 0), to compare versions.
+    """(major, minor, patch) of "2.19.6" (missing parts are 0), to compare versions.
 
     Raises:
         InputError: not a version of numbers and dots.
@@ -130,7 +130,7 @@ OPENSEARCH_NODE = NodeEngine(
     initial_masters="cluster.initial_cluster_manager_nodes",
     process_name="opensearch",
     jvm_files_in_logs=False,
-    versions=("3.5.0", "2.19.4", "3.8.0"),
+    versions=("3.5.0", "2.19.6", "3.8.0"),
     # 2.x needs the security manager that Java 24 removed; 3.x needs Java 21.
     java=(("1.0.0", 11, 23), ("2.0.0", 17, 23), ("3.0.0", 21, None)),
     modules=(Module(
