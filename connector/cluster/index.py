@@ -59,15 +59,20 @@ def retry_pauses(budget: float) -> List[float]:
     return pauses
 
 
+def _searches(answer: dict) -> List[dict]:
+    """The answers of each search in a search (one) or `_msearch` (its `responses`) answer."""
+    return answer.get("responses", [answer])
+
+
 def shard_counts(answer: dict) -> dict:
     """{"total", "successful", "skipped", "failed"} shard searches of a search (or `_msearch`) answer."""
-    searches = [found.get("_shards") or {} for found in answer.get("responses", [answer]) if "error" not in found]
+    searches = [found.get("_shards") or {} for found in _searches(answer) if "error" not in found]
     return {key: sum(s.get(key) or 0 for s in searches) for key in ("total", "successful", "skipped", "failed")}
 
 
 def _shard_problem(answer: dict) -> Optional[str]:
     """What is missing from a search (or `_msearch`) answer because shards failed; None if nothing."""
-    searches = answer.get("responses", [answer])
+    searches = _searches(answer)
     errors = [found["error"] for found in searches if "error" in found]
     if any(isinstance(e, dict) and e.get("type") == SHARD_FAILURE for e in errors):
         return f"{len(errors)} of {len(searches)} searches failed on every shard ({SHARD_FAILURE})"
@@ -677,8 +682,7 @@ class SpladeIndex:
             if problem is None:
                 return answer
             if pause is None:
-                if options.allow_partial_results and not any("error" in found
-                                                             for found in answer.get("responses", [answer])):
+                if options.allow_partial_results and not any("error" in found for found in _searches(answer)):
                     return answer
                 raise ClusterError(f"searching {self.name!r}: {problem}")
             time.sleep(pause)
