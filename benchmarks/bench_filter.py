@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Benchmark 7: what a filter costs a search, on both engines.
 
-Vaswani's 11,429 abstracts are ingested with fields a catalogue has (`tenant`, `category`,
+Vaswani's 11,429 abstracts (with `--repeat R`, R times as many documents: the abstracts, then
+documents each made of two abstracts, seeded pairs, all distinct, so that a larger index has no
+copies whose tied scores fill a top k) are ingested with fields a catalogue has (`tenant`, `category`,
 `price`, `published`, `in_stock`, `rating`; typed by a `--mapping`-style mapping, so `category` and
 `tenant` are keywords), once per engine, on a throw-away local node of each (or `--url`). Each of
 Vaswani's 93 queries is then sent as the SPLADE body of `SpladeIndex.body`, size 10, without a
@@ -9,15 +11,16 @@ filter and with each filter below, one request at a time, the variants interleav
 for `--passes` passes after a warm-up pass; the client-side latency (request to parsed response)
 and the engine's `took` are reported as p50/p99, and the hits each variant returned on average.
 Each filter is sent as `SpladeIndex.body` sends it ("sent as": a filter matching 5% of the index
-or more as `post_filter`, a narrower one beside the query's clauses), and in each shape side by
-side: "(flat)", beside the SPLADE clauses with `minimum_should_match: 1`; "(nested)", the query
-under `must` beside the filter (what it sent first); "(post_filter)", the unfiltered query with the
-filter as the body's `post_filter`. The hits are the same.
+or more as `post_filter`, a narrower one as a conjunction), and in each shape side by side:
+"(flat)", beside the SPLADE clauses with `minimum_should_match: 1` (what goes when the share is
+unknown); "(conjunction)", the query and the filter as two `must` clauses, the filter a
+`constant_score` of boost 0; "(post_filter)", the unfiltered query with the filter as the body's
+`post_filter`. The hits and scores are the same.
 
 Filters, from broad to narrow (the share of the index each matches is recorded):
 in_stock=true (2/3), published>=2024-01-01 (1/2), tenant=t3 (1/7), category=books & price<20
-(~1/13), category=books & tenant=t3 (1/35), the same & in_stock=true (~1/50), category=books &
-rating=5 & tenant=t3 (~1/200), and one matching nothing.
+(~1/13), tenant=t3 & rating<2 (1/21), category=books & tenant=t3 (1/35), the same & in_stock=true
+(~1/50), category=books & rating=5 & tenant=t3 (~1/200), and one matching nothing.
 
     python benchmarks/bench_filter.py --out benchmarks/results/filter-cpu.json
     python benchmarks/bench_filter.py --repeat 5 --out benchmarks/results/filter-cpu-57k.json   # 57,145 documents
@@ -26,6 +29,7 @@ rating=5 & tenant=t3 (~1/200), and one matching nothing.
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -39,7 +43,7 @@ from benchlib import arguments, cluster, drop, machine, query_texts, save_result
 from splade_os.cluster.index import IndexSettings  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
 from splade_os.models.resolve import resolve_model  # noqa: E402
-from splade_os.query.filters import filtered, restricted  # noqa: E402
+from splade_os.query.filters import conjunction, filtered, restricted  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "vaswani"
 INDEX = "bench-filter"
@@ -52,6 +56,7 @@ FILTERS = {
     "published>=2024-01-01": ["published>=2024-01-01"],
     "tenant=t3": ["tenant=t3"],
     "category=books, price<20": ["category=books", "price<20"],
+    "tenant=t3, rating<2": ["tenant=t3", "rating<2"],
     "category=books, tenant=t3": ["category=books", "tenant=t3"],
     "category=books, tenant=t3, in_stock=true": ["category=books", "tenant=t3", "in_stock=true"],
     "category=books, rating=5, tenant=t3": ["category=books", "rating=5", "tenant=t3"],
@@ -60,18 +65,21 @@ FILTERS = {
 
 
 def catalogue(corpus: Path, out: Path, docs: int, repeat: int = 1) -> int:
-    """The corpus (`repeat` times, ids made distinct) with catalogue fields added to each line
-    (deterministic in the line number)."""
-    written = 0
+    """The corpus, then (`repeat` > 1) documents each made of two of its texts (seeded pairs, ids
+    `p<n>`) up to `repeat` times its size, with catalogue fields added to each line (deterministic
+    in the line number)."""
     with open(corpus, encoding="utf-8") as source:
-        originals = source.read().splitlines()
+        originals = [json.loads(line) for line in source if line.strip()]
+    pairs = random.Random(0)
+    written = 0
     with open(out, "w", encoding="utf-8") as target:
-        for i, line in enumerate(originals * repeat):
-            if written >= docs:
-                break
-            record = json.loads(line)
-            if i >= len(originals):
-                record["_id"] = f"{record['_id']}-{i // len(originals)}"
+        for i in range(min(docs, len(originals) * repeat)):
+            if i < len(originals):
+                record = dict(originals[i])
+            else:
+                first, second = originals[pairs.randrange(len(originals))], originals[pairs.randrange(len(originals))]
+                record = {"_id": f"p{i}", "title": first.get("title") or "",
+                          "text": f"{first.get('text') or ''} {second.get('title') or ''} {second.get('text') or ''}"}
             record.update(tenant=f"t{i % 7}", category=CATEGORIES[i % 5], price=round(5 + (i * 37 % 400) / 10, 2),
                           published=f"20{20 + i % 8}-{1 + i % 12:02d}-{1 + i % 28:02d}", in_stock=i % 3 != 0,
                           rating=i % 6)
@@ -81,9 +89,9 @@ def catalogue(corpus: Path, out: Path, docs: int, repeat: int = 1) -> int:
 
 
 SHAPES = {
-    # Where the filter goes; the hits are the same.
+    # Where the filter goes; the hits and scores are the same.
     "flat": lambda plain, clauses: {**plain, "query": filtered(plain["query"], clauses)},
-    "nested": lambda plain, clauses: {**plain, "query": {"bool": {"must": [plain["query"]], "filter": clauses}}},
+    "conjunction": lambda plain, clauses: {**plain, "query": conjunction(plain["query"], clauses)},
     "post_filter": lambda plain, clauses: restricted(plain, clauses, share=1.0),
 }
 
@@ -98,7 +106,7 @@ def measure(index, queries, passes: int) -> dict:
         bodies[name] = [index.body(q, 10, source=False, filter=f) for q in queries]
         if f is not None:
             clauses = index.filter_clauses(f)
-            chosen[name] = "post_filter" if "post_filter" in bodies[name][0] else "flat"
+            chosen[name] = "post_filter" if "post_filter" in bodies[name][0] else "conjunction"
             for shape, build in SHAPES.items():
                 bodies[f"{name} ({shape})"] = [build(body, clauses) if "bool" in body["query"] else body
                                                for body in plain]

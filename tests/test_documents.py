@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from splade_os.bulk import BulkLines
 from splade_os.corpus import CorpusFields, Document, Rejected, parse_line
 from splade_os.common.errors import ClusterError, InputError
-from splade_os.query.filters import (POST_FILTER_SHARE, RANGES, Condition, filter_clauses, filtered, parse_condition,
-                                     restricted)
+from splade_os.query.filters import (POST_FILTER_SHARE, RANGES, Condition, conjunction, filter_clauses, filtered,
+                                     parse_condition, restricted)
 from splade_os.query.hybrid import Hybrid
 from splade_os.formats.identity import ModelIdentity
 from splade_os.cluster.index import IndexSettings
@@ -94,21 +94,30 @@ def test_a_filter_never_makes_the_query_optional():
     assert filtered({"match_all": {}}, []) == {"match_all": {}}
 
 
-def test_a_broad_filter_is_a_post_filter_and_a_narrow_one_is_in_the_query():
+def test_a_broad_filter_is_a_post_filter_and_a_narrow_one_a_conjunction():
     weights, keys, clauses = {1: 2.0, 2: 1.0}, ["a", "b", "c"], [{"term": {"x": "1"}}]
     plain = query_body(weights, keys, engine="opensearch")
     broad = query_body(weights, keys, engine="opensearch", filters=clauses, filter_share=POST_FILTER_SHARE)
     # The query as it is unfiltered, the filter dropping hits as they are collected.
     assert broad == {**plain, "post_filter": {"bool": {"filter": clauses}}}
+    # Narrow: the query and the filter both required, the filter scoring 0 (the query's scores).
     narrow = query_body(weights, keys, engine="opensearch", filters=clauses, filter_share=POST_FILTER_SHARE / 2)
-    assert "post_filter" not in narrow and narrow["query"]["bool"]["filter"] == clauses
-    assert narrow == query_body(weights, keys, engine="opensearch", filters=clauses)  # share unknown: in the query
+    assert narrow == {**plain, "query": {"bool": {"must": [plain["query"], {"constant_score": {
+        "filter": clauses[0], "boost": 0}}]}}}
+    both = [{"term": {"x": "1"}}, {"range": {"y": {"lt": "2"}}}]
+    assert conjunction(plain["query"], both)["bool"]["must"][1] == {"constant_score": {
+        "filter": {"bool": {"filter": both}}, "boost": 0}}
+    # Share unknown: beside the query's clauses.
+    unknown = query_body(weights, keys, engine="opensearch", filters=clauses)
+    assert "post_filter" not in unknown and unknown["query"]["bool"]["filter"] == clauses
     two = query_body(weights, keys, engine="opensearch", two_phase=TwoPhase(tokens=1), filters=clauses, filter_share=1)
     assert two["post_filter"] == {"bool": {"filter": clauses}} and "filter" not in json.dumps([two["query"], two["rescore"]])
-    # Only a SPLADE disjunction takes a post_filter; a query matching nothing stays as it is.
-    pruned = query_body(weights, keys, engine="elasticsearch", pruning=Pruning(), filters=clauses, filter_share=1)
-    assert "post_filter" not in pruned and pruned["query"]["bool"]["filter"] == clauses
+    # Only a SPLADE disjunction takes a post_filter or a conjunction; a query matching nothing stays as it is.
+    for share in (1, 0):
+        pruned = query_body(weights, keys, engine="elasticsearch", pruning=Pruning(), filters=clauses, filter_share=share)
+        assert "post_filter" not in pruned and pruned["query"]["bool"]["filter"] == clauses
     assert restricted({"query": {"match_none": {}}}, clauses, 1.0) == {"query": {"match_none": {}}}
+    assert restricted({"query": {"match_none": {}}}, clauses, 0.0) == {"query": {"match_none": {}}}
 
 
 # -- what a document keeps ----------------------------------------------------------------------
@@ -265,13 +274,15 @@ def _same_ranking(got, expected, k):
 
 
 @pytest.mark.smoke
-@pytest.mark.parametrize("placement", ["query", "post_filter"])
+@pytest.mark.parametrize("placement", ["beside", "conjunction", "post_filter"])
 @pytest.mark.parametrize("filter, conditions", FILTERS)
 def test_filtered_top_k_is_the_unfiltered_ranking_restricted(catalogue, filter, conditions, placement, monkeypatch):
     index, lines, _ = catalogue
     # Each place the filter can go (chosen by its share of the index), whatever its share here.
-    monkeypatch.setattr(index, "filter_share", lambda clauses: 0.0 if placement == "query" else 1.0)
-    assert ("post_filter" in index.body(QUERIES[0], filter=filter)) == (placement == "post_filter")
+    share = {"beside": None, "conjunction": 0.0, "post_filter": 1.0}[placement]
+    monkeypatch.setattr(index, "filter_share", lambda clauses: share)
+    body = json.dumps(index.body(QUERIES[0], filter=filter))
+    assert ("post_filter" in body, "constant_score" in body) == (placement == "post_filter", placement == "conjunction")
     for text in QUERIES:
         everything = index.search(text, k=2000)
         expected = [h for h in everything if _matches(_line_view(lines[h.id]), conditions)]
@@ -310,6 +321,7 @@ def test_the_filter_goes_where_its_share_of_the_index_puts_it(catalogue):
         index.filter_clauses(narrow)) > 0
     assert "post_filter" in index.body(QUERIES[0], filter=broad)
     assert "post_filter" not in index.body(QUERIES[0], filter=narrow)
+    assert "constant_score" in index.body(QUERIES[0], filter=narrow)["query"]["bool"]["must"][1]
     assert index.filter_share(index.filter_clauses("category=none-such")) == 0.0
 
 

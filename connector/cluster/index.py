@@ -531,8 +531,9 @@ class SpladeIndex:
             max_clauses: the most query clauses (default: the cluster's `indices.query.bool.max_clause_count`).
 
         A filter matching 5% of the index or more (`filter_share`, counted once per filter) is sent
-        as the body's `post_filter`, a narrower one beside the query's clauses: the faster place for
-        each, with the same hits and scores (`splade_os.query.filters.restricted`).
+        as the body's `post_filter`, a narrower one in the query as a conjunction (the filter a
+        required clause scoring 0): the faster place for each, with the same hits and scores
+        (`splade_os.query.filters.restricted`).
         """
         options = search_options(options, k=k, **given)
         encoder = encoder or self._default_encoder

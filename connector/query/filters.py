@@ -18,12 +18,17 @@ Where the filter goes (`restricted`) depends on how much of the index it lets th
 - 5% of the index or more (`POST_FILTER_SHARE`): the SPLADE query is sent as it is unfiltered,
   the filter as the body's `post_filter`. Hits failing it are dropped as they are collected, so
   the top k is exact, and the query keeps the block skipping it has unfiltered, which a filter
-  clause narrows: Lucene checks a filter clause document by document inside its MaxScore scorer.
-- Narrower (or its share unknown, as in `QueryEncoder.to_dsl`): beside the SPLADE query's
-  `should` clauses, with `"minimum_should_match": 1` (without it a bool with a `filter` clause
-  makes its `should` clauses optional, and documents matching none of the query's tokens would
-  come back with score 0 just for passing the filter). Here the filter leads: few documents to
-  score. A post_filter would make the query find k passing hits among many failing ones.
+  in the query narrows.
+- Narrower: a conjunction of two required clauses, the SPLADE query and the filter scoring 0
+  (`{"bool": {"must": [query, {"constant_score": {"filter": ..., "boost": 0}}]}}`). Lucene
+  runs it with its block-max conjunction: the filter leads, and blocks whose best possible score
+  cannot enter the top k are skipped. Scores are the query's (plus 0).
+- Share unknown (as in `QueryEncoder.to_dsl`, or explain's handful of ids): beside the SPLADE
+  query's `should` clauses, with `"minimum_should_match": 1` (without it a bool with a `filter`
+  clause makes its `should` clauses optional, and documents matching none of the query's tokens
+  would come back with score 0 just for passing the filter). The least slow place when the
+  share can be anything: 1.0-1.1x the unfiltered p50 for a narrow filter, 1.5-2x for a broad one,
+  where the conjunction costs up to 2.4x.
 
 Any other query (BM25's `multi_match`, a pruned `sparse_vector`) is nested:
 `{"bool": {"must": [query], "filter": [...]}}`. Every way, a hit must match the query and the
@@ -136,9 +141,9 @@ def filter_clauses(filter, field_types: Optional[Dict[str, dict]] = None) -> Lis
 
 
 # A filter matching at least this share of the index restricts a SPLADE query as the body's
-# `post_filter`; a narrower one goes beside the query's clauses. Measured on both engines
-# (benchmarks/bench_filter.py): broad filters cost 1.5-1.7x the unfiltered p50 beside the clauses
-# and 1.1-1.2x as a post_filter; at 0.5% of the index the post_filter is the slower one.
+# `post_filter`; a narrower one goes in the query as a conjunction. Measured on both engines
+# (benchmarks/bench_filter.py, benchmarks/README.md section 7): the two places cross between 3%
+# and 7.5% of the index.
 POST_FILTER_SHARE = 0.05
 
 
@@ -161,20 +166,31 @@ def filtered(query: dict, clauses: List[dict]) -> dict:
     return {"bool": {"must": [query], "filter": list(clauses)}}
 
 
+def conjunction(query: dict, clauses: List[dict]) -> dict:
+    """`query` and the filter as two required clauses, the filter scoring 0: the query's scores,
+    and Lucene's block-max conjunction (a `filter` clause would be inlined beside the query's
+    `should` clauses instead, which Lucene checks document by document)."""
+    if not clauses or "match_none" in query:
+        return query
+    only = clauses[0] if len(clauses) == 1 else {"bool": {"filter": list(clauses)}}
+    return {"bool": {"must": [query, {"constant_score": {"filter": only, "boost": 0}}]}}
+
+
 def restricted(body: dict, clauses: List[dict], share: Optional[float] = None) -> dict:
     """A search `body` whose hits must also match every clause, their scores unchanged.
 
-    `share`: the share of the index the clauses match, when known. A SPLADE query with a filter
-    matching at least `POST_FILTER_SHARE` of the index keeps its query as it is and takes the
-    filter as `post_filter`: hits that fail it are dropped as they are collected, so the top k is
-    still exact, and the query keeps skipping blocks as it does unfiltered (a rescore, as in
-    two-phase search, re-scores the post-filtered hits). Otherwise the filter goes in the query
-    (`filtered`).
+    `share`: the share of the index the clauses match, when known. For a SPLADE query (a pure
+    disjunction) it picks the place (see the module docstring): `post_filter` from
+    `POST_FILTER_SHARE` up (a rescore, as in two-phase search, re-scores the post-filtered hits),
+    a `conjunction` below it, `filtered` (beside the query's clauses) when unknown. Any other
+    query is nested under `must` beside the filter.
     """
     if not clauses or "match_none" in body["query"]:
         return body
-    if share is not None and share >= POST_FILTER_SHARE and _disjunction(body["query"]) is not None:
-        return {**body, "post_filter": {"bool": {"filter": list(clauses)}}}
+    if share is not None and _disjunction(body["query"]) is not None:
+        if share >= POST_FILTER_SHARE:
+            return {**body, "post_filter": {"bool": {"filter": list(clauses)}}}
+        return {**body, "query": conjunction(body["query"], clauses)}
     return {**body, "query": filtered(body["query"], clauses)}
 
 
