@@ -56,6 +56,19 @@ def test_dsl_shape(encoder):
     assert "splade.%2E" in {c["rank_feature"]["field"] for c in clauses}
 
 
+def test_dsl_places_a_filter_by_the_share_the_app_gives(encoder):
+    text, filter = "pressure distribution on a wing.", "tenant=t3"
+    plain = encoder.to_dsl(text, "opensearch")
+    beside = encoder.to_dsl(text, "opensearch", filter=filter)
+    assert beside["query"]["bool"]["filter"] == [{"term": {"tenant": "t3"}}]
+    assert beside["query"]["bool"]["should"] == plain["query"]["bool"]["should"]
+    assert encoder.to_dsl(text, "opensearch", filter=filter, filter_share=0.2) == {
+        **plain, "post_filter": {"bool": {"filter": [{"term": {"tenant": "t3"}}]}}}
+    narrow = encoder.to_dsl(text, "opensearch", filter=filter, filter_share=0.001)
+    assert narrow["query"]["bool"]["must"] == [plain["query"], {"constant_score": {
+        "filter": {"term": {"tenant": "t3"}}, "boost": 0}}]
+
+
 def test_clause_cap_keeps_highest_weights():
     keys = [f"t{i}" for i in range(10)]
     with warnings.catch_warnings(record=True) as caught:

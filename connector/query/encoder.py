@@ -174,7 +174,8 @@ class QueryEncoder:
         return {keys[i]: w for i, w in self.weights(text).items()}
 
     def to_dsl(self, text: str, engine, options: Optional[SearchOptions] = None, *, field: str = DEFAULT_FIELD,
-               max_clauses: int = DEFAULT_MAX_CLAUSES, size: Optional[int] = None, **given) -> dict:
+               max_clauses: int = DEFAULT_MAX_CLAUSES, size: Optional[int] = None,
+               filter_share: Optional[float] = None, **given) -> dict:
         """The search body for a query, from the model alone (`SpladeIndex.body` knows the index).
 
         Args:
@@ -189,12 +190,16 @@ class QueryEncoder:
             field: the sparse field documents were indexed into.
             max_clauses: the cluster's `indices.query.bool.max_clause_count`; the highest
                 weights are kept when a query has more tokens than that.
+            filter_share: the share of the index the filter matches, when the app knows it (a
+                tenant among hundreds): the filter then goes where `SpladeIndex.body` puts it, as
+                the body's `post_filter` from 5% up, else as a conjunction with the query. Unknown
+                (None), it goes beside the query's clauses, the least slow place for any share.
         """
         options = search_options(options, k=size, **given)
         source = None if options.source is True else options.source
         return query_body(self.weights(text), self.keys, engine, field=field, size=options.k, max_clauses=max_clauses,
                           source=source, pruning=options.pruning, two_phase=options.two_phase,
-                          filters=filter_clauses(options.filter))
+                          filters=filter_clauses(options.filter), filter_share=filter_share)
 
 
 def _read_tokenizer(path: Path):
