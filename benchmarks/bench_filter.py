@@ -39,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_scale import synthetic_text  # noqa: E402
 from benchlib import arguments, cluster, drop, machine, query_texts, save_results, table, working_dir  # noqa: E402
 from splade_os.cluster.index import IndexSettings  # noqa: E402
 from splade_os.ingest import IngestOptions, ingest  # noqa: E402
@@ -76,10 +77,10 @@ def catalogue(corpus: Path, out: Path, docs: int, repeat: int = 1) -> int:
         for i in range(min(docs, len(originals) * repeat)):
             if i < len(originals):
                 record = dict(originals[i])
-            else:
-                first, second = originals[pairs.randrange(len(originals))], originals[pairs.randrange(len(originals))]
-                record = {"_id": f"p{i}", "title": first.get("title") or "",
-                          "text": f"{first.get('text') or ''} {second.get('title') or ''} {second.get('text') or ''}"}
+            else:  # two texts joined as bench_scale joins them
+                fields = synthetic_text(originals[pairs.randrange(len(originals))],
+                                        originals[pairs.randrange(len(originals))])
+                record = {"_id": f"p{i}", "title": fields["title"], "text": fields["text"]}
             record.update(tenant=f"t{i % 7}", category=CATEGORIES[i % 5], price=round(5 + (i * 37 % 400) / 10, 2),
                           published=f"20{20 + i % 8}-{1 + i % 12:02d}-{1 + i % 28:02d}", in_stock=i % 3 != 0,
                           rating=i % 6)

@@ -30,7 +30,7 @@ from splade_os.evaluate import evaluate_index
 from splade_os.formats.identity import ModelIdentity
 from splade_os.query.bodies import bm25_body, query_body
 from splade_os.query.encoder import QueryEncoder
-from splade_os.query.filters import filter_clauses, mapped_fields
+from splade_os.query.filters import all_of, filter_clauses, mapped_fields
 from splade_os.query.hits import Hit, Hits
 from splade_os.query.hybrid import Hybrid, fuse, hit_lists, msearch_payload
 from splade_os.query.options import SearchOptions, search_options
@@ -505,7 +505,7 @@ class SpladeIndex:
         try:
             # Asked once; the shards that answer are enough to choose a place.
             answer = self.request_search({"size": 0, "track_total_hits": True,
-                                          "aggs": {"matching": {"filter": {"bool": {"filter": clauses}}}}},
+                                          "aggs": {"matching": {"filter": all_of(clauses)}}},
                                          options=SearchOptions(retry_budget=0, allow_partial_results=True))
         except ClusterError:
             return None

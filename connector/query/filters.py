@@ -147,6 +147,11 @@ def filter_clauses(filter, field_types: Optional[Dict[str, dict]] = None) -> Lis
 POST_FILTER_SHARE = 0.05
 
 
+def all_of(clauses: List[dict]) -> dict:
+    """One query matching the documents that match every clause (scoring nothing)."""
+    return {"bool": {"filter": list(clauses)}}
+
+
 def _disjunction(query: dict) -> Optional[list]:
     """The `should` clauses of a pure disjunction (a SPLADE query), else None."""
     inner = query.get("bool")
@@ -172,7 +177,7 @@ def conjunction(query: dict, clauses: List[dict]) -> dict:
     `should` clauses instead, which Lucene checks document by document)."""
     if not clauses or "match_none" in query:
         return query
-    only = clauses[0] if len(clauses) == 1 else {"bool": {"filter": list(clauses)}}
+    only = clauses[0] if len(clauses) == 1 else all_of(clauses)
     return {"bool": {"must": [query, {"constant_score": {"filter": only, "boost": 0}}]}}
 
 
@@ -189,7 +194,7 @@ def restricted(body: dict, clauses: List[dict], share: Optional[float] = None) -
         return body
     if share is not None and _disjunction(body["query"]) is not None:
         if share >= POST_FILTER_SHARE:
-            return {**body, "post_filter": {"bool": {"filter": list(clauses)}}}
+            return {**body, "post_filter": all_of(clauses)}
         return {**body, "query": conjunction(body["query"], clauses)}
     return {**body, "query": filtered(body["query"], clauses)}
 
